@@ -1,0 +1,32 @@
+# Two commands matter: `make run` (serve on the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint openapi clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## migrate the database, then serve on AUTH_HOST:AUTH_PORT
+	$(BIN)/auth-service migrate
+	exec $(BIN)/auth-service serve
+
+test: $(STAMP) lint  ## ensure PostgreSQL and Redis are up, then the whole suite
+	scripts/ensure-services
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check auth_service tests
+	$(BIN)/ruff format --check auth_service tests
+	$(BIN)/mypy
+
+openapi: $(STAMP)  ## regenerate the committed openapi.json
+	$(BIN)/auth-service openapi --output openapi.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

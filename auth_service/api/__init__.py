@@ -1,0 +1,1 @@
+"""HTTP layer: thin routers, dependencies, and the one error-to-response mapping."""

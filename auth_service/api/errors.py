@@ -1,0 +1,117 @@
+"""The one place where domain errors become HTTP responses (RFC 6749 §5.2, RFC 6750 §3)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from auth_service.errors import (
+    AuthServiceError,
+    InsufficientScope,
+    InvalidClient,
+    InvalidToken,
+    InvalidUsername,
+    MissingToken,
+    OAuthError,
+    PasswordRejected,
+    ServiceUnavailable,
+    UsernameTaken,
+)
+
+__all__ = ["BEARER_REALM", "NO_STORE", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+BEARER_REALM = "auth_service"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', "'")
+
+
+def _bearer_challenge(error: AuthServiceError | None) -> str:
+    challenge = f'Bearer realm="{BEARER_REALM}"'
+    if error is None:
+        return challenge
+    challenge += f', error="{error.code}", error_description="{_quoted(error.description)}"'
+    if isinstance(error, InsufficientScope):
+        challenge += f', scope="{_quoted(error.required_scope)}"'
+    return challenge
+
+
+def error_response(exc: AuthServiceError) -> JSONResponse:
+    """Status, body and headers for a domain error."""
+    body: dict[str, object] = {"error": exc.code, "error_description": exc.description}
+    headers: dict[str, str] = {}
+    if isinstance(exc, MissingToken):
+        return JSONResponse(
+            {"error_description": exc.description},
+            status_code=401,
+            headers={"WWW-Authenticate": _bearer_challenge(None)},
+        )
+    if isinstance(exc, InvalidToken | InsufficientScope):
+        status = 403 if isinstance(exc, InsufficientScope) else 401
+        headers["WWW-Authenticate"] = _bearer_challenge(exc)
+    elif isinstance(exc, InvalidClient):
+        status = 401
+        headers = {**NO_STORE, "WWW-Authenticate": f'Basic realm="{BEARER_REALM}"'}
+    elif isinstance(exc, OAuthError):
+        status = 400
+        headers = dict(NO_STORE)
+    elif isinstance(exc, UsernameTaken):
+        status = 409
+    elif isinstance(exc, InvalidUsername | PasswordRejected):
+        status = 422
+        body["reasons"] = exc.reasons
+    elif isinstance(exc, ServiceUnavailable):
+        status = 503
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+    else:
+        status = 500
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthServiceError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    # Pydantic's errors echo the input (which may be a password): keep location and message.
+    assert isinstance(exc, RequestValidationError)
+    reasons = [
+        ".".join(str(part) for part in error.get("loc", ())) + ": " + str(error.get("msg", ""))
+        for error in exc.errors()
+    ]
+    body = {"error": "invalid_request", "error_description": "the request body is invalid"}
+    return JSONResponse({**body, "reasons": reasons}, status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = "not_found" if exc.status_code == 404 else "invalid_request"
+    return JSONResponse(
+        {"error": code, "error_description": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"error": "server_error", "error_description": "internal error"}, status_code=500
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every mapping on the app."""
+    app.add_exception_handler(AuthServiceError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

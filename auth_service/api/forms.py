@@ -1,0 +1,81 @@
+"""Strict `application/x-www-form-urlencoded` parsing and client credentials (RFC 6749 §2.3, §3.2).
+
+FastAPI's Form() would answer bad input with its own 422 shape and silently take the last
+of repeated parameters; the token endpoint must answer `invalid_request` instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import parse_qsl, unquote
+
+from fastapi import Request
+
+from auth_service.errors import InvalidClient, InvalidRequest
+from auth_service.services.clients import ClientCredentials
+
+__all__ = ["client_credentials", "read_form"]
+
+_MAX_FIELDS = 16
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """Parse the form body; parameters without a value count as omitted (RFC 6749 §3.1)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != _FORM_TYPE:
+        raise InvalidRequest(f"the body must be {_FORM_TYPE}")
+    body = await request.body()
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_MAX_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("the form body is not valid URL-encoded UTF-8") from exc
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidRequest("a parameter is repeated")
+        if "\x00" in name or "\x00" in value:
+            raise InvalidRequest("parameters must not contain NUL characters")
+        params[name] = value
+    return {name: value for name, value in params.items() if value}
+
+
+def _basic_credentials(header: str) -> ClientCredentials | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidClient("malformed Basic credentials") from exc
+    client_id, separator, secret = decoded.partition(":")
+    if not separator:
+        raise InvalidClient("malformed Basic credentials")
+    # §2.3.1: both parts are form-urlencoded before Base64.
+    client_id, secret = unquote(client_id), unquote(secret)
+    if not client_id and not secret:
+        return None  # Swagger UI's "Basic Og==": no client authentication at all
+    return ClientCredentials(client_id=client_id, client_secret=secret or None)
+
+
+def client_credentials(request: Request, params: dict[str, str]) -> ClientCredentials | None:
+    """Client identification from the Authorization header or the body, never both."""
+    from_header = _basic_credentials(request.headers.get("authorization", ""))
+    client_id = params.get("client_id")
+    secret = params.get("client_secret")
+    if from_header is not None and (client_id or secret):
+        raise InvalidRequest("use one client authentication method, not two")
+    if from_header is not None:
+        return from_header
+    if client_id is None and secret is None:
+        return None
+    if client_id is None:
+        raise InvalidRequest("client_secret needs a client_id")
+    return ClientCredentials(client_id=client_id, client_secret=secret)

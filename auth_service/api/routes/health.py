@@ -1,0 +1,33 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from auth_service.api.schemas import HealthBody
+from auth_service.services.health import check_readiness
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthBody, summary="Liveness")
+async def healthz() -> HealthBody:
+    """The process is up and its event loop answers."""
+    return HealthBody(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthBody,
+    summary="Readiness",
+    responses={503: {"model": HealthBody, "description": "a dependency is unreachable"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when every dependency answers; 503 names what failed."""
+    checks = await check_readiness(request.app.state.engine)
+    ready = all(state == "ok" for state in checks.values())
+    body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

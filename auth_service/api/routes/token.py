@@ -1,0 +1,62 @@
+"""POST /token: the OAuth2 token endpoint (RFC 6749 §3.2, §4.3, §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from auth_service.api.deps import ContextDep
+from auth_service.api.errors import NO_STORE
+from auth_service.api.forms import client_credentials, read_form
+from auth_service.api.schemas import ErrorBody, TokenBody
+from auth_service.services.grants import SUPPORTED_GRANT_TYPES, issue_tokens
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["oauth2"])
+
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": list(SUPPORTED_GRANT_TYPES)},
+        "username": {"type": "string"},
+        "password": {"type": "string", "format": "password"},
+        "scope": {"type": "string", "description": "space-separated scope names"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "RFC 6749 §5.2 error"},
+    401: {"model": ErrorBody, "description": "invalid_client"},
+    413: {"model": ErrorBody, "description": "body too large"},
+    503: {"model": ErrorBody, "description": "password checks saturated; see Retry-After"},
+}
+
+
+@router.post(
+    "/token",
+    response_model=TokenBody,
+    summary="Issue tokens (password grant)",
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA}},
+        }
+    },
+)
+async def token(request: Request, ctx: ContextDep) -> JSONResponse:
+    """Exchange a username and password for an access token; errors follow RFC 6749 §5.2."""
+    params = await read_form(request)
+    grant = await issue_tokens(ctx, params, client_credentials(request, params))
+    body = TokenBody(
+        access_token=grant.access_token,
+        token_type=grant.token_type,
+        expires_in=grant.expires_in,
+        scope=grant.scope,
+    )
+    return JSONResponse(body.model_dump(), headers=NO_STORE)

@@ -1,0 +1,69 @@
+"""Request and response bodies as they appear on the wire (and in openapi.json)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ErrorBody",
+    "HealthBody",
+    "JWKSBody",
+    "RegisterBody",
+    "RejectionBody",
+    "TokenBody",
+    "UserBody",
+]
+
+
+class RegisterBody(BaseModel):
+    """New account: the password rules are checked after parsing, with reasons returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=256, examples=["alice"])
+    password: str = Field(min_length=1, max_length=4096, examples=["correct horse battery staple"])
+
+
+class UserBody(BaseModel):
+    """A user as they may see themselves: never the hash."""
+
+    id: str
+    username: str
+    created_at: datetime
+
+
+class TokenBody(BaseModel):
+    """RFC 6749 §5.1 successful token response."""
+
+    access_token: str
+    token_type: str = Field(examples=["Bearer"])
+    expires_in: int
+    scope: str
+
+
+class ErrorBody(BaseModel):
+    """RFC 6749 §5.2 / RFC 6750 §3 error; `error` is a stable machine-readable code."""
+
+    error: str
+    error_description: str
+
+
+class RejectionBody(ErrorBody):
+    """A rejected registration, with every reason."""
+
+    reasons: list[str]
+
+
+class JWKSBody(BaseModel):
+    """RFC 7517 JSON Web Key Set (public members only)."""
+
+    keys: list[dict[str, str]]
+
+
+class HealthBody(BaseModel):
+    """Liveness or readiness, with the state of each dependency."""
+
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,161 @@
+"""create_app(settings): the only place the running service is assembled.
+
+Nothing is built at import time; the lifespan creates the engine, keys, hasher and token
+service, puts them on `app.state`, and disposes of them at shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth_service import __version__
+from auth_service.api.errors import install_error_handlers
+from auth_service.api.middleware import BodySizeLimit
+from auth_service.api.routes import health, token, users, wellknown
+from auth_service.config import Settings
+from auth_service.db import create_engine, create_session_factory
+from auth_service.security.keys import (
+    SigningKey,
+    jwks_document,
+    load_or_create_development_key,
+    load_signing_key,
+)
+from auth_service.security.passwords import Argon2Parameters, HashingPool
+from auth_service.security.policy import PasswordPolicy, load_common_passwords
+from auth_service.security.tokens import TokenService, utc_now
+from auth_service.services.context import ServiceContext
+from auth_service.services.discovery import server_metadata
+
+__all__ = ["Runtime", "create_app", "open_runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiscoveryDocuments:
+    """JWKS and metadata, serialised once, with their cache headers."""
+
+    jwks: bytes
+    jwks_headers: dict[str, str]
+    metadata: bytes
+    metadata_headers: dict[str, str]
+
+
+def _load_signing_key(settings: Settings) -> SigningKey:
+    if settings.signing_key_file is not None:
+        return load_signing_key(settings.signing_key_file.read_bytes(), settings.signing_algorithm)
+    return load_or_create_development_key(settings.data_dir, settings.signing_algorithm)
+
+
+def _discovery_documents(settings: Settings, keys: list[SigningKey]) -> DiscoveryDocuments:
+    cache = {"Cache-Control": f"public, max-age={settings.jwks_max_age_seconds}"}
+    metadata = server_metadata(issuer=settings.effective_issuer)
+    return DiscoveryDocuments(
+        jwks=json.dumps(jwks_document(keys)).encode(),
+        jwks_headers=cache,
+        metadata=json.dumps(metadata).encode(),
+        metadata_headers=cache,
+    )
+
+
+def _announce_development_parts(settings: Settings) -> None:
+    if settings.database_url is None:
+        log.warning(
+            "DEVELOPMENT SETUP: SQLite database at %s (set AUTH_DATABASE_URL for PostgreSQL)",
+            settings.effective_database_url,
+        )
+    if settings.redis_url is None:
+        log.warning("DEVELOPMENT SETUP: in-process revocation state (set AUTH_REDIS_URL)")
+    if settings.signing_key_file is None:
+        log.warning(
+            "DEVELOPMENT SETUP: signing key kept in %s (set AUTH_SIGNING_KEY_FILE)",
+            settings.data_dir / "keys",
+        )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a running service holds: the engine, use-case context and documents."""
+
+    engine: AsyncEngine
+    services: ServiceContext
+    documents: DiscoveryDocuments
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[Runtime]:
+    """Build engine, keys, hasher and token service; dispose of them on exit."""
+    _announce_development_parts(settings)
+    signing_key = _load_signing_key(settings)
+    engine = create_engine(settings.effective_database_url)
+    hasher = HashingPool(
+        Argon2Parameters(
+            memory_kib=settings.password_hash_memory_kib,
+            time_cost=settings.password_hash_time_cost,
+            parallelism=settings.password_hash_parallelism,
+        ),
+        workers=settings.hash_pool_size,
+        max_waiting=settings.hash_max_waiting,
+        wait_timeout_seconds=settings.hash_wait_timeout_seconds,
+    )
+    try:
+        await hasher.start()
+        services = ServiceContext(
+            sessions=create_session_factory(engine),
+            hasher=hasher,
+            policy=PasswordPolicy(
+                min_length=settings.password_min_length,
+                max_length=settings.password_max_length,
+                common_passwords=load_common_passwords(),
+            ),
+            tokens=TokenService(
+                signing_key=signing_key,
+                verification_keys=[],
+                issuer=settings.effective_issuer,
+                audience=settings.audience,
+                ttl_seconds=settings.access_token_ttl_seconds,
+                leeway_seconds=settings.clock_leeway_seconds,
+                clock=clock,
+            ),
+            clock=clock,
+            default_client_id=settings.default_client_id,
+        )
+        log.info("issuer %s signs with key %s", settings.effective_issuer, signing_key.kid)
+        yield Runtime(engine, services, _discovery_documents(settings, [signing_key]))
+    finally:
+        hasher.close()
+        await engine.dispose()
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """A FastAPI app for `settings`; its lifespan owns every resource."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, clock=clock) as runtime:
+            app.state.engine = runtime.engine
+            app.state.services = runtime.services
+            app.state.documents = runtime.documents
+            yield
+
+    app = FastAPI(
+        title="auth_service",
+        version=__version__,
+        summary="Registration, OAuth2 password grant and signed JWT access tokens.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (users, token, wellknown, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,109 @@
+"""Settings: one typed object read from AUTH_* variables and `.env`, validated at start.
+
+Outside development the settings refuse insecure values (no key files, SQLite, no Redis,
+plain-HTTP issuer, hashing below OWASP's minimum) so a misconfigured replica never starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["OWASP_MIN_MEMORY_KIB", "OWASP_MIN_TIME_COST", "Settings"]
+
+# OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
+OWASP_MIN_MEMORY_KIB = 19 * 1024
+OWASP_MIN_TIME_COST = 2
+
+Environment = Literal["development", "test", "production"]
+SigningAlgorithm = Literal["ES256", "RS256"]
+
+
+def _default_pool_size() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; environment variables are the field names prefixed AUTH_."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- deployment -----------------------------------------------------------------
+    environment: Environment = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("./var")
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+    # --- storage --------------------------------------------------------------------
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    # --- tokens ---------------------------------------------------------------------
+    issuer: str | None = None
+    audience: str = "api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    clock_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    signing_algorithm: SigningAlgorithm = "ES256"
+    signing_key_file: Path | None = None
+    jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
+    default_client_id: str = Field(default="public", min_length=1, max_length=128)
+
+    # --- passwords ------------------------------------------------------------------
+    password_min_length: int = Field(default=15, ge=8, le=1024)
+    password_max_length: int = Field(default=1024, ge=64, le=1024)
+    password_hash_memory_kib: int = Field(default=OWASP_MIN_MEMORY_KIB, ge=8, le=4 * 1024 * 1024)
+    password_hash_time_cost: int = Field(default=OWASP_MIN_TIME_COST, ge=1, le=100)
+    password_hash_parallelism: int = Field(default=1, ge=1, le=16)
+    hash_pool_size: int = Field(default_factory=_default_pool_size, ge=1, le=64)
+    hash_max_waiting: int = Field(default=64, ge=0, le=10_000)
+    hash_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or a SQLite file in the data dir (development default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'auth.db').resolve()}"
+
+    @property
+    def effective_issuer(self) -> str:
+        """The `iss` of every token; also the base URL of the metadata document."""
+        return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def is_development_setup(self) -> bool:
+        """True when any part runs on an embedded stand-in (SQLite, memory store, own key)."""
+        return self.database_url is None or self.redis_url is None or self.signing_key_file is None
+
+    @model_validator(mode="after")
+    def _refuse_insecure_values(self) -> Self:
+        problems: list[str] = []
+        if self.password_min_length > self.password_max_length:
+            problems.append("AUTH_PASSWORD_MIN_LENGTH is above AUTH_PASSWORD_MAX_LENGTH")
+        if self.environment != "test" and (
+            self.password_hash_memory_kib < OWASP_MIN_MEMORY_KIB
+            or self.password_hash_time_cost < OWASP_MIN_TIME_COST
+        ):
+            problems.append(
+                "argon2 parameters are below OWASP's minimum (memory 19456 KiB, time cost 2)"
+            )
+        if self.environment == "production":
+            if self.signing_key_file is None:
+                problems.append("production needs AUTH_SIGNING_KEY_FILE (a PEM private key)")
+            if self.redis_url is None:
+                problems.append("production needs AUTH_REDIS_URL (shared revocation state)")
+            if self.database_url is None or self.database_url.startswith("sqlite"):
+                problems.append("production needs AUTH_DATABASE_URL pointing at PostgreSQL")
+            if not self.effective_issuer.startswith("https://"):
+                problems.append("production needs an https:// AUTH_ISSUER")
+        if problems:
+            raise ValueError("refusing insecure configuration: " + "; ".join(problems))
+        return self

@@ -1,0 +1,130 @@
+"""Domain exceptions, one class per failure kind, each with a stable machine-readable code.
+
+Nothing here knows HTTP: `auth_service.api.errors` is the one place that maps these to
+RFC 6749 / RFC 6750 responses. Descriptions are safe to show to clients; they never
+contain secrets, and credential failures never say whether a username exists.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthServiceError",
+    "HashingBusy",
+    "InsufficientScope",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidToken",
+    "InvalidUsername",
+    "MissingToken",
+    "OAuthError",
+    "PasswordRejected",
+    "ServiceUnavailable",
+    "UnsupportedGrantType",
+    "UsernameTaken",
+]
+
+
+class AuthServiceError(Exception):
+    """Base of every expected failure; `code` is stable, `description` is client-safe."""
+
+    code = "server_error"
+    default_description = "the request failed"
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description or self.default_description
+        super().__init__(self.description)
+
+
+# --- RFC 6749 §5.2 token endpoint errors ---------------------------------------------
+
+
+class OAuthError(AuthServiceError):
+    """A token endpoint failure with an RFC 6749 §5.2 error code."""
+
+
+class InvalidRequest(OAuthError):
+    code = "invalid_request"
+    default_description = "the request is missing a parameter or is malformed"
+
+
+class InvalidClient(OAuthError):
+    code = "invalid_client"
+    default_description = "client authentication failed"
+
+
+class InvalidGrant(OAuthError):
+    code = "invalid_grant"
+    default_description = "invalid username or password"
+
+
+class UnsupportedGrantType(OAuthError):
+    code = "unsupported_grant_type"
+    default_description = "the grant type is not supported"
+
+
+class InvalidScope(OAuthError):
+    code = "invalid_scope"
+    default_description = "the requested scope is invalid or not allowed"
+
+
+# --- RFC 6750 protected resource errors ----------------------------------------------
+
+
+class MissingToken(AuthServiceError):
+    """No bearer credentials at all: 401 without an error code (RFC 6750 §3.1)."""
+
+    code = "missing_token"
+    default_description = "authentication required"
+
+
+class InvalidToken(AuthServiceError):
+    code = "invalid_token"
+    default_description = "the access token is invalid"
+
+
+class InsufficientScope(AuthServiceError):
+    code = "insufficient_scope"
+    default_description = "the access token lacks the required scope"
+
+    def __init__(self, required_scope: str) -> None:
+        self.required_scope = required_scope
+        super().__init__(f"this resource needs the scope '{required_scope}'")
+
+
+# --- registration --------------------------------------------------------------------
+
+
+class UsernameTaken(AuthServiceError):
+    code = "username_taken"
+    default_description = "that username is already registered"
+
+
+class _RejectedWithReasons(AuthServiceError):
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+class InvalidUsername(_RejectedWithReasons):
+    code = "invalid_username"
+
+
+class PasswordRejected(_RejectedWithReasons):
+    code = "invalid_password"
+
+
+# --- capacity ------------------------------------------------------------------------
+
+
+class ServiceUnavailable(AuthServiceError):
+    code = "temporarily_unavailable"
+    default_description = "the service is temporarily unavailable, retry later"
+    retry_after_seconds = 1
+
+
+class HashingBusy(ServiceUnavailable):
+    """Every password-hashing slot stayed busy for the whole wait: shed load, keep memory."""
+
+    default_description = "too many password checks in progress, retry shortly"

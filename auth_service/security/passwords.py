@@ -1,0 +1,148 @@
+"""Password hashing: argon2id through passlib, run in a small bounded thread pool.
+
+argon2 costs tens of MiB and tens of milliseconds per call, so it never runs on the event
+loop: a fixed number of low-priority threads do it (the pool size caps memory), a bounded
+number of callers may wait for a slot, and the rest are refused with `HashingBusy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from passlib.context import CryptContext
+
+from auth_service.errors import HashingBusy
+
+__all__ = ["Argon2Parameters", "HashingPool", "PasswordHasher", "VerifyResult"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Argon2Parameters:
+    """argon2id cost: memory in KiB, passes, lanes."""
+
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a verify; `new_hash` is set when the stored hash should be upgraded."""
+
+    ok: bool
+    new_hash: str | None = None
+
+
+class PasswordHasher(Protocol):
+    """What services need from password hashing (swappable in tests)."""
+
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password: str, stored_hash: str) -> VerifyResult: ...
+
+    async def dummy_verify(self, password: str) -> None: ...
+
+
+def _lower_thread_priority() -> None:
+    """Let the event loop win the CPU: hashing threads run at a higher nice value."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+class HashingPool:
+    """argon2id hashing with bcrypt as a legacy scheme, off the loop, with bounded queueing."""
+
+    def __init__(
+        self,
+        params: Argon2Parameters,
+        *,
+        workers: int,
+        max_waiting: int,
+        wait_timeout_seconds: float,
+    ) -> None:
+        self._context = CryptContext(
+            schemes=["argon2", "bcrypt"],
+            deprecated=["bcrypt"],
+            argon2__type="ID",
+            argon2__memory_cost=params.memory_kib,
+            argon2__rounds=params.time_cost,
+            argon2__parallelism=params.parallelism,
+        )
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="argon2",
+            initializer=_lower_thread_priority,
+        )
+        self._slots = asyncio.Semaphore(workers)
+        self._capacity = workers + max_waiting
+        self._in_flight = 0
+        self._wait_timeout = wait_timeout_seconds
+        self._dummy_hash = ""
+
+    @property
+    def in_flight(self) -> int:
+        """Hash jobs running or waiting for a slot right now."""
+        return self._in_flight
+
+    async def start(self) -> None:
+        """Compute the dummy hash used for unknown users; this also warms the threads."""
+        self._dummy_hash = await self.hash(secrets.token_urlsafe(24))
+
+    def close(self) -> None:
+        """Stop the threads after running jobs finish."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def hash(self, password: str) -> str:
+        result: str = await self._run(self._context.hash, password)
+        return result
+
+    async def verify(self, password: str, stored_hash: str) -> VerifyResult:
+        ok, new_hash = await self._run(self._verify_sync, password, stored_hash)
+        return VerifyResult(ok=ok, new_hash=new_hash)
+
+    async def dummy_verify(self, password: str) -> None:
+        """Spend exactly the work of a real verify, so unknown users cost the same."""
+        await self._run(self._verify_sync, password, self._dummy_hash)
+
+    def _verify_sync(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
+        try:
+            ok, new_hash = self._context.verify_and_update(password, stored_hash)
+        except (ValueError, TypeError):
+            # A corrupt or unknown stored hash must not become a 500 or a shortcut:
+            # spend the same work on the dummy hash and refuse.
+            self._context.verify(password, self._dummy_hash)
+            return False, None
+        return bool(ok), new_hash
+
+    def _job_done(self, job: asyncio.Future[Any]) -> None:
+        self._slots.release()
+        if not job.cancelled():
+            job.exception()  # mark as retrieved when the caller was cancelled meanwhile
+
+    async def _run(self, func: Callable[..., _T], *args: str) -> _T:
+        """Run `func` on a hashing thread once a slot frees up, or refuse with HashingBusy."""
+        if self._in_flight >= self._capacity:
+            raise HashingBusy
+        self._in_flight += 1
+        try:
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
+            except TimeoutError:
+                raise HashingBusy from None
+            job = asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+            # The slot is freed when the thread finishes, not when the caller gives up:
+            # a cancelled request must not let more argon2 jobs run than there are slots.
+            job.add_done_callback(self._job_done)
+            return await asyncio.shield(job)
+        finally:
+            self._in_flight -= 1

@@ -1,0 +1,195 @@
+"""Mint and verify access tokens: JWTs in the RFC 9068 profile, checked per RFC 8725.
+
+Verification trusts nothing in the token before the signature: the algorithm must be one
+of ours and match the key named by `kid`, `typ` must be `at+jwt`, JWE and `crit` are
+refused, `jku`/`x5u`/`jwk` headers are ignored, and every claim we rely on is required.
+Every failure, whatever python-jose raised, becomes one `InvalidToken`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from jose import jwt
+from jose.exceptions import JOSEError
+
+from auth_service.errors import InvalidToken
+from auth_service.security.keys import SigningKey
+
+__all__ = ["AccessClaims", "IssuedToken", "TokenService", "new_token_id", "utc_now"]
+
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+MAX_TOKEN_LENGTH = 8192
+_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid")
+_JOSE_OPTIONS = {
+    # Time claims are checked below against the injectable clock.
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_at_hash": False,
+    **{f"require_{claim}": True for claim in ("aud", "iat", "exp", "nbf", "iss", "sub", "jti")},
+}
+
+
+def utc_now() -> datetime:
+    """The default clock: aware UTC now."""
+    return datetime.now(UTC)
+
+
+def new_token_id() -> str:
+    """A 128-bit random identifier, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """What a verified access token says about its bearer."""
+
+    subject: str
+    scopes: frozenset[str]
+    session_id: str
+    client_id: str
+    token_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly signed access token and its lifetime in whole seconds."""
+
+    token: str
+    expires_in: int
+    claims: AccessClaims
+
+
+class TokenService:
+    """Signs with the active key; verifies against every published key."""
+
+    def __init__(
+        self,
+        *,
+        signing_key: SigningKey,
+        verification_keys: Iterable[SigningKey],
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
+        leeway_seconds: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._signing_key = signing_key
+        self._keys = {key.kid: key for key in (signing_key, *verification_keys)}
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = ttl_seconds
+        self._leeway = leeway_seconds
+        self._clock = clock
+
+    def mint_access_token(
+        self, *, subject: str, scopes: Iterable[str], session_id: str, client_id: str
+    ) -> IssuedToken:
+        """Sign a new access token for `subject` valid for the configured lifetime."""
+        now = int(self._clock().timestamp())
+        scope_list = sorted(set(scopes))
+        token_id = new_token_id()
+        claims = {
+            "iss": self._issuer,
+            "sub": subject,
+            "aud": self._audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self._ttl,
+            "jti": token_id,
+            "client_id": client_id,
+            "scope": " ".join(scope_list),
+            "sid": session_id,
+        }
+        key = self._signing_key
+        token = jwt.encode(
+            claims,
+            key.private_key,
+            algorithm=key.algorithm,
+            headers={"kid": key.kid, "typ": "at+jwt"},
+        )
+        return IssuedToken(
+            token=token,
+            expires_in=self._ttl,
+            claims=AccessClaims(
+                subject=subject,
+                scopes=frozenset(scope_list),
+                session_id=session_id,
+                client_id=client_id,
+                token_id=token_id,
+                issued_at=datetime.fromtimestamp(now, UTC),
+                expires_at=datetime.fromtimestamp(now + self._ttl, UTC),
+            ),
+        )
+
+    def verify_access_token(self, token: str) -> AccessClaims:
+        """Return the claims of a valid access token or raise InvalidToken."""
+        key = self._key_for(token)
+        try:
+            claims = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[key.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options=_JOSE_OPTIONS,
+            )
+        except JOSEError as exc:
+            raise InvalidToken("the access token signature or claims are invalid") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidToken("the access token is malformed") from exc
+        return self._check_claims(claims)
+
+    def _key_for(self, token: str) -> SigningKey:
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidToken("the access token is not a signed JWT")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (JOSEError, ValueError, TypeError) as exc:
+            raise InvalidToken("the access token header is malformed") from exc
+        if not isinstance(header, Mapping):
+            raise InvalidToken("the access token header is malformed")
+        if "crit" in header:
+            raise InvalidToken("the access token has critical header parameters")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("the token is not an access token")
+        key = self._keys.get(header.get("kid"))  # type: ignore[arg-type]
+        if key is None:
+            raise InvalidToken("the access token was signed by an unknown key")
+        if header.get("alg") != key.algorithm:
+            raise InvalidToken("the access token algorithm is not allowed")
+        return key
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> AccessClaims:
+        missing = [name for name in _REQUIRED if name not in claims]
+        if missing:
+            raise InvalidToken(f"the access token lacks the claim {missing[0]}")
+        times = {name: claims[name] for name in ("exp", "iat", "nbf")}
+        strings = {name: claims[name] for name in ("sub", "jti", "client_id", "scope", "sid")}
+        if any(type(value) is not int for value in times.values()) or any(
+            not isinstance(value, str) or (not value and name != "scope")
+            for name, value in strings.items()
+        ):
+            raise InvalidToken("the access token has malformed claims")
+        now = int(self._clock().timestamp())
+        if times["exp"] <= now - self._leeway:
+            raise InvalidToken("the access token has expired")
+        if times["nbf"] > now + self._leeway or times["iat"] > now + self._leeway:
+            raise InvalidToken("the access token is not valid yet")
+        return AccessClaims(
+            subject=strings["sub"],
+            scopes=frozenset(strings["scope"].split()),
+            session_id=strings["sid"],
+            client_id=strings["client_id"],
+            token_id=strings["jti"],
+            issued_at=datetime.fromtimestamp(times["iat"], UTC),
+            expires_at=datetime.fromtimestamp(times["exp"], UTC),
+        )

@@ -1,0 +1,1 @@
+"""Use cases (register, authenticate, grants); each owns its transaction, none imports HTTP."""

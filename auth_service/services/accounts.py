@@ -1,0 +1,93 @@
+"""Register users, check their passwords, and read their profile."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from auth_service.errors import InvalidGrant, InvalidRequest, InvalidUsername
+from auth_service.models import User
+from auth_service.security.policy import canonical_username, normalize_password, normalize_username
+from auth_service.services.context import ServiceContext
+from auth_service.stores import users
+
+__all__ = ["UserProfile", "authenticate", "get_profile", "register"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """What a user may see of their own account (never the hash)."""
+
+    id: str
+    username: str
+    created_at: datetime
+
+
+def _profile(user: User) -> UserProfile:
+    return UserProfile(id=user.id, username=user.username, created_at=user.created_at)
+
+
+async def register(ctx: ServiceContext, *, username: str, password: str) -> UserProfile:
+    """Create an account after the username and password rules pass; hash off the loop."""
+    display_name = normalize_username(username)
+    password = normalize_password(password)
+    ctx.policy.check(password, username=display_name)
+    password_hash = await ctx.hasher.hash(password)
+    async with ctx.sessions.begin() as session:
+        user = await users.add_user(
+            session,
+            username=display_name,
+            canonical_name=canonical_username(display_name),
+            password_hash=password_hash,
+            now=ctx.clock(),
+        )
+    log.info("user registered", extra={"user_id": user.id})
+    return _profile(user)
+
+
+async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> User:
+    """Return the active user whose password matches, or raise InvalidGrant.
+
+    Unknown, malformed and disabled usernames cost one argon2 verify like a wrong password
+    and fail with the same error, so neither timing nor the response tells them apart.
+    """
+    if len(password) > ctx.policy.max_length:
+        raise InvalidRequest(f"password must be at most {ctx.policy.max_length} characters")
+    password = normalize_password(password)
+    try:
+        canonical = canonical_username(normalize_username(username))
+    except InvalidUsername:
+        canonical = None
+    user = None
+    if canonical is not None:
+        async with ctx.sessions() as session:
+            user = await users.get_user_by_username(session, canonical)
+    if user is None:
+        await ctx.hasher.dummy_verify(password)
+        raise InvalidGrant
+    result = await ctx.hasher.verify(password, user.password_hash)
+    if not result.ok or not user.is_active:
+        raise InvalidGrant
+    if result.new_hash is not None:
+        async with ctx.sessions.begin() as session:
+            await users.replace_password_hash(
+                session,
+                user.id,
+                expected_hash=user.password_hash,
+                new_hash=result.new_hash,
+                now=ctx.clock(),
+            )
+        log.info("password hash upgraded", extra={"user_id": user.id})
+    return user
+
+
+async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
+    """The profile of an active user, or None when the account is gone or disabled."""
+    async with ctx.sessions() as session:
+        user = await users.get_user_by_id(session, user_id)
+    if user is None or not user.is_active:
+        return None
+    return _profile(user)

@@ -1,0 +1,26 @@
+"""RFC 8414 authorization server metadata, derived from the issuer and what we support."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth_service.services.grants import SUPPORTED_GRANT_TYPES
+from auth_service.services.scopes import SUPPORTED_SCOPES
+
+__all__ = ["server_metadata"]
+
+
+def server_metadata(*, issuer: str) -> dict[str, Any]:
+    """The metadata document; `issuer` equals the `iss` of every token we sign."""
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "grant_types_supported": list(SUPPORTED_GRANT_TYPES),
+        # No authorization endpoint: the password grant needs none (RFC 8414 §2 still
+        # requires the member, so it is present and empty).
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": sorted(SUPPORTED_SCOPES),
+        "service_documentation": f"{issuer}/docs",
+    }

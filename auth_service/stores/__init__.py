@@ -1,0 +1,1 @@
+"""Persistence adapters: SQL repositories and (later) Redis-backed stores."""

@@ -1,0 +1,56 @@
+"""User repository over an AsyncSession; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.errors import UsernameTaken
+from auth_service.models import User
+
+__all__ = ["add_user", "get_user_by_id", "get_user_by_username", "replace_password_hash"]
+
+
+async def get_user_by_username(session: AsyncSession, canonical_name: str) -> User | None:
+    """Look a user up by the case-folded username."""
+    result = await session.execute(select(User).where(User.username_canonical == canonical_name))
+    return result.scalar_one_or_none()
+
+
+async def get_user_by_id(session: AsyncSession, user_id: str) -> User | None:
+    """Look a user up by id (the `sub` of their tokens)."""
+    return await session.get(User, user_id)
+
+
+async def add_user(
+    session: AsyncSession, *, username: str, canonical_name: str, password_hash: str, now: datetime
+) -> User:
+    """Insert a user; the unique index decides races between equal names."""
+    user = User(
+        username=username,
+        username_canonical=canonical_name,
+        password_hash=password_hash,
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise UsernameTaken from exc
+    return user
+
+
+async def replace_password_hash(
+    session: AsyncSession, user_id: str, *, expected_hash: str, new_hash: str, now: datetime
+) -> None:
+    """Swap in an upgraded hash unless the password changed meanwhile."""
+    await session.execute(
+        update(User)
+        .where(User.id == user_id, User.password_hash == expected_hash)
+        .values(password_hash=new_hash, updated_at=now)
+    )
