@@ -1,0 +1,151 @@
+"""Fixtures: every behaviour test runs against SQLite and against the real PostgreSQL.
+
+Each backend gets its own database (a temp SQLite file; a PostgreSQL database created and
+dropped by the suite), migrated with the shipped Alembic scripts. Apps are built per test
+from explicit Settings; nothing is read from the developer's environment or `.env`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from auth_service.app import create_app
+from auth_service.config import Settings
+from auth_service.db.migrate import upgrade_to_head
+
+TEST_ISSUER = "http://testserver"
+PASSWORD = "correct horse battery staple"
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "AUTH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment() -> Iterator[None]:
+    """Keep the developer's AUTH_* variables out of the settings under test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("AUTH_") and "TEST" not in k}
+    for key in saved:
+        del os.environ[key]
+    yield
+    os.environ.update(saved)
+
+
+def _service_missing(what: str, exc: BaseException) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+    pytest.skip(message)
+
+
+async def _postgres_admin(sql: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session, dropped at the end."""
+    name = f"auth_service_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        _service_missing("PostgreSQL", exc)
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    url = f"{base}/{name}"
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite file for this test session."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"
+    upgrade_to_head(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each behaviour test runs once per backend."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for tests: real argon2 parameters, small pool, fixed issuer."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "issuer": TEST_ISSUER,
+        "hash_pool_size": 2,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A started app; its tables are emptied afterwards so the next test starts clean."""
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+        async with application.state.engine.begin() as connection:
+            await connection.execute(text("DELETE FROM users"))
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
+        yield http
+
+
+async def register(
+    client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD
+) -> dict[str, Any]:
+    """Register and return the body; fails the test unless it is a 201."""
+    response = await client.post("/register", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def password_grant(
+    client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD, **extra: str
+) -> httpx.Response:
+    """POST /token with grant_type=password."""
+    form = {"grant_type": "password", "username": username, "password": password, **extra}
+    return await client.post("/token", data=form)
+
+
+async def access_token(client: httpx.AsyncClient, username: str = "alice") -> str:
+    """Register `username` and return an access token for it."""
+    await register(client, username)
+    response = await password_grant(client, username)
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
