@@ -50,7 +50,8 @@ async def test_password_grant_returns_rfc6749_token_response(client: httpx.Async
     assert claims["client_id"] == "public"
     assert claims["exp"] - claims["iat"] == 900
     assert claims["nbf"] == claims["iat"]
-    assert len(claims["jti"]) >= 22 and claims["sid"]
+    assert len(claims["jti"]) >= 22
+    assert claims["sid"]
 
 
 async def test_username_is_case_insensitive_and_normalised(client: httpx.AsyncClient) -> None:
