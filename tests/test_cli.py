@@ -1,0 +1,58 @@
+"""The `auth-service` command line: migrate, create-user, refusing insecure settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from auth_service.app import create_app
+from auth_service.cli import main
+from tests.conftest import PASSWORD, TEST_ISSUER, make_settings
+
+
+async def test_migrate_then_create_user_then_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTH_ENVIRONMENT", "test")
+    monkeypatch.setenv("AUTH_NEW_USER_PASSWORD", PASSWORD)
+    # Both commands run their own event loop, as they do from a shell.
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    assert await asyncio.to_thread(main, ["create-user", "Operator"]) == 0
+    assert '"username": "Operator"' in capsys.readouterr().out
+
+    url = f"sqlite+aiosqlite:///{(tmp_path / 'auth.db').resolve()}"
+    app = create_app(make_settings(url, tmp_path))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as client:
+            form = {"grant_type": "password", "username": "operator", "password": PASSWORD}
+            assert (await client.post("/token", data=form)).status_code == 200
+
+
+def test_create_user_reports_policy_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTH_NEW_USER_PASSWORD", "short")
+    assert main(["migrate"]) == 0
+    assert main(["create-user", "someone"]) == 1
+    assert "password must be at least 15 characters" in capsys.readouterr().err
+
+
+def test_production_without_keys_or_redis_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_ENVIRONMENT", "production")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "configuration refused" in err
+    assert "AUTH_SIGNING_KEY_FILE" in err
+    assert "AUTH_REDIS_URL" in err
+    assert "AUTH_DATABASE_URL" in err

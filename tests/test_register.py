@@ -1,0 +1,121 @@
+"""POST /register: username and password rules, uniqueness, and what is stored."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from auth_service.models import User
+from tests.conftest import PASSWORD, register
+
+
+async def test_register_returns_the_user_without_any_hash(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/register", json={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "username", "created_at"}
+    assert body["username"] == "alice"
+    assert "$argon2" not in response.text
+    async with app.state.services.sessions() as session:
+        stored = (await session.execute(select(User))).scalar_one()
+    assert stored.id == body["id"]
+    assert stored.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert PASSWORD not in stored.password_hash
+
+
+async def test_username_is_trimmed_and_nfkc_normalised(client: httpx.AsyncClient) -> None:
+    body = await register(client, "  ｂｏｂ_1 ")
+    assert body["username"] == "bob_1"
+
+
+@pytest.mark.parametrize("duplicate", ["alice", "ALICE", " Alice ", "ａｌｉｃｅ"])
+async def test_taken_username_is_409_whatever_the_case(
+    client: httpx.AsyncClient, duplicate: str
+) -> None:
+    await register(client, "alice")
+    response = await client.post("/register", json={"username": duplicate, "password": PASSWORD})
+    assert response.status_code == 409
+    assert response.json()["error"] == "username_taken"
+
+
+async def test_concurrent_registrations_of_one_name_create_one_user(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    responses = await asyncio.gather(
+        *(
+            client.post("/register", json={"username": name, "password": PASSWORD})
+            for name in ("carol", "Carol", "CAROL", "carol")
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    async with app.state.services.sessions() as session:
+        assert len((await session.execute(select(User))).scalars().all()) == 1
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short pass", "password must be at least 15 characters"),
+        ("x" * 1025, "password must be at most 1024 characters"),
+        ("ManchesterUnited", "password is in a list of commonly used passwords"),
+        ("Dave-the-long-name", "password must not be the username"),
+    ],
+)
+async def test_password_policy_returns_the_reason(
+    client: httpx.AsyncClient, password: str, reason: str
+) -> None:
+    response = await client.post(
+        "/register", json={"username": "dave-the-long-name", "password": password}
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_password"
+    assert reason in body["reasons"]
+    assert password not in response.text
+
+
+async def test_every_broken_rule_is_listed(client: httpx.AsyncClient) -> None:
+    response = await client.post("/register", json={"username": "erin", "password": "erin"})
+    assert response.json()["reasons"] == [
+        "password must be at least 15 characters",
+        "password is in a list of commonly used passwords",
+        "password must not be the username",
+    ]
+
+
+async def test_any_unicode_and_no_composition_rules(client: httpx.AsyncClient) -> None:
+    await register(client, "frank", "пароль из многих слов 🔑")
+    await register(client, "grace", "all lower case words only")
+
+
+@pytest.mark.parametrize(
+    ("username", "reason"),
+    [
+        ("ab", "username must be at least 3 characters"),
+        ("a" * 65, "username must be at most 64 characters"),
+        ("has space", "username may contain only letters, digits and . _ @ + -"),
+        ("semi;colon", "username may contain only letters, digits and . _ @ + -"),
+    ],
+)
+async def test_username_rules_return_the_reason(
+    client: httpx.AsyncClient, username: str, reason: str
+) -> None:
+    response = await client.post("/register", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_username"
+    assert reason in response.json()["reasons"]
+
+
+async def test_missing_fields_are_422_without_echoing_input(client: httpx.AsyncClient) -> None:
+    response = await client.post("/register", json={"password": PASSWORD})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert body["reasons"] == ["body.username: Field required"]
+    assert PASSWORD not in response.text
