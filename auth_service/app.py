@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth_service import __version__
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.middleware import BodySizeLimit
-from auth_service.api.routes import health, token, users, wellknown
+from auth_service.api.routes import health, sessions, token, users, wellknown
 from auth_service.config import Settings
 from auth_service.db import create_engine, create_session_factory
 from auth_service.security.keys import (
@@ -31,8 +31,9 @@ from auth_service.security.keys import (
 from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
-from auth_service.services.context import ServiceContext
+from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
+from auth_service.stores.revocation import MemoryStore, RedisStore, RevocationStore
 
 __all__ = ["Runtime", "create_app", "open_runtime"]
 
@@ -53,6 +54,12 @@ def _load_signing_key(settings: Settings) -> SigningKey:
     if settings.signing_key_file is not None:
         return load_signing_key(settings.signing_key_file.read_bytes(), settings.signing_algorithm)
     return load_or_create_development_key(settings.data_dir, settings.signing_algorithm)
+
+
+def _revocation_store(settings: Settings) -> RevocationStore:
+    if settings.redis_url is None:
+        return MemoryStore()
+    return RedisStore(settings.redis_url, prefix=settings.redis_key_prefix)
 
 
 def _discovery_documents(settings: Settings, keys: list[SigningKey]) -> DiscoveryDocuments:
@@ -98,6 +105,7 @@ async def open_runtime(
     _announce_development_parts(settings)
     signing_key = _load_signing_key(settings)
     engine = create_engine(settings.effective_database_url)
+    revocations = _revocation_store(settings)
     hasher = HashingPool(
         Argon2Parameters(
             memory_kib=settings.password_hash_memory_kib,
@@ -129,11 +137,21 @@ async def open_runtime(
             ),
             clock=clock,
             default_client_id=settings.default_client_id,
+            revocations=revocations,
+            session_policy=SessionPolicy(
+                idle_timeout=timedelta(seconds=settings.session_idle_timeout_seconds),
+                absolute_lifetime=timedelta(seconds=settings.session_absolute_lifetime_seconds),
+                reuse_grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
+                access_token_horizon=timedelta(
+                    seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
+                ),
+            ),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, signing_key.kid)
         yield Runtime(engine, services, _discovery_documents(settings, [signing_key]))
     finally:
         hasher.close()
+        await revocations.close()
         await engine.dispose()
 
 
@@ -144,6 +162,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, clock=clock) as runtime:
             app.state.engine = runtime.engine
+            app.state.revocations = runtime.services.revocations
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             yield
@@ -156,6 +175,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (users, token, wellknown, health):
+    for module in (users, token, sessions, wellknown, health):
         app.include_router(module.router)
     return app

@@ -1,4 +1,4 @@
-"""`auth-service serve | migrate | create-user | openapi`."""
+"""`auth-service serve | migrate | create-user | users disable | openapi`."""
 
 from __future__ import annotations
 
@@ -82,6 +82,21 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _disable_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.app import open_runtime
+    from auth_service.services.accounts import disable
+
+    async def run() -> bool:
+        async with open_runtime(settings) as runtime:
+            return await disable(runtime.services, args.username)
+
+    if not asyncio.run(run()):
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    print(f"disabled {args.username}: logins blocked, every session and token revoked")
+    return 0
+
+
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.app import create_app
 
@@ -104,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     create.add_argument("username")
     create.set_defaults(run=_create_user)
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="users_command", required=True
+    )
+    disable = users.add_parser("disable", help="block logins and revoke every session")
+    disable.add_argument("username")
+    disable.set_defaults(run=_disable_user)
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
     openapi.set_defaults(run=_openapi)

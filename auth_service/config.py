@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None
     redis_url: str | None = None
+    redis_key_prefix: str = Field(default="auth:", min_length=1, max_length=64)
 
     # --- tokens ---------------------------------------------------------------------
     issuer: str | None = None
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
     default_client_id: str = Field(default="public", min_length=1, max_length=128)
+
+    # --- sessions (refresh-token families) ---------------------------------------------
+    session_idle_timeout_seconds: int = Field(default=14 * 86_400, ge=60)
+    session_absolute_lifetime_seconds: int = Field(default=30 * 86_400, ge=60)
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
 
     # --- passwords ------------------------------------------------------------------
     password_min_length: int = Field(default=15, ge=8, le=1024)

@@ -21,8 +21,11 @@ __all__ = [
     "OAuthError",
     "PasswordRejected",
     "ServiceUnavailable",
+    "SessionNotFound",
+    "StoreUnavailable",
     "UnsupportedGrantType",
     "UsernameTaken",
+    "WrongCurrentPassword",
 ]
 
 
@@ -93,6 +96,21 @@ class InsufficientScope(AuthServiceError):
         super().__init__(f"this resource needs the scope '{required_scope}'")
 
 
+# --- account and session management -------------------------------------------------
+
+
+class SessionNotFound(AuthServiceError):
+    """No such session among the caller's own (someone else's looks the same)."""
+
+    code = "not_found"
+    default_description = "no such session"
+
+
+class WrongCurrentPassword(AuthServiceError):
+    code = "invalid_current_password"
+    default_description = "the current password is not correct"
+
+
 # --- registration --------------------------------------------------------------------
 
 
@@ -122,6 +140,12 @@ class ServiceUnavailable(AuthServiceError):
     code = "temporarily_unavailable"
     default_description = "the service is temporarily unavailable, retry later"
     retry_after_seconds = 1
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The revocation store (Redis) did not answer: fail closed rather than trust a token."""
+
+    default_description = "revocation state is unreachable, retry shortly"
 
 
 class HashingBusy(ServiceUnavailable):

@@ -1,8 +1,10 @@
-"""Fixtures: every behaviour test runs against SQLite and against the real PostgreSQL.
+"""Fixtures: every behaviour test runs on the embedded default and on the real services.
 
-Each backend gets its own database (a temp SQLite file; a PostgreSQL database created and
-dropped by the suite), migrated with the shipped Alembic scripts. Apps are built per test
-from explicit Settings; nothing is read from the developer's environment or `.env`.
+The two backends are SQLite + the in-process revocation store, and PostgreSQL + Redis.
+Each gets its own database (a temp SQLite file; a PostgreSQL database created and dropped
+by the suite), migrated with the shipped Alembic scripts, and its own Redis key prefix,
+deleted after each test. Apps are built per test from explicit Settings; nothing is read
+from the developer's environment or `.env`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from redis import asyncio as redis_asyncio
+from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from auth_service.app import create_app
@@ -30,6 +35,7 @@ PASSWORD = "correct horse battery staple"
 POSTGRES_ADMIN_DSN = os.environ.get(
     "AUTH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_TEST_URL = os.environ.get("AUTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -83,10 +89,59 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Each behaviour test runs once per backend."""
-    return str(request.getfixturevalue(f"{request.param}_url"))
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The local Redis; its absence skips (or, under CI=true, fails) the Redis backend."""
+
+    async def ping() -> None:
+        client = redis_asyncio.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, RedisError) as exc:
+        _service_missing("Redis", exc)
+    return REDIS_TEST_URL
+
+
+async def delete_keys(url: str, prefix: str) -> None:
+    """Remove every key under `prefix` (this test's keyspace)."""
+    client = redis_asyncio.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a test app keeps its state."""
+
+    database_url: str
+    redis_url: str | None
+    redis_prefix: str
+
+
+@pytest.fixture(params=["sqlite-memory", "postgres-redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each behaviour test runs once per backend pair."""
+    prefix = f"authtest:{secrets.token_hex(6)}:"
+    if request.param == "sqlite-memory":
+        yield Backend(request.getfixturevalue("sqlite_url"), None, prefix)
+        return
+    redis_url = request.getfixturevalue("redis_server_url")
+    yield Backend(request.getfixturevalue("postgres_url"), redis_url, prefix)
+    asyncio.run(delete_keys(redis_url, prefix))
+
+
+@pytest.fixture
+def database_url(backend: Backend) -> str:
+    return backend.database_url
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
@@ -103,8 +158,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path)
+def settings(backend: Backend, tmp_path: Path) -> Settings:
+    return make_settings(
+        backend.database_url,
+        tmp_path,
+        redis_url=backend.redis_url,
+        redis_key_prefix=backend.redis_prefix,
+    )
 
 
 @pytest.fixture
@@ -114,7 +174,8 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     async with LifespanManager(application):
         yield application
         async with application.state.engine.begin() as connection:
-            await connection.execute(text("DELETE FROM users"))
+            for table in ("refresh_tokens", "sessions", "revoked_access_tokens", "users"):
+                await connection.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ async def test_healthz_and_readyz_when_the_database_answers(client: httpx.AsyncC
     assert (await client.get("/healthz")).json() == {"status": "ok", "checks": {}}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "revocation_store": "ok"}}
 
 
 async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
@@ -28,4 +28,7 @@ async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) ->
             assert (await client.get("/healthz")).status_code == 200
             ready = await client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json() == {"status": "unavailable", "checks": {"database": "unavailable"}}
+    assert ready.json() == {
+        "status": "unavailable",
+        "checks": {"database": "unavailable", "revocation_store": "ok"},
+    }

@@ -19,7 +19,9 @@ from auth_service.errors import (
     OAuthError,
     PasswordRejected,
     ServiceUnavailable,
+    SessionNotFound,
     UsernameTaken,
+    WrongCurrentPassword,
 )
 
 __all__ = ["BEARER_REALM", "NO_STORE", "install_error_handlers"]
@@ -65,6 +67,10 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
         headers = dict(NO_STORE)
     elif isinstance(exc, UsernameTaken):
         status = 409
+    elif isinstance(exc, SessionNotFound):
+        status = 404
+    elif isinstance(exc, WrongCurrentPassword):
+        status = 400
     elif isinstance(exc, InvalidUsername | PasswordRejected):
         status = 422
         body["reasons"] = exc.reasons

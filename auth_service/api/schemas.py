@@ -10,8 +10,10 @@ __all__ = [
     "ErrorBody",
     "HealthBody",
     "JWKSBody",
+    "PasswordChangeBody",
     "RegisterBody",
     "RejectionBody",
+    "SessionBody",
     "TokenBody",
     "UserBody",
 ]
@@ -40,7 +42,31 @@ class TokenBody(BaseModel):
     access_token: str
     token_type: str = Field(examples=["Bearer"])
     expires_in: int
+    refresh_token: str
     scope: str
+
+
+class PasswordChangeBody(BaseModel):
+    """The current password (re-authentication) and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=4096)
+    new_password: str = Field(min_length=1, max_length=4096)
+
+
+class SessionBody(BaseModel):
+    """One of the caller's open sessions; never any token."""
+
+    id: str
+    client_id: str
+    scope: str
+    created_at: datetime
+    last_used_at: datetime
+    last_ip: str | None
+    user_agent: str | None
+    expires_at: datetime
+    current: bool
 
 
 class ErrorBody(BaseModel):

@@ -25,13 +25,17 @@ __all__ = ["AccessClaims", "IssuedToken", "TokenService", "new_token_id", "utc_n
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_LENGTH = 8192
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid")
+# Largest accepted time claim (year 9999): keeps datetime conversion from overflowing.
+_MAX_TIMESTAMP = 253_402_300_799
 _JOSE_OPTIONS = {
-    # Time claims are checked below against the injectable clock.
+    # Time claims are checked below against the injectable clock. python-jose turns
+    # require_exp/nbf/iat into checks against its own clock without leeway, so their
+    # presence is checked below instead.
     "verify_exp": False,
     "verify_nbf": False,
     "verify_iat": False,
     "verify_at_hash": False,
-    **{f"require_{claim}": True for claim in ("aud", "iat", "exp", "nbf", "iss", "sub", "jti")},
+    **{f"require_{claim}": True for claim in ("aud", "iss", "sub", "jti")},
 }
 
 
@@ -161,7 +165,8 @@ class TokenService:
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
             raise InvalidToken("the token is not an access token")
-        key = self._keys.get(header.get("kid"))  # type: ignore[arg-type]
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidToken("the access token was signed by an unknown key")
         if header.get("alg") != key.algorithm:
@@ -174,7 +179,9 @@ class TokenService:
             raise InvalidToken(f"the access token lacks the claim {missing[0]}")
         times = {name: claims[name] for name in ("exp", "iat", "nbf")}
         strings = {name: claims[name] for name in ("sub", "jti", "client_id", "scope", "sid")}
-        if any(type(value) is not int for value in times.values()) or any(
+        if any(
+            type(value) is not int or not 0 <= value <= _MAX_TIMESTAMP for value in times.values()
+        ) or any(
             not isinstance(value, str) or (not value and name != "scope")
             for name, value in strings.items()
         ):

@@ -6,13 +6,29 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from auth_service.errors import InvalidGrant, InvalidRequest, InvalidUsername
+from auth_service.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidToken,
+    InvalidUsername,
+    WrongCurrentPassword,
+)
 from auth_service.models import User
 from auth_service.security.policy import canonical_username, normalize_password, normalize_username
+from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
+from auth_service.services.revocation import deny_user_tokens
+from auth_service.services.sessions import revoke_session_ids
 from auth_service.stores import users
 
-__all__ = ["UserProfile", "authenticate", "get_profile", "register"]
+__all__ = [
+    "UserProfile",
+    "authenticate",
+    "change_password",
+    "disable",
+    "get_profile",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +107,43 @@ async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
     if user is None or not user.is_active:
         return None
     return _profile(user)
+
+
+async def change_password(
+    ctx: ServiceContext, claims: AccessClaims, *, current_password: str, new_password: str
+) -> None:
+    """Check the current password, apply the policy to the new one, end every other session."""
+    async with ctx.sessions() as session:
+        user = await users.get_user_by_id(session, claims.subject)
+    if user is None or not user.is_active:
+        raise InvalidToken("the account no longer exists or is disabled")
+    if len(current_password) > ctx.policy.max_length:
+        raise WrongCurrentPassword
+    result = await ctx.hasher.verify(normalize_password(current_password), user.password_hash)
+    if not result.ok:
+        raise WrongCurrentPassword
+    new_password = normalize_password(new_password)
+    ctx.policy.check(new_password, username=user.username)
+    new_hash = await ctx.hasher.hash(new_password)
+    async with ctx.sessions.begin() as session:
+        await users.set_password_hash(session, user.id, new_hash=new_hash, now=ctx.clock())
+    await revoke_session_ids(ctx, user.id, None, reason="password_changed", keep=claims.session_id)
+    log.info("password changed", extra={"user_id": user.id})
+
+
+async def disable(ctx: ServiceContext, username: str) -> bool:
+    """Block the user's logins and kill all their sessions and tokens; False if unknown."""
+    try:
+        canonical = canonical_username(normalize_username(username))
+    except InvalidUsername:
+        return False
+    now = ctx.clock()
+    async with ctx.sessions.begin() as session:
+        user = await users.get_user_by_username(session, canonical)
+        if user is None:
+            return False
+        await users.disable_user(session, user.id, now=now)
+    await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
+    await deny_user_tokens(ctx, user.id, now)
+    log.info("user disabled", extra={"user_id": user.id})
+    return True

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
+from auth_service.stores.revocation import RevocationStore
 
-__all__ = ["ServiceContext"]
+__all__ = ["ServiceContext", "SessionPolicy"]
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """Session lifetimes, the refresh retry window, and how long a revocation must last."""
+
+    idle_timeout: timedelta
+    absolute_lifetime: timedelta
+    reuse_grace: timedelta
+    # Access tokens live at most this long after they were issued (TTL plus clock leeway):
+    # a denylist entry older than that protects nothing and may expire.
+    access_token_horizon: timedelta
 
 
 @dataclass(frozen=True)
 class ServiceContext:
-    """Database sessions, hashing, password policy, token signing, clock and client defaults."""
+    """Database sessions, hashing, password policy, tokens, revocation state and the clock."""
 
     sessions: async_sessionmaker[AsyncSession]
     hasher: PasswordHasher
@@ -25,3 +39,7 @@ class ServiceContext:
     tokens: TokenService
     clock: Callable[[], datetime]
     default_client_id: str
+    revocations: RevocationStore
+    session_policy: SessionPolicy
+    # One reseed of the revocation store at a time per process.
+    reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)

@@ -21,6 +21,8 @@ def server_metadata(*, issuer: str) -> dict[str, Any]:
         # requires the member, so it is present and empty).
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint": f"{issuer}/revoke",
+        "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": sorted(SUPPORTED_SCOPES),
         "service_documentation": f"{issuer}/docs",
     }

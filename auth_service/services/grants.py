@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from auth_service.errors import InvalidRequest, UnsupportedGrantType
-from auth_service.security.tokens import new_token_id
 from auth_service.services.accounts import authenticate
 from auth_service.services.clients import ClientCredentials, resolve_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import parse_requested_scopes
+from auth_service.services.sessions import ClientInfo, TokenGrant, open_session, refresh
 
-__all__ = ["SUPPORTED_GRANT_TYPES", "TokenGrant", "issue_tokens"]
+__all__ = ["SUPPORTED_GRANT_TYPES", "issue_tokens"]
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_GRANT_TYPES = ("password",)
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    """The RFC 6749 §5.1 success response, before serialisation."""
-
-    access_token: str
-    expires_in: int
-    scope: str
-    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+SUPPORTED_GRANT_TYPES = ("password", "refresh_token")
 
 
 def _required(params: dict[str, str], name: str) -> str:
@@ -37,29 +26,28 @@ def _required(params: dict[str, str], name: str) -> str:
 
 
 async def issue_tokens(
-    ctx: ServiceContext, params: dict[str, str], credentials: ClientCredentials | None
+    ctx: ServiceContext,
+    params: dict[str, str],
+    credentials: ClientCredentials | None,
+    client: ClientInfo,
 ) -> TokenGrant:
     """Dispatch on grant_type; `params` are the form fields, each present at most once."""
     grant_type = _required(params, "grant_type")
     if grant_type not in SUPPORTED_GRANT_TYPES:
         raise UnsupportedGrantType(f"supported grant types: {', '.join(SUPPORTED_GRANT_TYPES)}")
     client_id = resolve_client(credentials, default_client_id=ctx.default_client_id)
-    return await _password_grant(ctx, params, client_id)
-
-
-async def _password_grant(
-    ctx: ServiceContext, params: dict[str, str], client_id: str
-) -> TokenGrant:
+    if grant_type == "refresh_token":
+        refresh_token = _required(params, "refresh_token")
+        raw_scope = params.get("scope")
+        return await refresh(
+            ctx,
+            refresh_token,
+            requested_scopes=parse_requested_scopes(raw_scope) if raw_scope else None,
+            client_id=client_id,
+            client=client,
+        )
     username = _required(params, "username")
     password = _required(params, "password")
     scopes = parse_requested_scopes(params.get("scope"))
     user = await authenticate(ctx, username=username, password=password)
-    issued = ctx.tokens.mint_access_token(
-        subject=user.id, scopes=scopes, session_id=new_token_id(), client_id=client_id
-    )
-    log.info("password grant", extra={"user_id": user.id, "client_id": client_id})
-    return TokenGrant(
-        access_token=issued.token,
-        expires_in=issued.expires_in,
-        scope=" ".join(sorted(scopes)),
-    )
+    return await open_session(ctx, user, scopes=scopes, client_id=client_id, client=client)

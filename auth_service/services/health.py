@@ -8,6 +8,9 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth_service.errors import StoreUnavailable
+from auth_service.stores.revocation import RevocationStore
+
 __all__ = ["check_readiness"]
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,20 @@ async def _database_ok(engine: AsyncEngine) -> bool:
     return True
 
 
-async def check_readiness(engine: AsyncEngine) -> dict[str, str]:
-    """`{"database": "ok" | "unavailable"}`; more dependencies join as they are added."""
-    return {"database": "ok" if await _database_ok(engine) else "unavailable"}
+async def _store_ok(store: RevocationStore) -> bool:
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
+            await store.ping()
+    except (StoreUnavailable, TimeoutError):
+        log.warning("readiness: revocation store unreachable")
+        return False
+    return True
+
+
+async def check_readiness(engine: AsyncEngine, store: RevocationStore) -> dict[str, str]:
+    """`{"database": "ok" | "unavailable", "revocation_store": ...}`, checked concurrently."""
+    database, revocations = await asyncio.gather(_database_ok(engine), _store_ok(store))
+    return {
+        "database": "ok" if database else "unavailable",
+        "revocation_store": "ok" if revocations else "unavailable",
+    }

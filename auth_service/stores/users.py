@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
-__all__ = ["add_user", "get_user_by_id", "get_user_by_username", "replace_password_hash"]
+__all__ = [
+    "add_user",
+    "disable_user",
+    "get_user_by_id",
+    "get_user_by_username",
+    "replace_password_hash",
+    "set_password_hash",
+]
 
 
 async def get_user_by_username(session: AsyncSession, canonical_name: str) -> User | None:
@@ -53,4 +60,22 @@ async def replace_password_hash(
         update(User)
         .where(User.id == user_id, User.password_hash == expected_hash)
         .values(password_hash=new_hash, updated_at=now)
+    )
+
+
+async def set_password_hash(
+    session: AsyncSession, user_id: str, *, new_hash: str, now: datetime
+) -> None:
+    """Store a new password hash (a password change)."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(password_hash=new_hash, updated_at=now)
+    )
+
+
+async def disable_user(session: AsyncSession, user_id: str, *, now: datetime) -> None:
+    """Block logins and mark every token issued until now as dead."""
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(is_active=False, tokens_valid_after=now, updated_at=now)
     )

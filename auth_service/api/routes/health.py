@@ -27,7 +27,7 @@ async def healthz() -> HealthBody:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Ready when every dependency answers; 503 names what failed."""
-    checks = await check_readiness(request.app.state.engine)
+    checks = await check_readiness(request.app.state.engine, request.app.state.revocations)
     ready = all(state == "ok" for state in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

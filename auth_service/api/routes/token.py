@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from auth_service.api.deps import ContextDep
+from auth_service.api.deps import ContextDep, client_info
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import client_credentials, read_form
 from auth_service.api.schemas import ErrorBody, TokenBody
@@ -22,8 +22,9 @@ _FORM_SCHEMA: dict[str, Any] = {
     "required": ["grant_type"],
     "properties": {
         "grant_type": {"type": "string", "enum": list(SUPPORTED_GRANT_TYPES)},
-        "username": {"type": "string"},
-        "password": {"type": "string", "format": "password"},
+        "username": {"type": "string", "description": "password grant"},
+        "password": {"type": "string", "format": "password", "description": "password grant"},
+        "refresh_token": {"type": "string", "description": "refresh_token grant"},
         "scope": {"type": "string", "description": "space-separated scope names"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
@@ -40,7 +41,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenBody,
-    summary="Issue tokens (password grant)",
+    summary="Issue tokens (password and refresh_token grants)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {
@@ -50,13 +51,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def token(request: Request, ctx: ContextDep) -> JSONResponse:
-    """Exchange a username and password for an access token; errors follow RFC 6749 §5.2."""
+    """Password grant (opens a session) or refresh grant (rotates its refresh token).
+
+    Errors follow RFC 6749 §5.2.
+    """
     params = await read_form(request)
-    grant = await issue_tokens(ctx, params, client_credentials(request, params))
+    grant = await issue_tokens(
+        ctx, params, client_credentials(request, params), client_info(request)
+    )
     body = TokenBody(
         access_token=grant.access_token,
         token_type=grant.token_type,
         expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
         scope=grant.scope,
     )
     return JSONResponse(body.model_dump(), headers=NO_STORE)

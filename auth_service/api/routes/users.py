@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from auth_service.api.deps import ContextDep, ProfileClaims
-from auth_service.api.schemas import ErrorBody, RegisterBody, RejectionBody, UserBody
+from auth_service.api.schemas import (
+    ErrorBody,
+    PasswordChangeBody,
+    RegisterBody,
+    RejectionBody,
+    UserBody,
+)
 from auth_service.errors import InvalidToken
 from auth_service.services import accounts
 
@@ -16,8 +22,9 @@ __all__ = ["router"]
 router = APIRouter(tags=["users"])
 
 _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing, invalid or expired token (RFC 6750)"},
+    401: {"description": "missing, invalid, expired or revoked token (RFC 6750)"},
     403: {"model": ErrorBody, "description": "insufficient_scope"},
+    503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
 }
 
 
@@ -46,3 +53,24 @@ async def me(claims: ProfileClaims, ctx: ContextDep) -> UserBody:
     if profile is None:
         raise InvalidToken("the account no longer exists or is disabled")
     return UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
+
+
+@router.post(
+    "/users/me/password",
+    status_code=204,
+    summary="Change my password",
+    responses={
+        **_BEARER_ERRORS,
+        400: {"model": ErrorBody, "description": "the current password is wrong"},
+        422: {"model": RejectionBody, "description": "new password rejected, with reasons"},
+        503: {"model": ErrorBody, "description": "password hashing saturated"},
+    },
+)
+async def change_password(
+    body: PasswordChangeBody, claims: ProfileClaims, ctx: ContextDep
+) -> Response:
+    """Re-check the current password, set the new one, and end every other session."""
+    await accounts.change_password(
+        ctx, claims, current_password=body.current_password, new_password=body.new_password
+    )
+    return Response(status_code=204)

@@ -1,0 +1,93 @@
+"""Logout, RFC 7009 revocation, and the caller's session list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from auth_service.api.deps import BearerClaims, ContextDep, ProfileClaims
+from auth_service.api.errors import NO_STORE
+from auth_service.api.forms import client_credentials, read_form
+from auth_service.api.schemas import ErrorBody, SessionBody
+from auth_service.services import logout as logout_service
+from auth_service.services.logout import LogoutScope
+from auth_service.services.sessions import list_sessions
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["sessions"])
+
+_BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid, expired or revoked token (RFC 6750)"},
+    403: {"model": ErrorBody, "description": "insufficient_scope"},
+    503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
+}
+_REVOKE_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {"type": "string"},
+        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+    },
+}
+
+
+@router.post("/logout", status_code=204, summary="Log out", responses=_BEARER_ERRORS)
+async def logout(
+    claims: BearerClaims,
+    ctx: ContextDep,
+    scope: Annotated[LogoutScope, Query(description="local, others or global")] = (
+        LogoutScope.LOCAL
+    ),
+) -> Response:
+    """End this session (`local`), every other one (`others`) or all (`global`)."""
+    await logout_service.logout(ctx, claims, scope)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/revoke",
+    summary="Revoke a token (RFC 7009)",
+    responses={
+        200: {"description": "revoked, or nothing to revoke"},
+        400: {"model": ErrorBody, "description": "invalid_request"},
+        401: {"model": ErrorBody, "description": "invalid_client"},
+        413: {"model": ErrorBody, "description": "body too large"},
+        503: {"model": ErrorBody, "description": "revocation state unreachable"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": _REVOKE_FORM}},
+        }
+    },
+)
+async def revoke(request: Request, ctx: ContextDep) -> Response:
+    """A refresh token ends its session; an access token dies alone. Always 200."""
+    params = await read_form(request)
+    await logout_service.revoke(ctx, params, client_credentials(request, params))
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.get(
+    "/sessions", response_model=list[SessionBody], summary="My sessions", responses=_BEARER_ERRORS
+)
+async def sessions(claims: ProfileClaims, ctx: ContextDep) -> list[SessionBody]:
+    """The caller's open sessions, newest first, without tokens."""
+    views = await list_sessions(ctx, claims.subject, claims.session_id)
+    return [SessionBody(**vars(view)) for view in views]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    summary="End one of my sessions",
+    responses={**_BEARER_ERRORS, 404: {"model": ErrorBody, "description": "no such session"}},
+)
+async def delete_session(session_id: str, claims: ProfileClaims, ctx: ContextDep) -> Response:
+    """Revoke one of the caller's sessions (404 for anyone else's)."""
+    await logout_service.delete_session(ctx, claims, session_id)
+    return Response(status_code=204)

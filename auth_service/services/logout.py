@@ -1,0 +1,98 @@
+"""Ending sessions: logout (bearer), RFC 7009 revocation, and deleting one's own sessions."""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+from auth_service.errors import InvalidRequest, InvalidToken, SessionNotFound
+from auth_service.security.refresh import MAX_REFRESH_TOKEN_LENGTH, hash_refresh_token
+from auth_service.security.tokens import AccessClaims
+from auth_service.services.clients import ClientCredentials, resolve_client
+from auth_service.services.context import ServiceContext
+from auth_service.services.revocation import deny_token
+from auth_service.services.sessions import revoke_session_ids
+from auth_service.stores import sessions as rows
+
+__all__ = ["LogoutScope", "delete_session", "logout", "revoke"]
+
+log = logging.getLogger(__name__)
+
+
+class LogoutScope(StrEnum):
+    """Which sessions a logout ends (the names GoTrue uses)."""
+
+    LOCAL = "local"  # the session of the presented token
+    OTHERS = "others"  # every other session of the user
+    GLOBAL = "global"  # every session of the user
+
+
+async def logout(ctx: ServiceContext, claims: AccessClaims, scope: LogoutScope) -> None:
+    """End the caller's session(s); their refresh and access tokens die at once."""
+    if scope is LogoutScope.LOCAL:
+        await revoke_session_ids(ctx, claims.subject, [claims.session_id], reason="logout")
+    elif scope is LogoutScope.OTHERS:
+        await revoke_session_ids(
+            ctx, claims.subject, None, reason="logout_others", keep=claims.session_id
+        )
+    else:
+        await revoke_session_ids(ctx, claims.subject, None, reason="logout_global")
+    log.info("logout", extra={"user_id": claims.subject, "scope": scope.value})
+
+
+async def delete_session(ctx: ServiceContext, claims: AccessClaims, session_id: str) -> None:
+    """Revoke one of the caller's sessions; someone else's looks exactly like a missing one."""
+    revoked = await revoke_session_ids(ctx, claims.subject, [session_id], reason="deleted")
+    if not revoked:
+        raise SessionNotFound
+
+
+async def revoke(
+    ctx: ServiceContext, params: dict[str, str], credentials: ClientCredentials | None
+) -> None:
+    """RFC 7009: revoke a refresh token (its session) or an access token (its jti).
+
+    Unknown, malformed, expired or foreign tokens are silently ignored, as §2.2 asks. The
+    hint only chooses which kind to try first.
+    """
+    client_id = resolve_client(credentials, default_client_id=ctx.default_client_id)
+    token = params.get("token")
+    if not token:
+        raise InvalidRequest("the 'token' parameter is required")
+    hint = params.get("token_type_hint")
+    attempts = [_revoke_refresh_token, _revoke_access_token]
+    if hint == "access_token":
+        attempts.reverse()
+    for attempt in attempts:
+        if await attempt(ctx, token, client_id):
+            return
+
+
+async def _revoke_refresh_token(ctx: ServiceContext, token: str, client_id: str) -> bool:
+    if len(token) > MAX_REFRESH_TOKEN_LENGTH:
+        return False
+    async with ctx.sessions() as db:
+        found = await rows.find_refresh_token(db, hash_refresh_token(token))
+    if found is None:
+        return False
+    _, record = found
+    if record.client_id == client_id:
+        await revoke_session_ids(ctx, record.user_id, [record.id], reason="revoked")
+        log.info("refresh token revoked", extra={"user_id": record.user_id})
+    return True
+
+
+async def _revoke_access_token(ctx: ServiceContext, token: str, client_id: str) -> bool:
+    try:
+        claims = ctx.tokens.verify_access_token(token)
+    except InvalidToken:
+        return False
+    if claims.client_id != client_id:
+        return True
+    async with ctx.sessions.begin() as db:
+        await rows.record_revoked_access_token(
+            db, jti=claims.token_id, expires_at=claims.expires_at, now=ctx.clock()
+        )
+    await deny_token(ctx, claims.token_id, claims.expires_at)
+    log.info("access token revoked", extra={"user_id": claims.subject})
+    return True

@@ -1,0 +1,92 @@
+"""Is this access token still good? One store round trip, reseeded from SQL when needed.
+
+SQL is the truth; the store (Redis or memory) is a TTL-bound cache of recent revocations.
+When its epoch marker is missing (flushed, restarted, new process) it is rebuilt from SQL
+before any token is trusted, so no revoked token comes back to life.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+
+from auth_service.errors import InvalidToken
+from auth_service.security.tokens import AccessClaims
+from auth_service.services.context import ServiceContext
+from auth_service.stores import sessions as session_rows
+from auth_service.stores.revocation import SeedData
+
+__all__ = ["deny_sessions", "deny_token", "deny_user_tokens", "ensure_not_revoked", "reseed"]
+
+log = logging.getLogger(__name__)
+
+
+def _seconds_until(when: datetime, now: datetime) -> int:
+    return math.ceil((when - now).total_seconds())
+
+
+async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
+    """Raise InvalidToken if the token, its session or its user's tokens were revoked."""
+    status = await ctx.revocations.status(
+        token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
+    )
+    if not status.seeded:
+        await reseed(ctx)
+        status = await ctx.revocations.status(
+            token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
+        )
+    if status.token_revoked or status.session_revoked:
+        raise InvalidToken("the access token has been revoked")
+    if status.user_not_before is not None and (
+        claims.issued_at.timestamp() < status.user_not_before
+    ):
+        raise InvalidToken("the access token has been revoked")
+
+
+async def reseed(ctx: ServiceContext) -> None:
+    """Rebuild the store's recent revocations from SQL, then mark it seeded."""
+    async with ctx.reseed_lock:
+        probe = await ctx.revocations.status(token_id="-", session_id="-", user_id="-")  # noqa: S106
+        if probe.seeded:
+            return  # another request of this process reseeded meanwhile
+        now = ctx.clock()
+        horizon = ctx.session_policy.access_token_horizon
+        async with ctx.sessions() as session:
+            revoked_sessions, revoked_tokens, users = await session_rows.recent_revocations(
+                session, since=now - horizon
+            )
+        data = SeedData(
+            sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
+            tokens=[(jti, _seconds_until(exp + horizon, now)) for jti, exp in revoked_tokens],
+            users=[
+                (uid, math.ceil(at.timestamp()), _seconds_until(at + horizon, now))
+                for uid, at in users
+            ],
+        )
+        await ctx.revocations.seed(data)
+        log.warning(
+            "revocation store reseeded from SQL: %d sessions, %d tokens, %d users",
+            len(data.sessions),
+            len(data.tokens),
+            len(data.users),
+        )
+
+
+async def deny_sessions(ctx: ServiceContext, session_ids: list[str]) -> None:
+    """Push session revocations (already committed to SQL) to every replica."""
+    if session_ids:
+        ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
+        await ctx.revocations.revoke_sessions(session_ids, ttl)
+
+
+async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -> None:
+    """Push one access-token revocation (already committed to SQL) to every replica."""
+    ttl = _seconds_until(expires_at + ctx.session_policy.access_token_horizon, ctx.clock())
+    await ctx.revocations.revoke_token(token_id, ttl)
+
+
+async def deny_user_tokens(ctx: ServiceContext, user_id: str, not_before: datetime) -> None:
+    """Kill every access token of a user issued before `not_before` (committed to SQL)."""
+    ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
+    await ctx.revocations.set_user_not_before(user_id, math.ceil(not_before.timestamp()), ttl)

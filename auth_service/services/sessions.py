@@ -1,0 +1,259 @@
+"""Sessions: open one per password grant, rotate its refresh token, revoke it.
+
+Rotation is a compare-and-set on the presented token's row, so of N concurrent refreshes
+exactly one creates a successor. Within the grace window a repeat gets that same successor
+back (sealed under the old token); after it, a repeat is treated as theft and the whole
+session dies, including the successor and every access token carrying its `sid`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from auth_service.errors import InvalidGrant, InvalidScope
+from auth_service.models import RefreshToken, Session, User
+from auth_service.security.refresh import (
+    MAX_REFRESH_TOKEN_LENGTH,
+    hash_refresh_token,
+    new_refresh_token,
+    open_sealed,
+    seal,
+)
+from auth_service.security.tokens import new_token_id
+from auth_service.services.context import ServiceContext
+from auth_service.services.revocation import deny_sessions
+from auth_service.stores import sessions as rows
+from auth_service.stores import users
+
+__all__ = ["ClientInfo", "SessionView", "TokenGrant", "list_sessions", "open_session", "refresh"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Where a request came from, recorded on the session (truncated, never trusted)."""
+
+    ip: str | None
+    user_agent: str | None
+
+    def clipped(self) -> ClientInfo:
+        return ClientInfo(
+            ip=self.ip[:64] if self.ip else None,
+            user_agent=self.user_agent[:256] if self.user_agent else None,
+        )
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """The RFC 6749 §5.1 success response, before serialisation."""
+
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+
+    def sealed_for(self, old_refresh_token: str) -> str:
+        """This grant, readable only with the refresh token it replaced."""
+        payload = json.dumps(
+            {
+                "access_token": self.access_token,
+                "expires_in": self.expires_in,
+                "scope": self.scope,
+                "refresh_token": self.refresh_token,
+            }
+        )
+        return seal(payload.encode("utf-8"), old_refresh_token)
+
+    @classmethod
+    def unsealed(cls, sealed: str, old_refresh_token: str) -> TokenGrant | None:
+        raw = open_sealed(sealed, old_refresh_token)
+        return cls(**json.loads(raw)) if raw is not None else None
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as its owner may see it (no tokens)."""
+
+    id: str
+    client_id: str
+    scope: str
+    created_at: datetime
+    last_used_at: datetime
+    last_ip: str | None
+    user_agent: str | None
+    expires_at: datetime
+    current: bool
+
+
+def _grant(
+    ctx: ServiceContext, record: Session, refresh_token: str, scopes: frozenset[str] | None = None
+) -> TokenGrant:
+    scopes = scopes if scopes is not None else frozenset(record.scope.split())
+    issued = ctx.tokens.mint_access_token(
+        subject=record.user_id, scopes=scopes, session_id=record.id, client_id=record.client_id
+    )
+    return TokenGrant(
+        access_token=issued.token,
+        expires_in=issued.expires_in,
+        scope=" ".join(sorted(scopes)),
+        refresh_token=refresh_token,
+    )
+
+
+async def open_session(
+    ctx: ServiceContext, user: User, *, scopes: frozenset[str], client_id: str, client: ClientInfo
+) -> TokenGrant:
+    """Record a new session with its first refresh token; return the first token pair."""
+    now = ctx.clock()
+    policy = ctx.session_policy
+    client = client.clipped()
+    absolute = now + policy.absolute_lifetime
+    record = Session(
+        id=new_token_id(),
+        user_id=user.id,
+        client_id=client_id,
+        scope=" ".join(sorted(scopes)),
+        created_at=now,
+        last_used_at=now,
+        last_ip=client.ip,
+        last_user_agent=client.user_agent,
+        idle_expires_at=min(now + policy.idle_timeout, absolute),
+        absolute_expires_at=absolute,
+    )
+    refresh_token = new_refresh_token()
+    async with ctx.sessions.begin() as db:
+        await rows.add_session(db, record)
+        await rows.add_refresh_token(
+            db, token_hash=hash_refresh_token(refresh_token), session_id=record.id, now=now
+        )
+    log.info("session opened", extra={"user_id": user.id, "client_id": client_id})
+    return _grant(ctx, record, refresh_token)
+
+
+async def _live_family(
+    ctx: ServiceContext, refresh_token: str, client_id: str
+) -> tuple[RefreshToken, Session]:
+    """The presented token's row and session, if the session may still be refreshed."""
+    if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+        raise InvalidGrant("the refresh token is invalid")
+    now = ctx.clock()
+    async with ctx.sessions() as db:
+        found = await rows.find_refresh_token(db, hash_refresh_token(refresh_token))
+        user = await users.get_user_by_id(db, found[1].user_id) if found else None
+    if found is None or user is None:
+        raise InvalidGrant("the refresh token is invalid")
+    token_row, record = found
+    if record.client_id != client_id:
+        raise InvalidGrant("the refresh token was issued to another client")
+    if record.revoked_at is not None or not user.is_active:
+        raise InvalidGrant("the session has been revoked")
+    if now >= record.idle_expires_at or now >= record.absolute_expires_at:
+        raise InvalidGrant("the session has expired")
+    return token_row, record
+
+
+async def refresh(
+    ctx: ServiceContext,
+    refresh_token: str,
+    *,
+    requested_scopes: frozenset[str] | None,
+    client_id: str,
+    client: ClientInfo,
+) -> TokenGrant:
+    """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent."""
+    token_row, record = await _live_family(ctx, refresh_token, client_id)
+    if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
+        raise InvalidScope("a refresh cannot widen the scope of the session")
+    if token_row.used_at is not None:
+        return await _repeat(ctx, token_row, record, refresh_token)
+
+    now = ctx.clock()
+    client = client.clipped()
+    successor_token = new_refresh_token()
+    grant = _grant(ctx, record, successor_token, requested_scopes)
+    async with ctx.sessions.begin() as db:
+        won = await rows.claim_refresh_token(
+            db, token_row.token_hash, now=now, sealed_successor=grant.sealed_for(refresh_token)
+        )
+        if won:
+            await rows.add_refresh_token(
+                db, token_hash=hash_refresh_token(successor_token), session_id=record.id, now=now
+            )
+            await rows.touch_session(
+                db,
+                record.id,
+                now=now,
+                idle_expires_at=min(
+                    now + ctx.session_policy.idle_timeout, record.absolute_expires_at
+                ),
+                ip=client.ip,
+                user_agent=client.user_agent,
+            )
+    if won:
+        log.info("refresh token rotated", extra={"user_id": record.user_id})
+        return grant
+    # Another request rotated this token first: this one is a repeat.
+    token_row, record = await _live_family(ctx, refresh_token, client_id)
+    return await _repeat(ctx, token_row, record, refresh_token)
+
+
+async def _repeat(
+    ctx: ServiceContext, token_row: RefreshToken, record: Session, refresh_token: str
+) -> TokenGrant:
+    """A spent token again: the same successor within the grace window, else theft."""
+    used_at = token_row.used_at
+    assert used_at is not None
+    within_grace = ctx.clock() - used_at <= ctx.session_policy.reuse_grace
+    if (
+        within_grace
+        and ctx.session_policy.reuse_grace.total_seconds() > 0
+        and (token_row.sealed_successor is not None)
+    ):
+        grant = TokenGrant.unsealed(token_row.sealed_successor, refresh_token)
+        if grant is not None:
+            return grant
+    await revoke_session_ids(ctx, record.user_id, [record.id], reason="refresh_token_reuse")
+    log.warning("refresh token reuse: session revoked", extra={"user_id": record.user_id})
+    raise InvalidGrant("the refresh token was already used; the session has been revoked")
+
+
+async def revoke_session_ids(
+    ctx: ServiceContext,
+    user_id: str,
+    session_ids: list[str] | None,
+    *,
+    reason: str,
+    keep: str | None = None,
+) -> list[str]:
+    """Revoke sessions in SQL, then in the shared store; None means all the user's."""
+    async with ctx.sessions.begin() as db:
+        revoked = await rows.revoke_sessions(
+            db, user_id=user_id, now=ctx.clock(), reason=reason, only=session_ids, keep=keep
+        )
+    await deny_sessions(ctx, revoked)
+    return revoked
+
+
+async def list_sessions(ctx: ServiceContext, user_id: str, current: str) -> list[SessionView]:
+    """The caller's open sessions, newest first."""
+    async with ctx.sessions() as db:
+        records = await rows.list_open_sessions(db, user_id, ctx.clock())
+    return [
+        SessionView(
+            id=r.id,
+            client_id=r.client_id,
+            scope=r.scope,
+            created_at=r.created_at,
+            last_used_at=r.last_used_at,
+            last_ip=r.last_ip,
+            user_agent=r.last_user_agent,
+            expires_at=min(r.idle_expires_at, r.absolute_expires_at),
+            current=r.id == current,
+        )
+        for r in records
+    ]

@@ -1,0 +1,215 @@
+"""Revocation state in front of SQL: denylisted token ids, revoked sessions, user not-before.
+
+Two implementations of one small Protocol: Redis (shared by every replica) and an
+in-process dict (the embedded default). Every entry expires when the access tokens it
+could affect have expired. An "epoch" marker is written after the store was seeded from
+SQL; when it is missing (Redis flushed or restarted, or a new process) the caller reseeds
+before trusting a negative answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from redis import asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+from auth_service.errors import StoreUnavailable
+
+__all__ = ["MemoryStore", "RedisStore", "RevocationStatus", "RevocationStore", "SeedData"]
+
+
+@dataclass(frozen=True)
+class RevocationStatus:
+    """Everything one access-token check needs, read in one round trip."""
+
+    seeded: bool
+    token_revoked: bool
+    session_revoked: bool
+    user_not_before: int | None
+
+
+@dataclass
+class SeedData:
+    """Entries rebuilt from SQL: (id, ttl seconds) and (user id, not-before, ttl seconds)."""
+
+    tokens: list[tuple[str, int]] = field(default_factory=list)
+    sessions: list[tuple[str, int]] = field(default_factory=list)
+    users: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+class RevocationStore(Protocol):
+    """Fast, TTL-bound revocation state shared by every replica."""
+
+    async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
+        """Read the epoch marker and the three denylist entries of one token at once."""
+        ...
+
+    async def revoke_token(self, token_id: str, ttl_seconds: int) -> None: ...
+
+    async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None: ...
+
+    async def set_user_not_before(
+        self, user_id: str, not_before: int, ttl_seconds: int
+    ) -> None: ...
+
+    async def seed(self, data: SeedData) -> None:
+        """Write every entry, then the epoch marker."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _Keys:
+    def __init__(self, prefix: str) -> None:
+        self.epoch = f"{prefix}epoch"
+        self._prefix = prefix
+
+    def token(self, token_id: str) -> str:
+        return f"{self._prefix}jti:{token_id}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self._prefix}sid:{session_id}"
+
+    def user(self, user_id: str) -> str:
+        return f"{self._prefix}unb:{user_id}"
+
+
+def _not_before(raw: object) -> int | None:
+    return int(str(raw)) if raw is not None else None
+
+
+class RedisStore:
+    """Redis-backed store; any Redis failure becomes StoreUnavailable (fail closed)."""
+
+    def __init__(self, url: str, *, prefix: str = "auth:", timeout_seconds: float = 1.0) -> None:
+        self._redis = redis_asyncio.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry_on_timeout=False,
+        )
+        self._keys = _Keys(prefix)
+
+    async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
+        keys = self._keys
+        try:
+            epoch, token, session, user = await self._redis.mget(
+                [keys.epoch, keys.token(token_id), keys.session(session_id), keys.user(user_id)]
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+        return RevocationStatus(
+            seeded=epoch is not None,
+            token_revoked=token is not None,
+            session_revoked=session is not None,
+            user_not_before=_not_before(user),
+        )
+
+    async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
+        await self._write([(self._keys.token(token_id), "1", ttl_seconds)])
+
+    async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None:
+        await self._write([(self._keys.session(sid), "1", ttl_seconds) for sid in session_ids])
+
+    async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
+        await self._write([(self._keys.user(user_id), str(not_before), ttl_seconds)])
+
+    async def seed(self, data: SeedData) -> None:
+        entries = [(self._keys.token(jti), "1", ttl) for jti, ttl in data.tokens]
+        entries += [(self._keys.session(sid), "1", ttl) for sid, ttl in data.sessions]
+        entries += [(self._keys.user(uid), str(nbf), ttl) for uid, nbf, ttl in data.users]
+        await self._write(entries)
+        try:
+            await self._redis.set(self._keys.epoch, secrets.token_hex(8))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _write(self, entries: list[tuple[str, str, int]]) -> None:
+        if not entries:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, value, ttl in entries:
+                    pipe.set(key, value, ex=max(1, ttl))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+
+
+class MemoryStore:
+    """In-process store for the embedded default: one replica, lost (and reseeded) on restart."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, float]] = {}
+        self._keys = _Keys("")
+        self._seeded = False
+
+    async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
+        keys = self._keys
+        return RevocationStatus(
+            seeded=self._seeded,
+            token_revoked=self._get(keys.token(token_id)) is not None,
+            session_revoked=self._get(keys.session(session_id)) is not None,
+            user_not_before=_not_before(self._get(keys.user(user_id))),
+        )
+
+    async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
+        self._set(self._keys.token(token_id), "1", ttl_seconds)
+
+    async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None:
+        for session_id in session_ids:
+            self._set(self._keys.session(session_id), "1", ttl_seconds)
+
+    async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
+        self._set(self._keys.user(user_id), str(not_before), ttl_seconds)
+
+    async def seed(self, data: SeedData) -> None:
+        for jti, ttl in data.tokens:
+            await self.revoke_token(jti, ttl)
+        for sid, ttl in data.sessions:
+            await self.revoke_sessions([sid], ttl)
+        for uid, nbf, ttl in data.users:
+            await self.set_user_not_before(uid, nbf, ttl)
+        self._seeded = True
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+    def _get(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires <= time.monotonic():
+            del self._entries[key]
+            return None
+        return value
+
+    def _set(self, key: str, value: str, ttl_seconds: int) -> None:
+        if len(self._entries) > 100_000:
+            self._purge_expired()
+        self._entries[key] = (value, time.monotonic() + max(1, ttl_seconds))
+
+    def _purge_expired(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (_, expires) in self._entries.items() if expires <= now]:
+            del self._entries[key]
