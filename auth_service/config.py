@@ -106,7 +106,7 @@ class Settings(BaseSettings):
                 problems.append("production needs AUTH_SIGNING_KEY_FILE (a PEM private key)")
             if self.redis_url is None:
                 problems.append("production needs AUTH_REDIS_URL (shared revocation state)")
-            if self.database_url is None or self.database_url.startswith("sqlite"):
+            if self.database_url is None or not self.database_url.startswith("postgresql"):
                 problems.append("production needs AUTH_DATABASE_URL pointing at PostgreSQL")
             if not self.effective_issuer.startswith("https://"):
                 problems.append("production needs an https:// AUTH_ISSUER")

@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,28 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
     )
 
 
+class FakeClock:
+    """A controllable clock: starts at the real time and moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     """A started app; its tables are emptied afterwards so the next test starts clean."""
-    application = create_app(settings)
+    application = create_app(settings, clock=clock)
     async with LifespanManager(application):
         yield application
         async with application.state.engine.begin() as connection:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from auth_service.errors import HashingBusy
 __all__ = ["Argon2Parameters", "HashingPool", "PasswordHasher", "VerifyResult"]
 
 _T = TypeVar("_T")
+_ARGON2_COST = re.compile(r"\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class HashingPool:
         max_waiting: int,
         wait_timeout_seconds: float,
     ) -> None:
+        self._params = params
         self._context = CryptContext(
             schemes=["argon2", "bcrypt"],
             deprecated=["bcrypt"],
@@ -120,9 +123,20 @@ class HashingPool:
         except (ValueError, TypeError):
             # A corrupt or unknown stored hash must not become a 500 or a shortcut:
             # spend the same work on the dummy hash and refuse.
-            self._context.verify(password, self._dummy_hash)
+            if self._dummy_hash:
+                self._context.verify(password, self._dummy_hash)
             return False, None
+        if new_hash is not None and not self._is_weaker(stored_hash):
+            new_hash = None  # passlib flags any difference; never downgrade a stronger hash
         return bool(ok), new_hash
+
+    def _is_weaker(self, stored_hash: str) -> bool:
+        """True for legacy schemes and argon2 hashes below the configured cost."""
+        match = _ARGON2_COST.match(stored_hash)
+        if match is None:
+            return True
+        memory, time_cost = int(match.group(1)), int(match.group(2))
+        return memory < self._params.memory_kib or time_cost < self._params.time_cost
 
     def _job_done(self, job: asyncio.Future[Any]) -> None:
         self._slots.release()

@@ -1,0 +1,257 @@
+"""Settings: defaults, derived values, AUTH_* variables, and refusal of insecure values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from auth_service.config import Settings
+
+PRODUCTION: dict[str, Any] = {
+    "environment": "production",
+    "signing_key_file": Path("/run/secrets/signing.pem"),
+    "redis_url": "redis://redis:6379/0",
+    "database_url": "postgresql+asyncpg://auth@db/auth",
+    "issuer": "https://auth.example.com",
+}
+
+KEY_FILE_PROBLEM = "production needs AUTH_SIGNING_KEY_FILE"
+REDIS_PROBLEM = "production needs AUTH_REDIS_URL"
+DATABASE_PROBLEM = "production needs AUTH_DATABASE_URL pointing at PostgreSQL"
+ISSUER_PROBLEM = "production needs an https:// AUTH_ISSUER"
+ARGON2_PROBLEM = "argon2 parameters are below OWASP's minimum"
+ALL_PRODUCTION_PROBLEMS = (KEY_FILE_PROBLEM, REDIS_PROBLEM, DATABASE_PROBLEM, ISSUER_PROBLEM)
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def refusal(**values: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+    return str(caught.value)
+
+
+# --- defaults and derived values -----------------------------------------------------
+
+
+def test_defaults() -> None:
+    config = settings()
+    assert config.environment == "development"
+    assert (config.host, config.port) == ("127.0.0.1", 8000)
+    assert config.issuer is None
+    assert config.effective_issuer == "http://127.0.0.1:8000"
+    assert config.data_dir == Path("var")
+    assert config.effective_database_url == (
+        f"sqlite+aiosqlite:///{(Path('var') / 'auth.db').resolve()}"
+    )
+    assert config.audience == "api"
+    assert config.access_token_ttl_seconds == 900
+    assert config.clock_leeway_seconds == 10
+    assert config.signing_algorithm == "ES256"
+    assert (config.password_min_length, config.password_max_length) == (15, 1024)
+    assert config.password_hash_memory_kib == 19456
+    assert config.password_hash_time_cost == 2
+    assert config.password_hash_parallelism == 1
+    assert config.hash_pool_size >= 1
+    assert config.is_development_setup is True
+
+
+def test_sqlite_url_is_an_absolute_path_under_data_dir(tmp_path: Path) -> None:
+    config = settings(data_dir=tmp_path / "data")
+    expected = f"sqlite+aiosqlite:///{(tmp_path / 'data').resolve()}/auth.db"
+    assert config.effective_database_url == expected
+    assert Path(config.effective_database_url.removeprefix("sqlite+aiosqlite:///")).is_absolute()
+
+
+def test_explicit_database_url_wins(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://auth@db/auth"
+    assert settings(data_dir=tmp_path, database_url=url).effective_database_url == url
+
+
+def test_issuer_is_derived_from_host_and_port() -> None:
+    assert settings(host="0.0.0.0", port=9000).effective_issuer == "http://0.0.0.0:9000"
+
+
+@pytest.mark.parametrize(
+    ("issuer", "expected"),
+    [
+        ("https://auth.example.com", "https://auth.example.com"),
+        ("https://auth.example.com/", "https://auth.example.com"),
+        ("https://example.com/auth//", "https://example.com/auth"),
+    ],
+)
+def test_explicit_issuer_loses_trailing_slashes(issuer: str, expected: str) -> None:
+    assert settings(issuer=issuer).effective_issuer == expected
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1])
+def test_port_out_of_range_is_refused(port: int) -> None:
+    assert "port" in refusal(port=port)
+
+
+# --- production ----------------------------------------------------------------------
+
+
+def test_complete_production_configuration_is_accepted() -> None:
+    config = settings(**PRODUCTION)
+    assert config.environment == "production"
+    assert config.is_development_setup is False
+    assert config.effective_issuer == "https://auth.example.com"
+
+
+def test_production_with_nothing_configured_lists_every_problem() -> None:
+    message = refusal(environment="production")
+    assert "refusing insecure configuration" in message
+    for problem in ALL_PRODUCTION_PROBLEMS:
+        assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        pytest.param({"signing_key_file": None}, KEY_FILE_PROBLEM, id="no-key-file"),
+        pytest.param({"redis_url": None}, REDIS_PROBLEM, id="no-redis"),
+        pytest.param({"database_url": None}, DATABASE_PROBLEM, id="no-database"),
+        pytest.param(
+            {"database_url": "sqlite+aiosqlite:////srv/auth.db"}, DATABASE_PROBLEM, id="sqlite"
+        ),
+        pytest.param({"issuer": "http://auth.example.com"}, ISSUER_PROBLEM, id="http-issuer"),
+        pytest.param({"issuer": None}, ISSUER_PROBLEM, id="derived-http-issuer"),
+    ],
+)
+def test_production_refuses_each_insecure_value(override: dict[str, Any], problem: str) -> None:
+    message = refusal(**{**PRODUCTION, **override})
+    assert problem in message
+    for other in ALL_PRODUCTION_PROBLEMS:
+        if other != problem:
+            assert other not in message
+
+
+def test_development_allows_the_embedded_stand_ins() -> None:
+    config = settings(environment="development", issuer="http://localhost:8000")
+    assert config.signing_key_file is None
+    assert config.redis_url is None
+    assert config.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert config.is_development_setup is True
+
+
+# --- passwords -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [7, 0, -1])
+def test_password_min_length_below_8_is_refused(length: int) -> None:
+    message = refusal(password_min_length=length)
+    assert "password_min_length" in message
+
+
+def test_password_min_length_of_8_is_accepted() -> None:
+    assert settings(password_min_length=8).password_min_length == 8
+
+
+def test_password_max_length_bounds() -> None:
+    assert "password_max_length" in refusal(password_max_length=63)
+    assert "password_max_length" in refusal(password_max_length=1025)
+    assert settings(password_max_length=64).password_max_length == 64
+
+
+def test_password_min_length_above_max_is_refused() -> None:
+    message = refusal(password_min_length=100, password_max_length=64)
+    assert "AUTH_PASSWORD_MIN_LENGTH is above AUTH_PASSWORD_MAX_LENGTH" in message
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize(
+    "weak",
+    [
+        pytest.param({"password_hash_memory_kib": 19455}, id="memory-19455"),
+        pytest.param({"password_hash_memory_kib": 8}, id="memory-8"),
+        pytest.param({"password_hash_time_cost": 1}, id="time-cost-1"),
+    ],
+)
+def test_argon2_below_owasp_minimum_is_refused_outside_test(
+    environment: str, weak: dict[str, int]
+) -> None:
+    base = PRODUCTION if environment == "production" else {}
+    message = refusal(**{**base, "environment": environment, **weak})
+    assert ARGON2_PROBLEM in message
+
+
+def test_argon2_below_owasp_minimum_is_allowed_in_test() -> None:
+    config = settings(environment="test", password_hash_memory_kib=8, password_hash_time_cost=1)
+    assert (config.password_hash_memory_kib, config.password_hash_time_cost) == (8, 1)
+
+
+def test_argon2_at_the_owasp_minimum_is_accepted() -> None:
+    config = settings(password_hash_memory_kib=19456, password_hash_time_cost=2)
+    assert config.password_hash_memory_kib == 19456
+
+
+# --- environment variables -----------------------------------------------------------
+
+
+def test_auth_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_PORT", "9001")
+    monkeypatch.setenv("AUTH_HOST", "10.0.0.5")
+    monkeypatch.setenv("AUTH_ENVIRONMENT", "test")
+    monkeypatch.setenv("AUTH_PASSWORD_MIN_LENGTH", "20")
+    monkeypatch.setenv("AUTH_HASH_POOL_SIZE", "3")
+    monkeypatch.setenv("AUTH_SIGNING_ALGORITHM", "RS256")
+    monkeypatch.setenv("AUTH_REDIS_URL", "redis://cache:6379/1")
+    config = settings()
+    assert config.port == 9001
+    assert config.host == "10.0.0.5"
+    assert config.environment == "test"
+    assert config.password_min_length == 20
+    assert config.hash_pool_size == 3
+    assert config.signing_algorithm == "RS256"
+    assert config.redis_url == "redis://cache:6379/1"
+    assert config.effective_issuer == "http://10.0.0.5:9001"
+
+
+def test_environment_variable_names_are_case_insensitive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("auth_port", "9002")
+    assert settings().port == 9002
+
+
+def test_unprefixed_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9003")
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    config = settings()
+    assert (config.host, config.port) == ("127.0.0.1", 8000)
+
+
+def test_keyword_arguments_win_over_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_PORT", "9004")
+    assert settings(port=9005).port == 9005
+
+
+def test_invalid_environment_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_PORT", "not-a-port")
+    assert "port" in refusal()
+
+
+def test_production_refusal_applies_to_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_ENVIRONMENT", "production")
+    monkeypatch.setenv("AUTH_ISSUER", "http://auth.example.com")
+    message = refusal()
+    assert ISSUER_PROBLEM in message
+    assert KEY_FILE_PROBLEM in message
+
+
+def test_env_file_is_read_when_given(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("AUTH_PORT=9006\nAUTH_AUDIENCE=orders\nAUTH_UNKNOWN_KNOB=1\n")
+    config = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert config.port == 9006
+    assert config.audience == "orders"
