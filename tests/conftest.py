@@ -159,12 +159,15 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-def settings(backend: Backend, tmp_path: Path) -> Settings:
+def settings(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Per-test settings; `@pytest.mark.settings(name=value)` overrides fields."""
+    marker = request.node.get_closest_marker("settings")
     return make_settings(
         backend.database_url,
         tmp_path,
         redis_url=backend.redis_url,
         redis_key_prefix=backend.redis_prefix,
+        **(marker.kwargs if marker else {}),
     )
 
 

@@ -100,7 +100,7 @@ async def list_open_sessions(session: AsyncSession, user_id: str, now: datetime)
             Session.idle_expires_at > now,
             Session.absolute_expires_at > now,
         )
-        .order_by(Session.created_at.desc())
+        .order_by(Session.created_at.desc(), Session.id)
     )
     return list(result.scalars())
 
