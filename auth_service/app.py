@@ -118,6 +118,8 @@ async def open_runtime(
     )
     try:
         await hasher.start()
+        if isinstance(revocations, RedisStore):
+            await revocations.warn_if_evicting()
         services = ServiceContext(
             sessions=create_session_factory(engine),
             hasher=hasher,

@@ -138,12 +138,14 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
     except InvalidUsername:
         return False
     now = ctx.clock()
-    async with ctx.sessions.begin() as session:
+    async with ctx.sessions() as session:
         user = await users.get_user_by_username(session, canonical)
-        if user is None:
-            return False
+    if user is None:
+        return False
+    # Store first (fails closed, retryable), then the durable record.
+    await deny_user_tokens(ctx, user.id, now)
+    async with ctx.sessions.begin() as session:
         await users.disable_user(session, user.id, now=now)
     await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
-    await deny_user_tokens(ctx, user.id, now)
     log.info("user disabled", extra={"user_id": user.id})
     return True

@@ -89,10 +89,10 @@ async def _revoke_access_token(ctx: ServiceContext, token: str, client_id: str) 
         return False
     if claims.client_id != client_id:
         return True
+    await deny_token(ctx, claims.token_id, claims.expires_at)
     async with ctx.sessions.begin() as db:
         await rows.record_revoked_access_token(
             db, jti=claims.token_id, expires_at=claims.expires_at, now=ctx.clock()
         )
-    await deny_token(ctx, claims.token_id, claims.expires_at)
     log.info("access token revoked", extra={"user_id": claims.subject})
     return True

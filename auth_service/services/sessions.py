@@ -230,13 +230,18 @@ async def revoke_session_ids(
     reason: str,
     keep: str | None = None,
 ) -> list[str]:
-    """Revoke sessions in SQL, then in the shared store; None means all the user's."""
+    """Revoke sessions (None means all the user's); return the ids revoked.
+
+    The shared store is written before SQL: if it is unreachable the call fails with
+    nothing half-done and the client can retry; if SQL then fails, the tokens are merely
+    dead a little early.
+    """
+    async with ctx.sessions() as db:
+        ids = await rows.matching_session_ids(db, user_id=user_id, only=session_ids, keep=keep)
+    await deny_sessions(ctx, ids)
     async with ctx.sessions.begin() as db:
-        revoked = await rows.revoke_sessions(
-            db, user_id=user_id, now=ctx.clock(), reason=reason, only=session_ids, keep=keep
-        )
-    await deny_sessions(ctx, revoked)
-    return revoked
+        await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
+    return ids
 
 
 async def list_sessions(ctx: ServiceContext, user_id: str, current: str) -> list[SessionView]:

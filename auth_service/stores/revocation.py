@@ -9,6 +9,7 @@ before trusting a negative answer.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from redis.exceptions import RedisError
 from auth_service.errors import StoreUnavailable
 
 __all__ = ["MemoryStore", "RedisStore", "RevocationStatus", "RevocationStore", "SeedData"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,19 @@ class RedisStore:
             await self._redis.set(self._keys.epoch, secrets.token_hex(8))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
+
+    async def warn_if_evicting(self) -> None:
+        """Log loudly when Redis may evict keys: an evicted denylist entry revives a token."""
+        try:
+            policy = (await self._redis.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except (RedisError, OSError):
+            return  # unreachable or CONFIG disabled: nothing to learn now
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "Redis maxmemory-policy is %s: set it to noeviction, or revoked tokens may "
+                "be accepted again until they expire",
+                policy,
+            )
 
     async def ping(self) -> None:
         try:

@@ -17,9 +17,10 @@ __all__ = [
     "find_refresh_token",
     "get_session",
     "list_open_sessions",
+    "mark_sessions_revoked",
+    "matching_session_ids",
     "recent_revocations",
     "record_revoked_access_token",
-    "revoke_sessions",
     "touch_session",
 ]
 
@@ -105,19 +106,17 @@ async def list_open_sessions(session: AsyncSession, user_id: str, now: datetime)
     return list(result.scalars())
 
 
-async def revoke_sessions(
+async def matching_session_ids(
     session: AsyncSession,
     *,
     user_id: str,
-    now: datetime,
-    reason: str,
     only: list[str] | None = None,
     keep: str | None = None,
 ) -> list[str]:
-    """Revoke the user's sessions: all open ones, `only` these, or all open but `keep`.
+    """The user's sessions to revoke: all open ones, `only` these, or all open but `keep`.
 
-    Returns every matching session of this user, including ones revoked before, so a
-    retried revocation is pushed to the shared store again; other users' ids never match.
+    With `only`, sessions revoked before match too, so a retried revocation is pushed to
+    the shared store again; other users' ids never match.
     """
     query = select(Session.id).where(Session.user_id == user_id)
     if only is not None:
@@ -126,14 +125,19 @@ async def revoke_sessions(
         query = query.where(Session.revoked_at.is_(None))
     if keep is not None:
         query = query.where(Session.id != keep)
-    ids = list((await session.execute(query)).scalars())
-    if ids:
+    return list((await session.execute(query)).scalars())
+
+
+async def mark_sessions_revoked(
+    session: AsyncSession, session_ids: list[str], *, now: datetime, reason: str
+) -> None:
+    """Record the revocation durably (the first reason wins)."""
+    if session_ids:
         await session.execute(
             update(Session)
-            .where(Session.id.in_(ids), Session.revoked_at.is_(None))
+            .where(Session.id.in_(session_ids), Session.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason)
         )
-    return ids
 
 
 async def record_revoked_access_token(
