@@ -1,4 +1,4 @@
-"""The `auth-service` command line: migrate, create-user, refusing insecure settings."""
+"""The `auth-service` command line: migrate, create-user, users disable, refusing bad settings."""
 
 from __future__ import annotations
 
@@ -31,7 +31,17 @@ async def test_migrate_then_create_user_then_login(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as client:
             form = {"grant_type": "password", "username": "operator", "password": PASSWORD}
-            assert (await client.post("/token", data=form)).status_code == 200
+            tokens = (await client.post("/token", data=form)).json()
+            bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+            assert (await client.get("/users/me", headers=bearer)).status_code == 200
+
+            assert await asyncio.to_thread(main, ["users", "disable", "OPERATOR"]) == 0
+            assert "disabled OPERATOR" in capsys.readouterr().out
+            assert (await client.get("/users/me", headers=bearer)).status_code == 401
+            assert (await client.post("/token", data=form)).json()["error"] == "invalid_grant"
+            refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+            assert (await client.post("/token", data=refresh)).json()["error"] == "invalid_grant"
+            assert await asyncio.to_thread(main, ["users", "disable", "nobody-here"]) == 1
 
 
 def test_create_user_reports_policy_failures(
