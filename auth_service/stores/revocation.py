@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis import asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from auth_service.errors import StoreUnavailable
@@ -97,6 +100,9 @@ class RedisStore:
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             retry_on_timeout=False,
+            # After a Redis restart every pooled connection is dead once: retry a closed
+            # connection one time on a fresh one, but never wait twice on a timeout.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._keys = _Keys(prefix)
 
