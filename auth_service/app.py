@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service import __version__
+from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.middleware import BodySizeLimit
-from auth_service.api.routes import health, sessions, token, users, wellknown
+from auth_service.api.routes import admin, health, sessions, token, users, wellknown
 from auth_service.config import Settings
 from auth_service.db import create_engine, create_session_factory
 from auth_service.security.keys import (
@@ -139,6 +141,7 @@ async def open_runtime(
             ),
             clock=clock,
             default_client_id=settings.default_client_id,
+            default_client_enabled=settings.default_client_enabled,
             revocations=revocations,
             session_policy=SessionPolicy(
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout_seconds),
@@ -169,7 +172,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             app.state.documents = runtime.documents
             yield
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI 5, ReDoc and the favicon from files shipped in the
+    # fastapi-offline wheel (served under /static-offline-docs), never from a CDN.
+    app = FastAPIOffline(
         title="auth_service",
         version=__version__,
         summary="Registration, OAuth2 password grant and signed JWT access tokens.",
@@ -177,6 +182,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (users, token, sessions, wellknown, health):
+    app.add_middleware(DocsSameOriginOnly, paths=frozenset({"/docs", "/redoc"}))
+    for module in (users, token, sessions, admin, wellknown, health):
         app.include_router(module.router)
     return app

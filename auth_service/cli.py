@@ -1,4 +1,4 @@
-"""`auth-service serve | migrate | create-user | users disable | openapi`."""
+"""`auth-service serve | migrate | create-user | users … | clients … | keys … | openapi`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
 from auth_service.config import Settings
+from auth_service.errors import AuthServiceError
+
+if TYPE_CHECKING:
+    from auth_service.services.context import ServiceContext
+
+_T = TypeVar("_T")
 
 __all__ = ["main"]
 
@@ -63,37 +71,84 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _create_user(settings: Settings, args: argparse.Namespace) -> int:
-    from auth_service.app import open_runtime
-    from auth_service.errors import AuthServiceError
     from auth_service.services.accounts import register
 
     password = os.environ.get("AUTH_NEW_USER_PASSWORD") or getpass.getpass("password: ")
-
-    async def run() -> None:
-        async with open_runtime(settings) as runtime:
-            profile = await register(runtime.services, username=args.username, password=password)
-        print(json.dumps({"id": profile.id, "username": profile.username}))
-
-    try:
-        asyncio.run(run())
-    except AuthServiceError as exc:
-        sys.stderr.write(f"auth-service: {exc.description}\n")
-        return 1
+    profile = _with_services(
+        settings, lambda ctx: register(ctx, username=args.username, password=password)
+    )
+    print(json.dumps({"id": profile.id, "username": profile.username}))
     return 0
 
 
 def _disable_user(settings: Settings, args: argparse.Namespace) -> int:
-    from auth_service.app import open_runtime
     from auth_service.services.accounts import disable
 
-    async def run() -> bool:
-        async with open_runtime(settings) as runtime:
-            return await disable(runtime.services, args.username)
-
-    if not asyncio.run(run()):
+    if not _with_services(settings, lambda ctx: disable(ctx, args.username)):
         sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
         return 1
     print(f"disabled {args.username}: logins blocked, every session and token revoked")
+    return 0
+
+
+def _with_services(settings: Settings, use: Callable[[ServiceContext], Awaitable[_T]]) -> _T:
+    """Run one use case against a fully assembled runtime, then dispose of it."""
+    from auth_service.app import open_runtime
+
+    async def run() -> _T:
+        async with open_runtime(settings) as runtime:
+            return await use(runtime.services)
+
+    return asyncio.run(run())
+
+
+def _set_scopes(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.accounts import set_scopes
+
+    scopes = frozenset(args.scopes)
+    if not _with_services(settings, lambda ctx: set_scopes(ctx, args.username, scopes)):
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    print(f"{args.username} may now be granted: {' '.join(sorted(scopes)) or '(nothing)'}")
+    return 0
+
+
+def _add_client(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.clients import register_client
+
+    new = _with_services(
+        settings,
+        lambda ctx: register_client(
+            ctx,
+            args.client_id,
+            confidential=args.confidential,
+            grant_types=frozenset(args.grants),
+            scopes=frozenset(args.scopes),
+        ),
+    )
+    output = {"client_id": new.client.client_id, "confidential": new.client.confidential}
+    if new.secret is not None:
+        output["client_secret"] = new.secret  # shown once; only its hash is stored
+    print(json.dumps(output))
+    return 0
+
+
+def _list_clients(settings: Settings, _: argparse.Namespace) -> int:
+    from auth_service.services.clients import list_clients
+
+    for client in _with_services(settings, list_clients):
+        kind = "confidential" if client.confidential else "public"
+        grants = ",".join(sorted(client.grant_types))
+        print(f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}")
+    return 0
+
+
+def _remove_client(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.clients import remove_client
+
+    if not _with_services(settings, lambda ctx: remove_client(ctx, args.client_id)):
+        sys.stderr.write(f"auth-service: no client {args.client_id!r}\n")
+        return 1
     return 0
 
 
@@ -125,11 +180,33 @@ def main(argv: list[str] | None = None) -> int:
     disable = users.add_parser("disable", help="block logins and revoke every session")
     disable.add_argument("username")
     disable.set_defaults(run=_disable_user)
+    scopes = users.add_parser("set-scopes", help="replace the scopes a user may be granted")
+    scopes.add_argument("username")
+    scopes.add_argument("scopes", nargs="*", help="e.g. profile admin")
+    scopes.set_defaults(run=_set_scopes)
+
+    clients = commands.add_parser("clients", help="manage OAuth clients").add_subparsers(
+        dest="clients_command", required=True
+    )
+    add = clients.add_parser("add", help="register a client (prints a secret once)")
+    add.add_argument("client_id")
+    add.add_argument("--confidential", action="store_true", help="give it a secret")
+    add.add_argument("--grants", nargs="+", default=["password", "refresh_token"])
+    add.add_argument("--scopes", nargs="+", default=["profile"])
+    add.set_defaults(run=_add_client)
+    clients.add_parser("list", help="list registered clients").set_defaults(run=_list_clients)
+    remove = clients.add_parser("remove", help="delete a client")
+    remove.add_argument("client_id")
+    remove.set_defaults(run=_remove_client)
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
     openapi.set_defaults(run=_openapi)
     args = parser.parse_args(argv)
     settings = _load_settings()
     _configure_logging(settings)
-    result: int = args.run(settings, args)
+    try:
+        result: int = args.run(settings, args)
+    except AuthServiceError as exc:
+        sys.stderr.write(f"auth-service: {exc.description}\n")
+        return 1
     return result

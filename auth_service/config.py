@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
     default_client_id: str = Field(default="public", min_length=1, max_length=128)
+    # Requests that name no client act as this public client (Swagger UI, simple apps).
+    default_client_enabled: bool = True
 
     # --- sessions (refresh-token families) ---------------------------------------------
     session_idle_timeout_seconds: int = Field(default=14 * 86_400, ge=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthServiceError",
+    "ClientExists",
     "HashingBusy",
     "InsufficientScope",
     "InvalidClient",
@@ -23,7 +24,9 @@ __all__ = [
     "ServiceUnavailable",
     "SessionNotFound",
     "StoreUnavailable",
+    "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UserNotFound",
     "UsernameTaken",
     "WrongCurrentPassword",
 ]
@@ -65,6 +68,11 @@ class InvalidGrant(OAuthError):
 class UnsupportedGrantType(OAuthError):
     code = "unsupported_grant_type"
     default_description = "the grant type is not supported"
+
+
+class UnauthorizedClient(OAuthError):
+    code = "unauthorized_client"
+    default_description = "this client may not use this grant type"
 
 
 class InvalidScope(OAuthError):
@@ -109,6 +117,18 @@ class SessionNotFound(AuthServiceError):
 class WrongCurrentPassword(AuthServiceError):
     code = "invalid_current_password"
     default_description = "the current password is not correct"
+
+
+class UserNotFound(AuthServiceError):
+    """Only for administrators: ordinary callers never learn whether a user exists."""
+
+    code = "not_found"
+    default_description = "no such user"
+
+
+class ClientExists(AuthServiceError):
+    code = "client_exists"
+    default_description = "a client with that id is already registered"
 
 
 # --- registration --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from auth_service.db.base import Base
 
-__all__ = ["RefreshToken", "RevokedAccessToken", "Session", "User"]
+__all__ = ["OAuthClient", "RefreshToken", "RevokedAccessToken", "Session", "User"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -49,6 +49,8 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Access tokens issued before this instant are dead (set when the user is disabled).
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Space-separated scopes this user may be granted.
+    scopes: Mapped[str] = mapped_column(String(1024), default="profile")
 
 
 class Session(Base):
@@ -97,3 +99,16 @@ class RevokedAccessToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OAuthClient(Base):
+    """A registered OAuth client; a confidential one has a secret, stored only hashed."""
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(128))
+    confidential: Mapped[bool] = mapped_column(Boolean)
+    grant_types: Mapped[str] = mapped_column(String(256))
+    scopes: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -196,7 +196,13 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     async with LifespanManager(application):
         yield application
         async with application.state.engine.begin() as connection:
-            for table in ("refresh_tokens", "sessions", "revoked_access_tokens", "users"):
+            for table in (
+                "refresh_tokens",
+                "sessions",
+                "revoked_access_tokens",
+                "users",
+                "oauth_clients",
+            ):
                 await connection.execute(text(f"DELETE FROM {table}"))
 
 

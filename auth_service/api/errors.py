@@ -21,6 +21,7 @@ from auth_service.errors import (
     ServiceUnavailable,
     SessionNotFound,
     UsernameTaken,
+    UserNotFound,
     WrongCurrentPassword,
 )
 
@@ -67,7 +68,7 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
         headers = dict(NO_STORE)
     elif isinstance(exc, UsernameTaken):
         status = 409
-    elif isinstance(exc, SessionNotFound):
+    elif isinstance(exc, SessionNotFound | UserNotFound):
         status = 404
     elif isinstance(exc, WrongCurrentPassword):
         status = 400

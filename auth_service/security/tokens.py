@@ -93,6 +93,16 @@ class TokenService:
         self._leeway = leeway_seconds
         self._clock = clock
 
+    @property
+    def issuer(self) -> str:
+        """The `iss` of every token signed here."""
+        return self._issuer
+
+    @property
+    def audience(self) -> str:
+        """The `aud` of every token signed here."""
+        return self._audience
+
     def mint_access_token(
         self, *, subject: str, scopes: Iterable[str], session_id: str, client_id: str
     ) -> IssuedToken:

@@ -9,6 +9,7 @@ from datetime import datetime
 from auth_service.errors import (
     InvalidGrant,
     InvalidRequest,
+    InvalidScope,
     InvalidToken,
     InvalidUsername,
     WrongCurrentPassword,
@@ -18,6 +19,7 @@ from auth_service.security.policy import canonical_username, normalize_password,
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_user_tokens
+from auth_service.services.scopes import SUPPORTED_SCOPES
 from auth_service.services.sessions import revoke_session_ids
 from auth_service.stores import users
 
@@ -28,6 +30,7 @@ __all__ = [
     "disable",
     "get_profile",
     "register",
+    "set_scopes",
 ]
 
 log = logging.getLogger(__name__)
@@ -148,4 +151,22 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
         await users.disable_user(session, user.id, now=now)
     await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
     log.info("user disabled", extra={"user_id": user.id})
+    return True
+
+
+async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str]) -> bool:
+    """Replace what the user may be granted; refreshes narrow to it. False if unknown."""
+    unknown = scopes - SUPPORTED_SCOPES.keys()
+    if unknown:
+        raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
+    try:
+        canonical = canonical_username(normalize_username(username))
+    except InvalidUsername:
+        return False
+    async with ctx.sessions.begin() as session:
+        user = await users.get_user_by_username(session, canonical)
+        if user is None:
+            return False
+        await users.set_scopes(session, user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
+    log.info("user scopes changed", extra={"user_id": user.id})
     return True

@@ -1,12 +1,37 @@
-"""Which OAuth client is calling: until clients are registered, only the default public one."""
+"""Which OAuth client is calling (RFC 6749 §2.3), and registering clients.
+
+No client identification at all (or Swagger UI's empty `Basic Og==`) means the default
+public client, unless the deployment switched it off. A registered public client may name
+itself without a secret; a confidential one must present its secret, by Basic or in the
+form, never both.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auth_service.errors import InvalidClient
+from auth_service.errors import InvalidClient, InvalidScope
+from auth_service.models import OAuthClient
+from auth_service.security.client_secrets import (
+    hash_client_secret,
+    new_client_secret,
+    verify_client_secret,
+)
+from auth_service.services.context import ServiceContext
+from auth_service.services.scopes import SUPPORTED_SCOPES
+from auth_service.stores import clients as client_rows
 
-__all__ = ["ClientCredentials", "resolve_client"]
+__all__ = [
+    "Client",
+    "ClientCredentials",
+    "NewClient",
+    "authenticate_client",
+    "list_clients",
+    "register_client",
+    "remove_client",
+]
+
+ALL_GRANT_TYPES = frozenset({"password", "refresh_token"})
 
 
 @dataclass(frozen=True)
@@ -17,15 +42,103 @@ class ClientCredentials:
     client_secret: str | None
 
 
-def resolve_client(credentials: ClientCredentials | None, *, default_client_id: str) -> str:
-    """Return the client_id the token is for, or raise InvalidClient.
+@dataclass(frozen=True)
+class Client:
+    """The calling client; `authenticated` is true only when its secret was verified."""
 
-    No credentials (or Swagger UI's empty `Basic Og==`) means the default public client.
-    A public client may name itself without a secret; any secret is refused because no
-    confidential clients are registered yet.
-    """
-    if credentials is None:
-        return default_client_id
-    if credentials.client_id == default_client_id and not credentials.client_secret:
-        return default_client_id
-    raise InvalidClient("unknown client or bad client credentials")
+    client_id: str
+    confidential: bool
+    grant_types: frozenset[str]
+    scopes: frozenset[str]
+    authenticated: bool
+
+
+@dataclass(frozen=True)
+class NewClient:
+    """A registered client and, for a confidential one, its secret (shown only once)."""
+
+    client: Client
+    secret: str | None
+
+
+def _default_client(ctx: ServiceContext) -> Client:
+    return Client(
+        client_id=ctx.default_client_id,
+        confidential=False,
+        grant_types=ALL_GRANT_TYPES,
+        scopes=frozenset(SUPPORTED_SCOPES),
+        authenticated=False,
+    )
+
+
+def _view(row: OAuthClient, *, authenticated: bool) -> Client:
+    return Client(
+        client_id=row.client_id,
+        confidential=row.confidential,
+        grant_types=frozenset(row.grant_types.split()),
+        scopes=frozenset(row.scopes.split()),
+        authenticated=authenticated,
+    )
+
+
+async def authenticate_client(ctx: ServiceContext, credentials: ClientCredentials | None) -> Client:
+    """Resolve and, where a secret is due, verify the calling client; else InvalidClient."""
+    if credentials is None or (
+        credentials.client_id == ctx.default_client_id and not credentials.client_secret
+    ):
+        if ctx.default_client_enabled:
+            return _default_client(ctx)
+        raise InvalidClient("client authentication is required")
+    async with ctx.sessions() as session:
+        row = await client_rows.get_client(session, credentials.client_id)
+    secret = credentials.client_secret
+    if row is None:
+        if secret:
+            verify_client_secret(secret, None)  # same work as a wrong secret
+        raise InvalidClient("unknown client or bad client credentials")
+    if secret is None:
+        if row.confidential:
+            raise InvalidClient("this client must authenticate with its secret")
+        return _view(row, authenticated=False)
+    if not row.confidential or not verify_client_secret(secret, row.secret_hash):
+        raise InvalidClient("unknown client or bad client credentials")
+    return _view(row, authenticated=True)
+
+
+async def register_client(
+    ctx: ServiceContext,
+    client_id: str,
+    *,
+    confidential: bool,
+    grant_types: frozenset[str],
+    scopes: frozenset[str],
+) -> NewClient:
+    """Store a client; a confidential one gets a generated secret, returned once."""
+    unknown = scopes - SUPPORTED_SCOPES.keys()
+    if unknown:
+        raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
+    secret = new_client_secret() if confidential else None
+    row = OAuthClient(
+        client_id=client_id,
+        secret_hash=hash_client_secret(secret) if secret else None,
+        confidential=confidential,
+        grant_types=" ".join(sorted(grant_types & ALL_GRANT_TYPES)),
+        scopes=" ".join(sorted(scopes)),
+        created_at=ctx.clock(),
+    )
+    async with ctx.sessions.begin() as session:
+        await client_rows.add_client(session, row)
+    return NewClient(_view(row, authenticated=False), secret)
+
+
+async def list_clients(ctx: ServiceContext) -> list[Client]:
+    """Every registered client (the default public client is not stored)."""
+    async with ctx.sessions() as session:
+        rows = await client_rows.list_clients(session)
+    return [_view(row, authenticated=False) for row in rows]
+
+
+async def remove_client(ctx: ServiceContext, client_id: str) -> bool:
+    """Delete a client; its sessions can no longer be refreshed (client mismatch)."""
+    async with ctx.sessions.begin() as session:
+        return await client_rows.remove_client(session, client_id)

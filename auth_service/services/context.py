@@ -39,6 +39,7 @@ class ServiceContext:
     tokens: TokenService
     clock: Callable[[], datetime]
     default_client_id: str
+    default_client_enabled: bool
     revocations: RevocationStore
     session_policy: SessionPolicy
     # One reseed of the revocation store at a time per process.

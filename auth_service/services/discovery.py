@@ -9,6 +9,9 @@ from auth_service.services.scopes import SUPPORTED_SCOPES
 
 __all__ = ["server_metadata"]
 
+_SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+_AUTH_METHODS = ["none", *_SECRET_METHODS]
+
 
 def server_metadata(*, issuer: str) -> dict[str, Any]:
     """The metadata document; `issuer` equals the `iss` of every token we sign."""
@@ -20,9 +23,11 @@ def server_metadata(*, issuer: str) -> dict[str, Any]:
         # No authorization endpoint: the password grant needs none (RFC 8414 §2 still
         # requires the member, so it is present and empty).
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": _AUTH_METHODS,
         "revocation_endpoint": f"{issuer}/revoke",
-        "revocation_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+        "introspection_endpoint": f"{issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": _SECRET_METHODS,
         "scopes_supported": sorted(SUPPORTED_SCOPES),
         "service_documentation": f"{issuer}/docs",
     }

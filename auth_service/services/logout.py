@@ -8,7 +8,7 @@ from enum import StrEnum
 from auth_service.errors import InvalidRequest, InvalidToken, SessionNotFound
 from auth_service.security.refresh import MAX_REFRESH_TOKEN_LENGTH, hash_refresh_token
 from auth_service.security.tokens import AccessClaims
-from auth_service.services.clients import ClientCredentials, resolve_client
+from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_token
 from auth_service.services.sessions import revoke_session_ids
@@ -55,7 +55,7 @@ async def revoke(
     Unknown, malformed, expired or foreign tokens are silently ignored, as §2.2 asks. The
     hint only chooses which kind to try first.
     """
-    client_id = resolve_client(credentials, default_client_id=ctx.default_client_id)
+    client_id = (await authenticate_client(ctx, credentials)).client_id
     token = params.get("token")
     if not token:
         raise InvalidRequest("the 'token' parameter is required")

@@ -137,7 +137,7 @@ async def open_session(
 
 async def _live_family(
     ctx: ServiceContext, refresh_token: str, client_id: str
-) -> tuple[RefreshToken, Session]:
+) -> tuple[RefreshToken, Session, User]:
     """The presented token's row and session, if the session may still be refreshed."""
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         raise InvalidGrant("the refresh token is invalid")
@@ -154,7 +154,7 @@ async def _live_family(
         raise InvalidGrant("the session has been revoked")
     if now >= record.idle_expires_at or now >= record.absolute_expires_at:
         raise InvalidGrant("the session has expired")
-    return token_row, record
+    return token_row, record, user
 
 
 async def refresh(
@@ -166,16 +166,18 @@ async def refresh(
     client: ClientInfo,
 ) -> TokenGrant:
     """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent."""
-    token_row, record = await _live_family(ctx, refresh_token, client_id)
+    token_row, record, user = await _live_family(ctx, refresh_token, client_id)
     if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
         raise InvalidScope("a refresh cannot widen the scope of the session")
+    # Scopes taken from the user since the login are not renewed.
+    scopes = (requested_scopes or frozenset(record.scope.split())) & set(user.scopes.split())
     if token_row.used_at is not None:
         return await _repeat(ctx, token_row, record, refresh_token)
 
     now = ctx.clock()
     client = client.clipped()
     successor_token = new_refresh_token()
-    grant = _grant(ctx, record, successor_token, requested_scopes)
+    grant = _grant(ctx, record, successor_token, scopes)
     async with ctx.sessions.begin() as db:
         won = await rows.claim_refresh_token(
             db, token_row.token_hash, now=now, sealed_successor=grant.sealed_for(refresh_token)
@@ -198,7 +200,7 @@ async def refresh(
         log.info("refresh token rotated", extra={"user_id": record.user_id})
         return grant
     # Another request rotated this token first: this one is a repeat.
-    token_row, record = await _live_family(ctx, refresh_token, client_id)
+    token_row, record, _ = await _live_family(ctx, refresh_token, client_id)
     return await _repeat(ctx, token_row, record, refresh_token)
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "get_user_by_username",
     "replace_password_hash",
     "set_password_hash",
+    "set_scopes",
 ]
 
 
@@ -78,4 +79,11 @@ async def disable_user(session: AsyncSession, user_id: str, *, now: datetime) ->
         update(User)
         .where(User.id == user_id)
         .values(is_active=False, tokens_valid_after=now, updated_at=now)
+    )
+
+
+async def set_scopes(session: AsyncSession, user_id: str, *, scopes: str, now: datetime) -> None:
+    """Replace the scopes a user may be granted."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(scopes=scopes, updated_at=now)
     )

@@ -1,15 +1,17 @@
-"""Logout, RFC 7009 revocation, and the caller's session list."""
+"""Logout, RFC 7009 revocation, RFC 7662 introspection, and the caller's session list."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from auth_service.api.deps import BearerClaims, ContextDep, ProfileClaims
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import client_credentials, read_form
 from auth_service.api.schemas import ErrorBody, SessionBody
+from auth_service.services import introspection
 from auth_service.services import logout as logout_service
 from auth_service.services.logout import LogoutScope
 from auth_service.services.sessions import list_sessions
@@ -23,7 +25,7 @@ _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "insufficient_scope"},
     503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
 }
-_REVOKE_FORM: dict[str, Any] = {
+_TOKEN_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["token"],
     "properties": {
@@ -61,7 +63,7 @@ async def logout(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": _REVOKE_FORM}},
+            "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}},
         }
     },
 )
@@ -70,6 +72,30 @@ async def revoke(request: Request, ctx: ContextDep) -> Response:
     params = await read_form(request)
     await logout_service.revoke(ctx, params, client_credentials(request, params))
     return Response(status_code=200, headers=NO_STORE)
+
+
+@router.post(
+    "/introspect",
+    summary="Introspect a token (RFC 7662)",
+    responses={
+        200: {"description": 'token description, or exactly {"active": false}'},
+        400: {"model": ErrorBody, "description": "invalid_request"},
+        401: {"model": ErrorBody, "description": "invalid_client: needs a confidential client"},
+        413: {"model": ErrorBody, "description": "body too large"},
+        503: {"model": ErrorBody, "description": "revocation state unreachable"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}},
+        }
+    },
+)
+async def introspect(request: Request, ctx: ContextDep) -> JSONResponse:
+    """Whether a token is active now, and what it says; only for confidential clients."""
+    params = await read_form(request)
+    body = await introspection.introspect(ctx, params, client_credentials(request, params))
+    return JSONResponse(body, headers=NO_STORE)
 
 
 @router.get(

@@ -1,0 +1,97 @@
+"""RFC 7662 token introspection for authenticated confidential clients (resource servers).
+
+Anything not currently usable (unknown, malformed, expired, revoked, rotated, of a
+disabled user, from another issuer) is exactly `{"active": false}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth_service.errors import InvalidClient, InvalidRequest, InvalidToken
+from auth_service.security.refresh import MAX_REFRESH_TOKEN_LENGTH, hash_refresh_token
+from auth_service.services.clients import ClientCredentials, authenticate_client
+from auth_service.services.context import ServiceContext
+from auth_service.services.revocation import ensure_not_revoked
+from auth_service.stores import sessions as session_rows
+from auth_service.stores import users
+
+__all__ = ["INACTIVE", "introspect"]
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+async def introspect(
+    ctx: ServiceContext, params: dict[str, str], credentials: ClientCredentials | None
+) -> dict[str, Any]:
+    """Describe a token to a resource server that proved who it is."""
+    client = await authenticate_client(ctx, credentials)
+    if not (client.confidential and client.authenticated):
+        raise InvalidClient("introspection needs an authenticated confidential client")
+    token = params.get("token")
+    if not token:
+        raise InvalidRequest("the 'token' parameter is required")
+    lookups = [_access_token, _refresh_token]
+    if params.get("token_type_hint") == "refresh_token":
+        lookups.reverse()
+    for lookup in lookups:
+        found = await lookup(ctx, token)
+        if found is not None:
+            return found
+    return dict(INACTIVE)
+
+
+async def _access_token(ctx: ServiceContext, token: str) -> dict[str, Any] | None:
+    try:
+        claims = ctx.tokens.verify_access_token(token)
+        await ensure_not_revoked(ctx, claims)
+    except InvalidToken:
+        return None
+    async with ctx.sessions() as session:
+        user = await users.get_user_by_id(session, claims.subject)
+    if user is None or not user.is_active:
+        return None
+    return {
+        "active": True,
+        "token_type": "Bearer",
+        "scope": " ".join(sorted(claims.scopes)),
+        "client_id": claims.client_id,
+        "username": user.username,
+        "sub": claims.subject,
+        "aud": ctx.tokens.audience,
+        "iss": ctx.tokens.issuer,
+        "exp": int(claims.expires_at.timestamp()),
+        "iat": int(claims.issued_at.timestamp()),
+        "nbf": int(claims.issued_at.timestamp()),
+        "jti": claims.token_id,
+        "sid": claims.session_id,
+    }
+
+
+async def _refresh_token(ctx: ServiceContext, token: str) -> dict[str, Any] | None:
+    if len(token) > MAX_REFRESH_TOKEN_LENGTH:
+        return None
+    now = ctx.clock()
+    async with ctx.sessions() as session:
+        found = await session_rows.find_refresh_token(session, hash_refresh_token(token))
+        user = await users.get_user_by_id(session, found[1].user_id) if found else None
+    if found is None or user is None:
+        return None
+    row, record = found
+    expires = min(record.idle_expires_at, record.absolute_expires_at)
+    if row.used_at is not None or record.revoked_at is not None or not user.is_active:
+        return None
+    if now >= expires:
+        return None
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": record.scope,
+        "client_id": record.client_id,
+        "username": user.username,
+        "sub": user.id,
+        "iss": ctx.tokens.issuer,
+        "exp": int(expires.timestamp()),
+        "iat": int(row.issued_at.timestamp()),
+        "sid": record.id,
+    }
