@@ -16,8 +16,9 @@ run: $(STAMP)  ## migrate the database, then serve on AUTH_HOST:AUTH_PORT
 	$(BIN)/auth-service migrate
 	exec $(BIN)/auth-service serve
 
-test: $(STAMP) lint  ## ensure PostgreSQL and Redis are up, then the whole suite
+test: $(STAMP) lint  ## ensure PostgreSQL, Redis and Chromium are there, then the whole suite
 	scripts/ensure-services
+	scripts/ensure-browser
 	$(BIN)/pytest
 
 lint: $(STAMP)
