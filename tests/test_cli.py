@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
@@ -66,3 +67,35 @@ def test_production_without_keys_or_redis_refuses_to_start(
     assert "AUTH_SIGNING_KEY_FILE" in err
     assert "AUTH_REDIS_URL" in err
     assert "AUTH_DATABASE_URL" in err
+
+
+def test_clients_add_list_remove_and_user_scopes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTH_NEW_USER_PASSWORD", PASSWORD)
+    assert main(["migrate"]) == 0
+    assert main(["clients", "add", "backend", "--confidential", "--scopes", "profile"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["client_id"] == "backend"
+    assert len(added["client_secret"]) >= 43
+    assert main(["clients", "add", "mobile", "--grants", "password"]) == 0
+    assert "client_secret" not in json.loads(capsys.readouterr().out)
+    assert main(["clients", "add", "backend"]) == 1
+    assert "already registered" in capsys.readouterr().err
+
+    assert main(["clients", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing == [
+        "backend\tconfidential\tpassword,refresh_token\tprofile",
+        "mobile\tpublic\tpassword\tprofile",
+    ]
+    assert added["client_secret"] not in "\n".join(listing)
+    assert main(["clients", "remove", "mobile"]) == 0
+    assert main(["clients", "remove", "mobile"]) == 1
+
+    assert main(["create-user", "root-user"]) == 0
+    assert main(["users", "set-scopes", "root-user", "profile", "admin"]) == 0
+    assert "admin profile" in capsys.readouterr().out
+    assert main(["users", "set-scopes", "root-user", "superpowers"]) == 1
+    assert "unknown scopes: superpowers" in capsys.readouterr().err
