@@ -6,9 +6,11 @@ service, puts them on `app.state`, and disposes of them at shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +26,7 @@ from auth_service.api.middleware import BodySizeLimit
 from auth_service.api.routes import admin, health, sessions, token, users, wellknown
 from auth_service.config import Settings
 from auth_service.db import create_engine, create_session_factory
+from auth_service.security.keyring import KeyDirectory, KeyRing
 from auth_service.security.keys import (
     SigningKey,
     jwks_document,
@@ -35,6 +38,7 @@ from auth_service.security.policy import PasswordPolicy, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
 from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
+from auth_service.services.keys import KeyWatcher
 from auth_service.stores.revocation import MemoryStore, RedisStore, RevocationStore
 
 __all__ = ["Runtime", "create_app", "open_runtime"]
@@ -52,10 +56,33 @@ class DiscoveryDocuments:
     metadata_headers: dict[str, str]
 
 
-def _load_signing_key(settings: Settings) -> SigningKey:
+def _key_watcher(settings: Settings, clock: Callable[[], datetime]) -> KeyWatcher | None:
+    if settings.keys_dir is None or settings.signing_key_file is not None:
+        return None
+    rotate = settings.key_rotation_interval_seconds
+    return KeyWatcher(
+        KeyDirectory(settings.keys_dir, clock),
+        algorithm=settings.signing_algorithm,
+        clock=clock,
+        poll_interval=timedelta(seconds=settings.key_poll_interval_seconds),
+        rotate_every=timedelta(seconds=rotate) if rotate else None,
+        # A next key signs only after every cached JWKS can have picked it up.
+        published_for=timedelta(seconds=settings.jwks_max_age_seconds),
+        tokens_live_for=timedelta(
+            seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
+        ),
+    )
+
+
+def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
+    if watcher is not None:
+        return watcher.load()
     if settings.signing_key_file is not None:
-        return load_signing_key(settings.signing_key_file.read_bytes(), settings.signing_algorithm)
-    return load_or_create_development_key(settings.data_dir, settings.signing_algorithm)
+        pem = settings.signing_key_file.read_bytes()
+        key = load_signing_key(pem, settings.signing_algorithm)
+    else:
+        key = load_or_create_development_key(settings.data_dir, settings.signing_algorithm)
+    return KeyRing(active=key, published=(key,))
 
 
 def _revocation_store(settings: Settings) -> RevocationStore:
@@ -64,7 +91,7 @@ def _revocation_store(settings: Settings) -> RevocationStore:
     return RedisStore(settings.redis_url, prefix=settings.redis_key_prefix)
 
 
-def _discovery_documents(settings: Settings, keys: list[SigningKey]) -> DiscoveryDocuments:
+def _discovery_documents(settings: Settings, keys: Sequence[SigningKey]) -> DiscoveryDocuments:
     cache = {"Cache-Control": f"public, max-age={settings.jwks_max_age_seconds}"}
     metadata = server_metadata(issuer=settings.effective_issuer)
     return DiscoveryDocuments(
@@ -83,20 +110,26 @@ def _announce_development_parts(settings: Settings) -> None:
         )
     if settings.redis_url is None:
         log.warning("DEVELOPMENT SETUP: in-process revocation state (set AUTH_REDIS_URL)")
-    if settings.signing_key_file is None:
+    if settings.signing_key_file is None and settings.keys_dir is None:
         log.warning(
             "DEVELOPMENT SETUP: signing key kept in %s (set AUTH_SIGNING_KEY_FILE)",
             settings.data_dir / "keys",
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Runtime:
-    """Everything a running service holds: the engine, use-case context and documents."""
+    """Everything a running service holds: the engine, use-case context, documents, keys."""
 
     engine: AsyncEngine
     services: ServiceContext
     documents: DiscoveryDocuments
+    key_watcher: KeyWatcher | None
+
+    def use_keys(self, ring: KeyRing, settings: Settings) -> None:
+        """Sign with the ring's active key, verify with and publish all of its keys."""
+        self.services.tokens.use_keys(ring.active, ring.published)
+        self.documents = _discovery_documents(settings, ring.published)
 
 
 @asynccontextmanager
@@ -105,7 +138,8 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Build engine, keys, hasher and token service; dispose of them on exit."""
     _announce_development_parts(settings)
-    signing_key = _load_signing_key(settings)
+    watcher = _key_watcher(settings, clock)
+    ring = _load_keys(settings, watcher)
     engine = create_engine(settings.effective_database_url)
     revocations = _revocation_store(settings)
     hasher = HashingPool(
@@ -131,8 +165,8 @@ async def open_runtime(
                 common_passwords=load_common_passwords(),
             ),
             tokens=TokenService(
-                signing_key=signing_key,
-                verification_keys=[],
+                signing_key=ring.active,
+                verification_keys=ring.published,
                 issuer=settings.effective_issuer,
                 audience=settings.audience,
                 ttl_seconds=settings.access_token_ttl_seconds,
@@ -152,8 +186,8 @@ async def open_runtime(
                 ),
             ),
         )
-        log.info("issuer %s signs with key %s", settings.effective_issuer, signing_key.kid)
-        yield Runtime(engine, services, _discovery_documents(settings, [signing_key]))
+        log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
+        yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)
     finally:
         hasher.close()
         await revocations.close()
@@ -170,7 +204,21 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             app.state.revocations = runtime.services.revocations
             app.state.services = runtime.services
             app.state.documents = runtime.documents
-            yield
+            watching = None
+            if runtime.key_watcher is not None:
+
+                def reload(ring: KeyRing) -> None:
+                    runtime.use_keys(ring, settings)
+                    app.state.documents = runtime.documents
+
+                watching = asyncio.create_task(runtime.key_watcher.run(reload))
+            try:
+                yield
+            finally:
+                if watching is not None:
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
 
     # /docs and /redoc load Swagger UI 5, ReDoc and the favicon from files shipped in the
     # fastapi-offline wheel (served under /static-offline-docs), never from a CDN.

@@ -19,6 +19,7 @@ from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
 
 if TYPE_CHECKING:
+    from auth_service.security.keyring import KeyDirectory
     from auth_service.services.context import ServiceContext
 
 _T = TypeVar("_T")
@@ -152,6 +153,50 @@ def _remove_client(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_directory(settings: Settings) -> KeyDirectory:
+    from auth_service.security.keyring import KeyDirectory
+    from auth_service.security.tokens import utc_now
+
+    if settings.keys_dir is None:
+        sys.stderr.write("auth-service: set AUTH_KEYS_DIR to the shared key directory\n")
+        raise SystemExit(2)
+    return KeyDirectory(settings.keys_dir, utc_now)
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from auth_service.security.keys import KeyConfigurationError
+
+    directory = _key_directory(settings)
+    try:
+        if args.keys_command == "generate":
+            record = directory.generate(settings.signing_algorithm)
+            print(f"{record.kid}\t{record.state}")
+        elif args.keys_command == "rotate":
+            record = directory.rotate(
+                settings.signing_algorithm,
+                published_for=timedelta(seconds=settings.jwks_max_age_seconds),
+                tokens_live_for=timedelta(
+                    seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
+                ),
+                force=args.force,
+            )
+            print(f"{record.kid}\tactive")
+        elif args.keys_command == "retire":
+            for kid in directory.retire(kid=args.kid, force=args.force):
+                print(f"{kid}\tretired")
+        else:
+            for r in directory.records():
+                print(
+                    f"{r.kid}\t{r.algorithm}\t{r.state}\t{r.created_at}\t{r.publish_until or '-'}"
+                )
+    except KeyConfigurationError as exc:
+        sys.stderr.write(f"auth-service: {exc}\n")
+        return 1
+    return 0
+
+
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.app import create_app
 
@@ -198,6 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     remove = clients.add_parser("remove", help="delete a client")
     remove.add_argument("client_id")
     remove.set_defaults(run=_remove_client)
+    keys = commands.add_parser("keys", help="manage the signing keys in AUTH_KEYS_DIR")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser("generate", help="add a key (published as next, or first active)")
+    key_commands.add_parser("list", help="kid, algorithm, state, created, published until")
+    rotate = key_commands.add_parser("rotate", help="sign with the next key; retire the old")
+    rotate.add_argument("--force", action="store_true", help="even if published too recently")
+    retire = key_commands.add_parser("retire", help="drop retiring keys whose tokens expired")
+    retire.add_argument("--kid", help="only this key")
+    retire.add_argument("--force", action="store_true", help="even if its tokens may be live")
+    keys.set_defaults(run=_keys)
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
     openapi.set_defaults(run=_openapi)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     clock_leeway_seconds: int = Field(default=10, ge=0, le=300)
     signing_algorithm: SigningAlgorithm = "ES256"
     signing_key_file: Path | None = None
+    # A rotating key set shared by every replica (see `auth-service keys`).
+    keys_dir: Path | None = None
+    key_poll_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    key_rotation_interval_seconds: int | None = Field(default=None, ge=60)
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
     default_client_id: str = Field(default="public", min_length=1, max_length=128)
     # Requests that name no client act as this public client (Swagger UI, simple apps).
@@ -104,8 +108,10 @@ class Settings(BaseSettings):
                 "argon2 parameters are below OWASP's minimum (memory 19456 KiB, time cost 2)"
             )
         if self.environment == "production":
-            if self.signing_key_file is None:
-                problems.append("production needs AUTH_SIGNING_KEY_FILE (a PEM private key)")
+            if self.signing_key_file is None and self.keys_dir is None:
+                problems.append(
+                    "production needs AUTH_SIGNING_KEY_FILE (a PEM private key) or AUTH_KEYS_DIR"
+                )
             if self.redis_url is None:
                 problems.append("production needs AUTH_REDIS_URL (shared revocation state)")
             if self.database_url is None or not self.database_url.startswith("postgresql"):

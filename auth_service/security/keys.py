@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,6 @@ def load_or_create_development_key(data_dir: Path, algorithm: str) -> SigningKey
     return load_signing_key(path.read_bytes(), algorithm)
 
 
-def jwks_document(keys: list[SigningKey]) -> dict[str, list[dict[str, str]]]:
+def jwks_document(keys: Iterable[SigningKey]) -> dict[str, list[dict[str, str]]]:
     """RFC 7517 key set with public members only."""
     return {"keys": [dict(key.public_jwk) for key in keys]}

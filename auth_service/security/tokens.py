@@ -85,13 +85,17 @@ class TokenService:
         leeway_seconds: int,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._signing_key = signing_key
-        self._keys = {key.kid: key for key in (signing_key, *verification_keys)}
+        self.use_keys(signing_key, verification_keys)
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
         self._leeway = leeway_seconds
         self._clock = clock
+
+    def use_keys(self, signing_key: SigningKey, verification_keys: Iterable[SigningKey]) -> None:
+        """Switch keys (rotation); each attribute is replaced whole, so readers never mix."""
+        self._keys = {key.kid: key for key in (signing_key, *verification_keys)}
+        self._signing_key = signing_key
 
     @property
     def issuer(self) -> str:
