@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -19,6 +19,8 @@ from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from auth_service.security.keyring import KeyDirectory
     from auth_service.services.context import ServiceContext
 
@@ -45,19 +47,35 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
+def worker_app() -> FastAPI:
+    """The app of one `serve` worker process: settings read again from the environment."""
+    from auth_service.app import create_app
+
+    settings = _load_settings()
+    _configure_logging(settings)
+    return create_app(settings)
+
+
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from auth_service.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # uvicorn's supervisor binds the socket once and starts each worker from an import
+        # string; every worker builds its app (and its own pools) with create_app.
+        uvicorn.run(
+            "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
+        )
     return 0
 
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     environment: Environment = "development"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)  # uvicorn worker processes for `serve`
     data_dir: Path = Path("./var")
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
@@ -100,6 +101,10 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if self.password_min_length > self.password_max_length:
             problems.append("AUTH_PASSWORD_MIN_LENGTH is above AUTH_PASSWORD_MAX_LENGTH")
+        if self.workers > 1 and self.redis_url is None:
+            # Each worker would keep its own in-process revocation state: a logout served by
+            # one worker would not reach the others.
+            problems.append("AUTH_WORKERS above 1 needs AUTH_REDIS_URL (shared revocation state)")
         if self.environment != "test" and (
             self.password_hash_memory_kib < OWASP_MIN_MEMORY_KIB
             or self.password_hash_time_cost < OWASP_MIN_TIME_COST
