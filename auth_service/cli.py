@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     add = clients.add_parser("add", help="register a client (prints a secret once)")
     add.add_argument("client_id")
     add.add_argument("--confidential", action="store_true", help="give it a secret")
-    add.add_argument("--grants", nargs="+", default=["password", "refresh_token"])
+    add.add_argument("--grants", nargs="*", default=["password", "refresh_token"])
     add.add_argument("--scopes", nargs="+", default=["profile"])
     add.set_defaults(run=_add_client)
     clients.add_parser("list", help="list registered clients").set_defaults(run=_list_clients)

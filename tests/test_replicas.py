@@ -11,13 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,79 +23,12 @@ from sqlalchemy import bindparam, text
 from auth_service.db import create_engine
 from auth_service.security.keys import generate_private_key_pem
 from tests.conftest import PASSWORD, delete_keys
+from tests.processes import Replica, free_port
 
 pytestmark = pytest.mark.slow
 
 ISSUER = "http://127.0.0.1"
 START_TIMEOUT_SECONDS = 20.0
-STOP_TIMEOUT_SECONDS = 10.0
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Replica:
-    """One service process, its address and where its output goes."""
-
-    name: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, env: dict[str, str], cwd: Path) -> None:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "auth_service", "serve"],
-                env={**env, "AUTH_PORT": str(self.port)},
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_until_healthy(self, deadline: float) -> None:
-        assert self.process is not None
-        with httpx.Client(base_url=self.url, timeout=1.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    pytest.fail(
-                        f"replica {self.name} exited with {self.process.returncode}:\n"
-                        + self.output()
-                    )
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"replica {self.name} did not answer /healthz in time:\n" + self.output()
-                    )
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @dataclass

@@ -1,0 +1,291 @@
+"""Verify auth_service access tokens inside another service, without calling us per request.
+
+Importable on its own: it needs only python-jose and httpx (and FastAPI for
+`require_token`), nothing else from this package. Two lines protect a route:
+
+    verifier = TokenVerifier("https://auth.example.com", audience="api")
+    @app.get("/x")
+    async def x(token: VerifiedToken = Depends(require_token(verifier, scopes=["profile"]))): ...
+
+The verifier discovers the JWKS through RFC 8414 metadata, caches it as long as its
+Cache-Control allows, and refetches at most once per `min_refetch_seconds` when a token
+names an unknown `kid` (key rotation needs no restart; bogus kids cannot hammer the
+issuer). It pins the algorithms, requires `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`, `iat`
+(with leeway), `sub`, `jti`, and the scopes asked for.
+
+Local verification cannot see a logout until the token expires (15 minutes by default).
+Pass an `Introspector` to ask the issuer's /introspect as well (results cached for a few
+seconds): logout then bites within that cache time, for one HTTP round trip per new token.
+"""
+
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from jose import jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import JOSEError
+
+__all__ = [
+    "InsufficientScopeError",
+    "Introspector",
+    "TokenError",
+    "TokenVerifier",
+    "VerificationUnavailable",
+    "VerifiedToken",
+    "require_token",
+]
+
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_MAX_TOKEN_LENGTH = 8192
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+_JOSE_OPTIONS = {
+    "verify_exp": False,  # checked below with our leeway and clock
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_at_hash": False,
+    **{f"require_{claim}": True for claim in ("aud", "iss", "sub", "jti")},
+}
+
+
+class TokenError(Exception):
+    """The token is not acceptable (RFC 6750 `invalid_token`)."""
+
+
+class InsufficientScopeError(Exception):
+    """The token is valid but lacks a scope (RFC 6750 `insufficient_scope`)."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(f"the token lacks the scope '{scope}'")
+
+
+class VerificationUnavailable(Exception):
+    """The issuer could not be reached when it had to be (fail closed: 503)."""
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a verified access token says."""
+
+    subject: str
+    scopes: frozenset[str]
+    client_id: str
+    session_id: str
+    token_id: str
+    expires_at: int
+    claims: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass
+class Introspector:
+    """Revocation awareness through RFC 7662, as a registered confidential client."""
+
+    client_id: str
+    client_secret: str
+    cache_seconds: float = 5.0
+    _cache: dict[str, tuple[bool, float]] = field(default_factory=dict, repr=False)
+
+    async def is_active(
+        self, http: httpx.AsyncClient, endpoint: str, token: str, now: float
+    ) -> bool:
+        """Ask the issuer (or the few-seconds cache) whether the token is still active."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            response = await http.post(
+                endpoint, data={"token": token}, auth=(self.client_id, self.client_secret)
+            )
+            response.raise_for_status()
+            active = response.json().get("active") is True
+        except (httpx.HTTPError, ValueError) as exc:
+            raise VerificationUnavailable("token introspection failed") from exc
+        if len(self._cache) > 10_000:
+            self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+        self._cache[key] = (active, now + self.cache_seconds)
+        return active
+
+
+class TokenVerifier:
+    """Verifies access tokens of one issuer for one audience."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        algorithms: Sequence[str] = ("ES256", "RS256"),
+        leeway_seconds: int = 10,
+        min_refetch_seconds: float = 30.0,
+        introspector: Introspector | None = None,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self._algorithms = frozenset(algorithms)
+        self._leeway = leeway_seconds
+        self._min_refetch = min_refetch_seconds
+        self._introspector = introspector
+        self._http = http or httpx.AsyncClient(timeout=5.0)
+        self._owns_http = http is None
+        self._clock = clock
+        self._metadata: dict[str, Any] | None = None
+        self._keys: dict[str, tuple[Key, str]] = {}
+        self._fresh_until = 0.0
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self.fetches = 0  # JWKS downloads so far (observable for tests and metrics)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the verifier created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def verify(self, token: str, *, scopes: Iterable[str] = ()) -> VerifiedToken:
+        """The verified token, or TokenError / InsufficientScopeError."""
+        header = _header(token)
+        key = await self._key(header["kid"], header["alg"])
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[header["alg"]],
+                audience=self.audience,
+                issuer=self.issuer,
+                options=_JOSE_OPTIONS,
+            )
+        except (JOSEError, ValueError, TypeError) as exc:
+            raise TokenError("the token signature or claims are invalid") from exc
+        verified = self._check(claims)
+        for scope in scopes:
+            if scope not in verified.scopes:
+                raise InsufficientScopeError(scope)
+        if self._introspector is not None:
+            endpoint = (await self._discover())["introspection_endpoint"]
+            if not await self._introspector.is_active(self._http, endpoint, token, self._clock()):
+                raise TokenError("the token has been revoked")
+        return verified
+
+    def _check(self, claims: Mapping[str, Any]) -> VerifiedToken:
+        times = [claims.get(name) for name in ("exp", "nbf", "iat")]
+        strings = [claims.get(name) for name in ("sub", "jti", "scope", "client_id", "sid")]
+        if any(type(value) is not int for value in times) or any(
+            not isinstance(value, str) for value in strings
+        ):
+            raise TokenError("the token lacks required claims")
+        exp, nbf, iat = (int(value) for value in times)  # type: ignore[arg-type]
+        now = self._clock()
+        if exp <= now - self._leeway:
+            raise TokenError("the token has expired")
+        if nbf > now + self._leeway or iat > now + self._leeway:
+            raise TokenError("the token is not valid yet")
+        sub, jti, scope, client_id, sid = (str(value) for value in strings)
+        return VerifiedToken(sub, frozenset(scope.split()), client_id, sid, jti, exp, claims)
+
+    async def _discover(self) -> dict[str, Any]:
+        if self._metadata is None:
+            url = f"{self.issuer}/.well-known/oauth-authorization-server"
+            try:
+                response = await self._http.get(url)
+                response.raise_for_status()
+                metadata = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise VerificationUnavailable("issuer metadata unavailable") from exc
+            if metadata.get("issuer") != self.issuer:  # RFC 8414 §3.3
+                raise VerificationUnavailable("metadata names another issuer")
+            self._metadata = metadata
+        return self._metadata
+
+    async def _key(self, kid: str, alg: str) -> Key:
+        now = self._clock()
+        stale = now >= self._fresh_until
+        may_refetch = kid not in self._keys and now - self._fetched_at >= self._min_refetch
+        if stale or may_refetch:
+            async with self._lock:  # one download for a crowd of requests
+                if self._fetched_at < now:  # nobody refreshed while we waited
+                    await self._fetch_keys()
+        key, key_alg = self._keys.get(kid, (None, None))
+        if key is None:
+            raise TokenError("the token was signed by an unknown key")
+        if key_alg != alg:
+            raise TokenError("the token algorithm does not match its key")
+        return key
+
+    async def _fetch_keys(self) -> None:
+        jwks_uri = (await self._discover())["jwks_uri"]
+        try:
+            response = await self._http.get(jwks_uri)
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            if self._keys:  # keep serving with the keys we have
+                self._fetched_at = self._clock()
+                return
+            raise VerificationUnavailable("JWKS unavailable") from exc
+        self.fetches += 1
+        keys: dict[str, tuple[Key, str]] = {}
+        for entry in document.get("keys", []):
+            alg, kid = entry.get("alg"), entry.get("kid")
+            if (
+                alg in self._algorithms
+                and isinstance(kid, str)
+                and entry.get("use", "sig") == "sig"
+            ):
+                try:
+                    keys[kid] = (jwk.construct(entry, alg), alg)
+                except JOSEError:
+                    continue
+        now = self._clock()
+        match = _MAX_AGE.search(response.headers.get("cache-control", ""))
+        max_age = int(match.group(1)) if match else 0
+        self._keys = keys
+        self._fetched_at = now
+        self._fresh_until = now + max(max_age, self._min_refetch)
+
+
+def _header(token: str) -> dict[str, str]:
+    if len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise TokenError("the token is not a signed JWT")
+    try:
+        header = jwt.get_unverified_header(token)
+    except (JOSEError, ValueError, TypeError) as exc:
+        raise TokenError("the token header is malformed") from exc
+    typ, kid, alg = header.get("typ"), header.get("kid"), header.get("alg")
+    if "crit" in header or not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+        raise TokenError("the token is not an access token")
+    if not isinstance(kid, str) or not isinstance(alg, str):
+        raise TokenError("the token header lacks kid or alg")
+    return {"kid": kid, "alg": alg}
+
+
+def require_token(verifier: TokenVerifier, *, scopes: Sequence[str] = ()) -> Callable[..., Any]:
+    """A FastAPI dependency: the VerifiedToken, or RFC 6750 401/403 (503 if unverifiable)."""
+    from fastapi import HTTPException, Request
+
+    realm = 'Bearer realm="api"'
+
+    async def dependency(request: Request) -> VerifiedToken:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "authentication required", {"WWW-Authenticate": realm})
+        try:
+            return await verifier.verify(token.strip(), scopes=scopes)
+        except TokenError as exc:
+            challenge = f'{realm}, error="invalid_token", error_description="{exc}"'
+            raise HTTPException(401, str(exc), {"WWW-Authenticate": challenge}) from exc
+        except InsufficientScopeError as exc:
+            challenge = f'{realm}, error="insufficient_scope", scope="{exc.scope}"'
+            raise HTTPException(403, str(exc), {"WWW-Authenticate": challenge}) from exc
+        except VerificationUnavailable as exc:
+            raise HTTPException(503, str(exc), {"Retry-After": "5"}) from exc
+
+    return dependency

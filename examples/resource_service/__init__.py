@@ -1,0 +1,1 @@
+"""A small service protected by auth_service.verify (see app.py)."""
