@@ -123,6 +123,12 @@ class Settings(BaseSettings):
                 problems.append("production needs AUTH_DATABASE_URL pointing at PostgreSQL")
             if not self.effective_issuer.startswith("https://"):
                 problems.append("production needs an https:// AUTH_ISSUER")
+        rotation = self.key_rotation_interval_seconds
+        if rotation is not None and rotation <= self.jwks_max_age_seconds:
+            problems.append(
+                "AUTH_KEY_ROTATION_INTERVAL_SECONDS must exceed AUTH_JWKS_MAX_AGE_SECONDS, "
+                "or keys would sign before verifiers could have fetched them"
+            )
         if problems:
             raise ValueError("refusing insecure configuration: " + "; ".join(problems))
         return self

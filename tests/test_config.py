@@ -255,3 +255,10 @@ def test_env_file_is_read_when_given(tmp_path: Path) -> None:
     config = Settings(_env_file=env_file)  # type: ignore[call-arg]
     assert config.port == 9006
     assert config.audience == "orders"
+
+
+def test_key_rotation_faster_than_the_jwks_cache_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must exceed AUTH_JWKS_MAX_AGE_SECONDS"):
+        Settings(_env_file=None, key_rotation_interval_seconds=300, jwks_max_age_seconds=300)  # type: ignore[call-arg]
+    ok = Settings(_env_file=None, key_rotation_interval_seconds=3600)  # type: ignore[call-arg]
+    assert ok.key_rotation_interval_seconds == 3600
