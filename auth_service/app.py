@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service import __version__
@@ -39,7 +40,10 @@ from auth_service.security.tokens import TokenService, utc_now
 from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
+from auth_service.services.throttling import ThrottlePolicy, Throttler
+from auth_service.stores.redis_client import connect as connect_redis
 from auth_service.stores.revocation import MemoryStore, RedisStore, RevocationStore
+from auth_service.stores.throttle import MemoryThrottleStore, RedisThrottleStore, ThrottleStore
 
 __all__ = ["Runtime", "create_app", "open_runtime"]
 
@@ -85,10 +89,23 @@ def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
     return KeyRing(active=key, published=(key,))
 
 
-def _revocation_store(settings: Settings) -> RevocationStore:
-    if settings.redis_url is None:
-        return MemoryStore()
-    return RedisStore(settings.redis_url, prefix=settings.redis_key_prefix)
+def _stores(settings: Settings, redis: Redis | None) -> tuple[RevocationStore, ThrottleStore]:
+    if redis is None:
+        return MemoryStore(), MemoryThrottleStore()
+    prefix = settings.redis_key_prefix
+    return RedisStore(redis, prefix=prefix), RedisThrottleStore(redis, prefix=prefix)
+
+
+def _throttle_policy(settings: Settings) -> ThrottlePolicy:
+    return ThrottlePolicy(
+        window=timedelta(seconds=settings.login_throttle_window_seconds),
+        pair_limit=settings.login_max_failures_per_pair,
+        account_limit=settings.login_max_failures_per_account,
+        ip_limit=settings.login_max_failures_per_ip,
+        known_pair_lifetime=timedelta(seconds=settings.known_client_lifetime_seconds),
+        registration_limit=settings.register_max_per_ip,
+        registration_window=timedelta(seconds=settings.register_window_seconds),
+    )
 
 
 def _discovery_documents(settings: Settings, keys: Sequence[SigningKey]) -> DiscoveryDocuments:
@@ -141,7 +158,8 @@ async def open_runtime(
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
     engine = create_engine(settings.effective_database_url)
-    revocations = _revocation_store(settings)
+    redis = connect_redis(settings.redis_url) if settings.redis_url else None
+    revocations, throttle_store = _stores(settings, redis)
     hasher = HashingPool(
         Argon2Parameters(
             memory_kib=settings.password_hash_memory_kib,
@@ -185,12 +203,15 @@ async def open_runtime(
                     seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
                 ),
             ),
+            throttler=Throttler(throttle_store, _throttle_policy(settings)),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)
     finally:
         hasher.close()
         await revocations.close()
+        if redis is not None:
+            await redis.aclose()
         await engine.dispose()
 
 
@@ -204,6 +225,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             app.state.revocations = runtime.services.revocations
             app.state.services = runtime.services
             app.state.documents = runtime.documents
+            app.state.trusted_proxies = tuple(settings.trusted_proxies)
             watching = None
             if runtime.key_watcher is not None:
 

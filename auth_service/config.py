@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["OWASP_MIN_MEMORY_KIB", "OWASP_MIN_TIME_COST", "Settings"]
@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     session_idle_timeout_seconds: int = Field(default=14 * 86_400, ge=60)
     session_absolute_lifetime_seconds: int = Field(default=30 * 86_400, ge=60)
     refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
+
+    # --- abuse resistance ---------------------------------------------------------------
+    login_throttle_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    login_max_failures_per_pair: int = Field(default=10, ge=1, le=100)
+    login_max_failures_per_account: int = Field(default=50, ge=1, le=100)  # NIST: <= 100
+    login_max_failures_per_ip: int = Field(default=200, ge=1)
+    known_client_lifetime_seconds: int = Field(default=30 * 86_400, ge=60)
+    register_max_per_ip: int = Field(default=20, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
+    # Peers whose X-Forwarded-For is believed (CIDRs, e.g. the load balancer's).
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
 
     # --- passwords ------------------------------------------------------------------
     password_min_length: int = Field(default=15, ge=8, le=1024)

@@ -24,6 +24,7 @@ __all__ = [
     "ServiceUnavailable",
     "SessionNotFound",
     "StoreUnavailable",
+    "TooManyAttempts",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "UserNotFound",
@@ -151,6 +152,17 @@ class InvalidUsername(_RejectedWithReasons):
 
 class PasswordRejected(_RejectedWithReasons):
     code = "invalid_password"
+
+
+class TooManyAttempts(AuthServiceError):
+    """Throttled: the same answer whether or not the username exists."""
+
+    code = "too_many_requests"
+    default_description = "too many attempts, retry later"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        super().__init__()
 
 
 # --- capacity ------------------------------------------------------------------------

@@ -18,7 +18,6 @@ Pass an `Introspector` to ask the issuer's /introspect as well (results cached f
 seconds): logout then bites within that cache time, for one HTTP round trip per new token.
 """
 
-
 import asyncio
 import hashlib
 import re

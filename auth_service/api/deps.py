@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated, cast
 
 from fastapi import Depends, Request, Security
@@ -50,9 +51,45 @@ ProfileClaims = Annotated[AccessClaims, Security(access_claims, scopes=[PROFILE_
 BearerClaims = Annotated[AccessClaims, Security(access_claims)]
 
 
-def client_info(request: Request) -> ClientInfo:
-    """The peer address and user agent, recorded on sessions."""
-    return ClientInfo(
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
+def client_ip(request: Request) -> str | None:
+    """The socket peer, or behind trusted proxies the rightmost untrusted X-Forwarded-For hop.
+
+    Reading from the right means a client cannot pick its own address by sending a forged
+    header: only hops appended by our proxies are skipped.
+    """
+    peer = request.client.host if request.client else None
+    trusted: tuple[IPv4Network | IPv6Network, ...] = getattr(
+        request.app.state, "trusted_proxies", ()
     )
+    if peer is None or not trusted or not _in_networks(peer, trusted):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+    ]
+    for hop in reversed(hops):
+        if not _in_networks(hop, trusted):
+            return hop if _is_address(hop) else peer
+    return peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _in_networks(text: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        address = ip_address(text)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def client_info(request: Request) -> ClientInfo:
+    """The client address and user agent, recorded on sessions and used for throttling."""
+    return ClientInfo(ip=client_ip(request), user_agent=request.headers.get("user-agent"))

@@ -20,6 +20,7 @@ from auth_service.errors import (
     PasswordRejected,
     ServiceUnavailable,
     SessionNotFound,
+    TooManyAttempts,
     UsernameTaken,
     UserNotFound,
     WrongCurrentPassword,
@@ -75,6 +76,9 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
     elif isinstance(exc, InvalidUsername | PasswordRejected):
         status = 422
         body["reasons"] = exc.reasons
+    elif isinstance(exc, TooManyAttempts):
+        status = 429
+        headers = {**NO_STORE, "Retry-After": str(exc.retry_after_seconds)}
     elif isinstance(exc, ServiceUnavailable):
         status = 503
         headers["Retry-After"] = str(exc.retry_after_seconds)

@@ -49,11 +49,18 @@ def _profile(user: User) -> UserProfile:
     return UserProfile(id=user.id, username=user.username, created_at=user.created_at)
 
 
-async def register(ctx: ServiceContext, *, username: str, password: str) -> UserProfile:
-    """Create an account after the username and password rules pass; hash off the loop."""
+async def register(
+    ctx: ServiceContext, *, username: str, password: str, ip: str | None = None
+) -> UserProfile:
+    """Create an account after the username and password rules pass; hash off the loop.
+
+    `ip` is the requester's address for per-IP throttling (None from the command line).
+    """
     display_name = normalize_username(username)
     password = normalize_password(password)
     ctx.policy.check(password, username=display_name)
+    if ip is not None:
+        await ctx.throttler.check_registration(ip)
     password_hash = await ctx.hasher.hash(password)
     async with ctx.sessions.begin() as session:
         user = await users.add_user(

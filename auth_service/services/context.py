@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
+from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
 __all__ = ["ServiceContext", "SessionPolicy"]
@@ -42,5 +43,6 @@ class ServiceContext:
     default_client_enabled: bool
     revocations: RevocationStore
     session_policy: SessionPolicy
+    throttler: Throttler
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)

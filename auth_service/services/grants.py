@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from auth_service.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
+from auth_service.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
 from auth_service.services.accounts import authenticate
 from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
@@ -48,6 +53,12 @@ async def issue_tokens(
     password = _required(params, "password")
     if requested is not None:
         grantable_scopes(requested, client.scopes)  # refuse before spending argon2 work
-    user = await authenticate(ctx, username=username, password=password)
+    attempt = await ctx.throttler.check_login(username, origin.ip)
+    try:
+        user = await authenticate(ctx, username=username, password=password)
+    except InvalidGrant:
+        await ctx.throttler.login_failed(attempt)
+        raise
+    await ctx.throttler.login_succeeded(attempt)
     scopes = grantable_scopes(requested, client.scopes, user.scopes.split())
     return await open_session(ctx, user, scopes=scopes, client_id=client.client_id, client=origin)

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis import asyncio as redis_asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from auth_service.errors import StoreUnavailable
@@ -93,17 +90,8 @@ def _not_before(raw: object) -> int | None:
 class RedisStore:
     """Redis-backed store; any Redis failure becomes StoreUnavailable (fail closed)."""
 
-    def __init__(self, url: str, *, prefix: str = "auth:", timeout_seconds: float = 1.0) -> None:
-        self._redis = redis_asyncio.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry_on_timeout=False,
-            # After a Redis restart every pooled connection is dead once: retry a closed
-            # connection one time on a fresh one, but never wait twice on a timeout.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
+    def __init__(self, client: redis_asyncio.Redis, *, prefix: str = "auth:") -> None:
+        self._redis = client
         self._keys = _Keys(prefix)
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
@@ -160,7 +148,7 @@ class RedisStore:
             raise StoreUnavailable from exc
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        return None  # the shared client is closed by its owner
 
     async def _write(self, entries: list[tuple[str, str, int]]) -> None:
         if not entries:

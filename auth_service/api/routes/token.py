@@ -33,6 +33,7 @@ _FORM_SCHEMA: dict[str, Any] = {
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "RFC 6749 §5.2 error"},
     401: {"model": ErrorBody, "description": "invalid_client"},
+    429: {"model": ErrorBody, "description": "too many failed logins; see Retry-After"},
     413: {"model": ErrorBody, "description": "body too large"},
     503: {"model": ErrorBody, "description": "password checks saturated; see Retry-After"},
 }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from auth_service.api.deps import ContextDep, ProfileClaims
+from auth_service.api.deps import ContextDep, ProfileClaims, client_info
 from auth_service.api.schemas import (
     ErrorBody,
     PasswordChangeBody,
@@ -37,12 +37,15 @@ _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
         409: {"model": ErrorBody, "description": "username taken"},
         413: {"model": ErrorBody, "description": "body too large"},
         422: {"model": RejectionBody, "description": "username or password rejected, with reasons"},
+        429: {"model": ErrorBody, "description": "too many registrations from this address"},
         503: {"model": ErrorBody, "description": "password hashing saturated"},
     },
 )
-async def register(body: RegisterBody, ctx: ContextDep) -> UserBody:
+async def register(body: RegisterBody, ctx: ContextDep, request: Request) -> UserBody:
     """Register a username and password; only an argon2id hash is stored."""
-    profile = await accounts.register(ctx, username=body.username, password=body.password)
+    profile = await accounts.register(
+        ctx, username=body.username, password=body.password, ip=client_info(request).ip
+    )
     return UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
 
 

@@ -1,0 +1,107 @@
+"""Failed-login throttling without victim lockout, and registration throttling per IP.
+
+Failures are counted per (account, IP) pair, per account and per IP. A pair that has
+logged in successfully before is "known": only its own pair counter can stop it, so an
+attacker hammering an account from many addresses slows strangers down but never locks
+the owner out of a place they used before. Everything is checked before any argon2 work,
+and the account key is derived from the submitted name whether or not it exists, so
+throttling looks the same for real and unknown usernames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from auth_service.errors import InvalidUsername, TooManyAttempts
+from auth_service.security.policy import canonical_username, normalize_username
+from auth_service.stores.throttle import ThrottleStore
+
+__all__ = ["LoginAttempt", "ThrottlePolicy", "Throttler"]
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """Limits per window; the account limit stays at or below NIST's 100."""
+
+    window: timedelta
+    pair_limit: int
+    account_limit: int
+    ip_limit: int
+    known_pair_lifetime: timedelta
+    registration_limit: int
+    registration_window: timedelta
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """The counter keys of one login, checked before the password and updated after."""
+
+    pair: str
+    account: str
+    ip: str
+    known: str
+
+
+def _digest(*parts: str) -> str:
+    # Usernames and addresses never appear in Redis keys in clear.
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _account_key(username: str) -> str:
+    try:
+        return canonical_username(normalize_username(username))
+    except InvalidUsername:
+        return username.casefold()
+
+
+class Throttler:
+    """Applies a ThrottlePolicy over a ThrottleStore."""
+
+    def __init__(self, store: ThrottleStore, policy: ThrottlePolicy) -> None:
+        self._store = store
+        self._policy = policy
+
+    async def check_login(self, username: str, ip: str | None) -> LoginAttempt:
+        """The attempt's keys, or TooManyAttempts with the seconds to wait."""
+        account = _account_key(username)
+        address = ip or "unknown"
+        attempt = LoginAttempt(
+            pair=f"pair:{_digest(account, address)}",
+            account=f"account:{_digest(account)}",
+            ip=f"ip:{_digest(address)}",
+            known=f"known:{_digest(account, address)}",
+        )
+        pair, by_account, by_ip, known = await self._store.read(
+            [attempt.pair, attempt.account, attempt.ip, attempt.known]
+        )
+        policy = self._policy
+        if pair.count >= policy.pair_limit:
+            raise TooManyAttempts(pair.seconds_left)
+        if known.count == 0:
+            if by_account.count >= policy.account_limit:
+                raise TooManyAttempts(by_account.seconds_left)
+            if by_ip.count >= policy.ip_limit:
+                raise TooManyAttempts(by_ip.seconds_left)
+        return attempt
+
+    async def login_failed(self, attempt: LoginAttempt) -> None:
+        """Count a wrong password or unknown user against the pair, account and IP."""
+        window = int(self._policy.window.total_seconds())
+        await self._store.hit([attempt.pair, attempt.account, attempt.ip], window)
+
+    async def login_succeeded(self, attempt: LoginAttempt) -> None:
+        """Forgive the pair and remember it as a place the owner logs in from."""
+        await self._store.clear([attempt.pair])
+        await self._store.hit(
+            [attempt.known], int(self._policy.known_pair_lifetime.total_seconds())
+        )
+
+    async def check_registration(self, ip: str | None) -> None:
+        """Count a registration attempt from `ip`; TooManyAttempts past the limit."""
+        key = f"register:{_digest(ip or 'unknown')}"
+        (counter,) = await self._store.read([key])
+        if counter.count >= self._policy.registration_limit:
+            raise TooManyAttempts(counter.seconds_left)
+        await self._store.hit([key], int(self._policy.registration_window.total_seconds()))
