@@ -1,0 +1,144 @@
+"""Failed-login throttling: per pair, account and IP; no victim lockout; before argon2."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import PASSWORD, register
+from tests.test_token_endpoint import CountingHasher
+
+WRONG = "not the right password at all"
+
+
+async def attempt(
+    client: httpx.AsyncClient, username: str, password: str, ip: str | None = None
+) -> httpx.Response:
+    headers = {"X-Forwarded-For": ip} if ip else {}
+    form = {"grant_type": "password", "username": username, "password": password}
+    return await client.post("/token", data=form, headers=headers)
+
+
+def assert_throttled(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json() == {
+        "error": "too_many_requests",
+        "error_description": "too many attempts, retry later",
+    }
+    assert 1 <= int(response.headers["retry-after"]) <= 900
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_pair_limit_refuses_even_the_right_password(client: httpx.AsyncClient) -> None:
+    await register(client)
+    for _ in range(10):
+        assert (await attempt(client, "alice", WRONG)).status_code == 400
+    assert_throttled(await attempt(client, "alice", PASSWORD))
+
+
+async def test_throttling_looks_the_same_for_unknown_users(client: httpx.AsyncClient) -> None:
+    await register(client)
+    for username in ("alice", "ghost"):
+        for _ in range(10):
+            await attempt(client, username, WRONG)
+    known, unknown = await attempt(client, "alice", WRONG), await attempt(client, "ghost", WRONG)
+    assert_throttled(known)
+    assert_throttled(unknown)
+    assert known.json() == unknown.json()
+
+
+async def test_throttled_attempts_cost_no_argon2_work(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await register(client)
+    counting = CountingHasher(app.state.services.hasher)
+    app.state.services = dataclasses.replace(app.state.services, hasher=counting)
+    for _ in range(10):
+        await attempt(client, "alice", WRONG)
+    assert counting.verifies == 10
+    for _ in range(5):
+        assert_throttled(await attempt(client, "alice", WRONG))
+    assert counting.verifies == 10
+
+
+async def test_success_resets_the_pair_counter(client: httpx.AsyncClient) -> None:
+    await register(client)
+    for _ in range(9):
+        await attempt(client, "alice", WRONG)
+    assert (await attempt(client, "alice", PASSWORD)).status_code == 200
+    for _ in range(9):
+        assert (await attempt(client, "alice", WRONG)).status_code == 400
+    assert (await attempt(client, "alice", PASSWORD)).status_code == 200
+
+
+@pytest.mark.settings(trusted_proxies=["127.0.0.1/32"])
+async def test_attack_from_many_addresses_does_not_lock_out_the_owner(
+    client: httpx.AsyncClient,
+) -> None:
+    await register(client)
+    owner_ip = "198.51.100.7"
+    assert (await attempt(client, "alice", PASSWORD, owner_ip)).status_code == 200
+    # 60 attackers, one guess each: no pair or IP limit is reached, the account limit is.
+    for n in range(60):
+        response = await attempt(client, "alice", WRONG, f"203.0.113.{n}")
+        assert response.status_code in {400, 429}
+    # Strangers are stopped before argon2, even with the right password ...
+    assert_throttled(await attempt(client, "alice", PASSWORD, "192.0.2.99"))
+    # ... but the owner, where they logged in before, is not.
+    assert (await attempt(client, "alice", PASSWORD, owner_ip)).status_code == 200
+
+
+@pytest.mark.settings(trusted_proxies=["127.0.0.1/32"], login_max_failures_per_ip=5)
+async def test_credential_stuffing_from_one_address_is_limited(
+    client: httpx.AsyncClient,
+) -> None:
+    await register(client)
+    for n in range(5):
+        await attempt(client, f"victim{n}", WRONG, "203.0.113.50")
+    assert_throttled(await attempt(client, "alice", PASSWORD, "203.0.113.50"))
+    assert (await attempt(client, "alice", PASSWORD, "203.0.113.51")).status_code == 200
+
+
+async def test_forwarded_for_is_ignored_without_trusted_proxies(
+    client: httpx.AsyncClient,
+) -> None:
+    await register(client)
+    for n in range(10):
+        await attempt(client, "alice", WRONG, f"203.0.113.{n}")  # a forged header per try
+    assert_throttled(await attempt(client, "alice", PASSWORD, "198.51.100.1"))
+
+
+@pytest.mark.settings(trusted_proxies=["127.0.0.1/32"])
+async def test_only_the_rightmost_untrusted_hop_counts(client: httpx.AsyncClient) -> None:
+    await register(client)
+    # The client controls everything left of what our proxy appended.
+    for n in range(10):
+        await attempt(client, "alice", WRONG, f"10.9.9.{n}, 203.0.113.9")
+    assert_throttled(await attempt(client, "alice", PASSWORD, "10.0.0.1, 203.0.113.9"))
+    assert (await attempt(client, "alice", PASSWORD, "203.0.113.10")).status_code == 200
+
+
+@pytest.mark.settings(login_throttle_window_seconds=1)
+async def test_the_refusal_is_temporary(client: httpx.AsyncClient) -> None:
+    await register(client)
+    for _ in range(10):
+        await attempt(client, "alice", WRONG)
+    throttled = await attempt(client, "alice", PASSWORD)
+    assert_throttled(throttled)
+    assert throttled.headers["retry-after"] == "1"
+    await asyncio.sleep(2.1)
+    assert (await attempt(client, "alice", PASSWORD)).status_code == 200
+
+
+@pytest.mark.settings(register_max_per_ip=3)
+async def test_registration_is_throttled_per_address(client: httpx.AsyncClient) -> None:
+    for n in range(3):
+        await register(client, f"user{n}")
+    response = await client.post("/register", json={"username": "user9", "password": PASSWORD})
+    assert response.status_code == 429
+    assert response.json()["error"] == "too_many_requests"
+    assert "retry-after" in response.headers
