@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint openapi clean
+.PHONY: run test lint openapi container-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check auth_service tests
 	$(BIN)/ruff format --check auth_service tests
 	$(BIN)/mypy
+
+container-test: $(STAMP)  ## build the image with buildah, run it, check health, register, login
+	scripts/ensure-services
+	scripts/container-test
 
 openapi: $(STAMP)  ## regenerate the committed openapi.json
 	$(BIN)/auth-service openapi --output openapi.json
