@@ -17,14 +17,17 @@ from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service import __version__
+from auth_service.api.deps import client_ip
 from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
-from auth_service.api.middleware import BodySizeLimit
+from auth_service.api.middleware import BodySizeLimit, HttpMetrics, RequestContext
 from auth_service.api.routes import admin, health, sessions, token, users, wellknown
+from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db import create_engine, create_session_factory
 from auth_service.security.keyring import KeyDirectory, KeyRing
@@ -151,10 +154,14 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build engine, keys, hasher and token service; dispose of them on exit."""
     _announce_development_parts(settings)
+    audit = Audit(registry or CollectorRegistry())
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
     engine = create_engine(settings.effective_database_url)
@@ -169,7 +176,13 @@ async def open_runtime(
         workers=settings.hash_pool_size,
         max_waiting=settings.hash_max_waiting,
         wait_timeout_seconds=settings.hash_wait_timeout_seconds,
+        observe_seconds=audit.hash_seconds.observe,
     )
+    Gauge(
+        "auth_password_hash_in_flight",
+        "argon2 jobs running or waiting for a pool thread",
+        registry=audit.registry,
+    ).set_function(lambda: hasher.in_flight)
     try:
         await hasher.start()
         if isinstance(revocations, RedisStore):
@@ -204,6 +217,7 @@ async def open_runtime(
                 ),
             ),
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
+            audit=audit,
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)
@@ -218,11 +232,14 @@ async def open_runtime(
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     """A FastAPI app for `settings`; its lifespan owns every resource."""
 
+    registry = CollectorRegistry()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, clock=clock) as runtime:
+        async with open_runtime(settings, clock=clock, registry=registry) as runtime:
             app.state.engine = runtime.engine
             app.state.revocations = runtime.services.revocations
+            app.state.audit = runtime.services.audit
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)
@@ -253,6 +270,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DocsSameOriginOnly, paths=frozenset({"/docs", "/redoc"}))
+    app.add_middleware(HttpMetrics, registry=registry)
+    app.add_middleware(RequestContext, client_ip=client_ip)
     for module in (users, token, sessions, admin, wellknown, health):
         app.include_router(module.router)
     return app

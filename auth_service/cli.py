@@ -41,10 +41,9 @@ def _load_settings() -> Settings:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from auth_service.logs import configure_logging
+
+    configure_logging(settings.log_level, json_format=settings.log_format == "json")
 
 
 def worker_app() -> FastAPI:
@@ -65,8 +64,10 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
-        "proxy_headers": False,
+        "proxy_headers": False,  # X-Forwarded-For is read only behind AUTH_TRUSTED_PROXIES
         "server_header": False,
+        "log_config": None,  # keep the JSON logging configured here
+        "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)  # uvicorn worker processes for `serve`
     data_dir: Path = Path("./var")
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    graceful_shutdown_seconds: int = Field(default=20, ge=1, le=600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     # --- storage --------------------------------------------------------------------

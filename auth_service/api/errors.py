@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth_service.errors import (
@@ -20,6 +22,7 @@ from auth_service.errors import (
     PasswordRejected,
     ServiceUnavailable,
     SessionNotFound,
+    StoreUnavailable,
     TooManyAttempts,
     UsernameTaken,
     UserNotFound,
@@ -87,9 +90,24 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthServiceError)
+    if isinstance(exc, StoreUnavailable):
+        _count_dependency_error(request, "redis")
     return error_response(exc)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Connection refused, failover, pool timeout: the database is unavailable, not broken.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    _count_dependency_error(request, "database")
+    return error_response(ServiceUnavailable("the database is unavailable, retry shortly"))
+
+
+def _count_dependency_error(request: Request, dependency: str) -> None:
+    audit = getattr(request.app.state, "audit", None)
+    if audit is not None:
+        audit.dependency_errors.labels(dependency).inc()
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -123,6 +141,9 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping on the app."""
     app.add_exception_handler(AuthServiceError, _domain_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(InterfaceError, _database_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+import uuid
+from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit"]
+from auth_service.logs import client_ip_var, request_id_var
+
+__all__ = ["BodySizeLimit", "HttpMetrics", "RequestContext"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class BodySizeLimit:
@@ -72,3 +83,73 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestContext:
+    """Give every request an id (a sane X-Request-ID, or a new one), echo it, and put it
+    and the client address in the logging context."""
+
+    def __init__(self, app: ASGIApp, *, client_ip: Callable[[Request], str | None]) -> None:
+        self.app = app
+        self._client_ip = client_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        id_token = request_id_var.set(request_id)
+        ip_token = client_ip_var.set(self._client_ip(Request(scope)))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(id_token)
+            client_ip_var.reset(ip_token)
+
+
+class HttpMetrics:
+    """Request counts and latency by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry) -> None:
+        self.app = app
+        self._requests = Counter(
+            "http_requests_total",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self._latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self._requests.labels(method, route, str(status)).inc()
+            self._latency.labels(method, route).observe(time.perf_counter() - started)

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class HashingPool:
         workers: int,
         max_waiting: int,
         wait_timeout_seconds: float,
+        observe_seconds: Callable[[float], None] | None = None,
     ) -> None:
         self._params = params
         self._context = CryptContext(
@@ -91,6 +93,7 @@ class HashingPool:
         self._in_flight = 0
         self._wait_timeout = wait_timeout_seconds
         self._dummy_hash = ""
+        self._observe = observe_seconds
 
     @property
     def in_flight(self) -> int:
@@ -138,6 +141,14 @@ class HashingPool:
         memory, time_cost = int(match.group(1)), int(match.group(2))
         return memory < self._params.memory_kib or time_cost < self._params.time_cost
 
+    def _timed(self, func: Callable[..., _T], *args: str) -> _T:
+        started = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            if self._observe is not None:
+                self._observe(time.perf_counter() - started)
+
     def _job_done(self, job: asyncio.Future[Any]) -> None:
         self._slots.release()
         if not job.cancelled():
@@ -153,7 +164,9 @@ class HashingPool:
                 await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
             except TimeoutError:
                 raise HashingBusy from None
-            job = asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+            job = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._timed, func, *args
+            )
             # The slot is freed when the thread finishes, not when the caller gives up:
             # a cancelled request must not let more argon2 jobs run than there are slots.
             job.add_done_callback(self._job_done)

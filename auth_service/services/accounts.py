@@ -70,7 +70,7 @@ async def register(
             password_hash=password_hash,
             now=ctx.clock(),
         )
-    log.info("user registered", extra={"user_id": user.id})
+    ctx.audit.record("register", user_id=user.id)
     return _profile(user)
 
 
@@ -138,7 +138,7 @@ async def change_password(
     async with ctx.sessions.begin() as session:
         await users.set_password_hash(session, user.id, new_hash=new_hash, now=ctx.clock())
     await revoke_session_ids(ctx, user.id, None, reason="password_changed", keep=claims.session_id)
-    log.info("password changed", extra={"user_id": user.id})
+    ctx.audit.record("password_change", user_id=user.id)
 
 
 async def disable(ctx: ServiceContext, username: str) -> bool:
@@ -157,7 +157,7 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
     async with ctx.sessions.begin() as session:
         await users.disable_user(session, user.id, now=now)
     await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
-    log.info("user disabled", extra={"user_id": user.id})
+    ctx.audit.record("disable", user_id=user.id)
     return True
 
 
@@ -175,5 +175,5 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
         if user is None:
             return False
         await users.set_scopes(session, user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
-    log.info("user scopes changed", extra={"user_id": user.id})
+    ctx.audit.record("scopes_change", user_id=user.id)
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from auth_service.errors import (
     InvalidGrant,
     InvalidRequest,
+    TooManyAttempts,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
@@ -42,22 +43,35 @@ async def issue_tokens(
     requested = parse_requested_scopes(params.get("scope"))
     if grant_type == "refresh_token":
         refresh_token = _required(params, "refresh_token")
-        return await refresh(
-            ctx,
-            refresh_token,
-            requested_scopes=requested,
-            client_id=client.client_id,
-            client=origin,
-        )
+        try:
+            return await refresh(
+                ctx,
+                refresh_token,
+                requested_scopes=requested,
+                client_id=client.client_id,
+                client=origin,
+            )
+        except InvalidGrant as exc:
+            ctx.audit.record(
+                "refresh", outcome="failure", client_id=client.client_id, reason=exc.description
+            )
+            raise
     username = _required(params, "username")
     password = _required(params, "password")
     if requested is not None:
         grantable_scopes(requested, client.scopes)  # refuse before spending argon2 work
-    attempt = await ctx.throttler.check_login(username, origin.ip)
+    try:
+        attempt = await ctx.throttler.check_login(username, origin.ip)
+    except TooManyAttempts:
+        ctx.audit.record("login", outcome="failure", client_id=client.client_id, reason="throttled")
+        raise
     try:
         user = await authenticate(ctx, username=username, password=password)
     except InvalidGrant:
         await ctx.throttler.login_failed(attempt)
+        ctx.audit.record(
+            "login", outcome="failure", client_id=client.client_id, reason="bad_credentials"
+        )
         raise
     await ctx.throttler.login_succeeded(attempt)
     scopes = grantable_scopes(requested, client.scopes, user.scopes.split())

@@ -37,7 +37,9 @@ async def logout(ctx: ServiceContext, claims: AccessClaims, scope: LogoutScope) 
         )
     else:
         await revoke_session_ids(ctx, claims.subject, None, reason="logout_global")
-    log.info("logout", extra={"user_id": claims.subject, "scope": scope.value})
+    ctx.audit.record(
+        "logout", user_id=claims.subject, client_id=claims.client_id, reason=scope.value
+    )
 
 
 async def delete_session(ctx: ServiceContext, claims: AccessClaims, session_id: str) -> None:
@@ -78,7 +80,9 @@ async def _revoke_refresh_token(ctx: ServiceContext, token: str, client_id: str)
     _, record = found
     if record.client_id == client_id:
         await revoke_session_ids(ctx, record.user_id, [record.id], reason="revoked")
-        log.info("refresh token revoked", extra={"user_id": record.user_id})
+        ctx.audit.record(
+            "revoke", user_id=record.user_id, client_id=client_id, reason="refresh_token"
+        )
     return True
 
 
@@ -94,5 +98,5 @@ async def _revoke_access_token(ctx: ServiceContext, token: str, client_id: str) 
         await rows.record_revoked_access_token(
             db, jti=claims.token_id, expires_at=claims.expires_at, now=ctx.clock()
         )
-    log.info("access token revoked", extra={"user_id": claims.subject})
+    ctx.audit.record("revoke", user_id=claims.subject, client_id=client_id, reason="access_token")
     return True

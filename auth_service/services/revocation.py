@@ -36,11 +36,13 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
         status = await ctx.revocations.status(
             token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
         )
-    if status.token_revoked or status.session_revoked:
-        raise InvalidToken("the access token has been revoked")
-    if status.user_not_before is not None and (
-        claims.issued_at.timestamp() < status.user_not_before
+    user_cut = status.user_not_before
+    if (
+        status.token_revoked
+        or status.session_revoked
+        or (user_cut is not None and claims.issued_at.timestamp() < user_cut)
     ):
+        ctx.audit.denylist_hits.inc()
         raise InvalidToken("the access token has been revoked")
 
 

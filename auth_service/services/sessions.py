@@ -131,7 +131,7 @@ async def open_session(
         await rows.add_refresh_token(
             db, token_hash=hash_refresh_token(refresh_token), session_id=record.id, now=now
         )
-    log.info("session opened", extra={"user_id": user.id, "client_id": client_id})
+    ctx.audit.record("login", user_id=user.id, client_id=client_id)
     return _grant(ctx, record, refresh_token)
 
 
@@ -197,7 +197,7 @@ async def refresh(
                 user_agent=client.user_agent,
             )
     if won:
-        log.info("refresh token rotated", extra={"user_id": record.user_id})
+        ctx.audit.record("refresh", user_id=record.user_id, client_id=client_id)
         return grant
     # Another request rotated this token first: this one is a repeat.
     token_row, record, _ = await _live_family(ctx, refresh_token, client_id)
@@ -218,9 +218,20 @@ async def _repeat(
     ):
         grant = TokenGrant.unsealed(token_row.sealed_successor, refresh_token)
         if grant is not None:
+            ctx.audit.record(
+                "refresh",
+                outcome="repeat_within_grace",
+                user_id=record.user_id,
+                client_id=record.client_id,
+            )
             return grant
     await revoke_session_ids(ctx, record.user_id, [record.id], reason="refresh_token_reuse")
-    log.warning("refresh token reuse: session revoked", extra={"user_id": record.user_id})
+    ctx.audit.record(
+        "reuse_detected",
+        outcome="session_revoked",
+        user_id=record.user_id,
+        client_id=record.client_id,
+    )
     raise InvalidGrant("the refresh token was already used; the session has been revoked")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from auth_service.api.schemas import HealthBody
 from auth_service.services.health import check_readiness
@@ -31,3 +32,16 @@ async def readyz(request: Request) -> JSONResponse:
     ready = all(state == "ok" for state in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    """HTTP, login, session, revocation, hashing and dependency metrics (text format)."""
+    return Response(
+        generate_latest(request.app.state.audit.registry), media_type=CONTENT_TYPE_LATEST
+    )
