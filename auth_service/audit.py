@@ -11,6 +11,8 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from auth_service.logs import client_ip_var, request_id_var
+
 __all__ = ["Audit"]
 
 log = logging.getLogger("auth_service.audit")
@@ -54,7 +56,15 @@ class Audit:
     ) -> None:
         """Count the event and write it to the audit log."""
         self._events.labels(event, outcome).inc()
-        fields = {"event": event, "outcome": outcome, "user_id": user_id, "client_id": client_id}
+        fields = {
+            "event": event,
+            "outcome": outcome,
+            "user_id": user_id,
+            "client_id": client_id,
+            # Taken now, so the event keeps its request even if formatted later.
+            "request_id": request_id_var.get(),
+            "client_ip": client_ip_var.get(),
+        }
         if reason is not None:
             fields["reason"] = reason
         log.info("%s %s", event, outcome, extra={k: v for k, v in fields.items() if v})

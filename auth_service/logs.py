@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
         }
         for name, var in (("request_id", request_id_var), ("client_ip", client_ip_var)):
             value = var.get()
-            if value is not None:
+            if value is not None and not hasattr(record, name):
                 entry[name] = value
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):

@@ -144,6 +144,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(InterfaceError, _database_error)
     app.add_exception_handler(SQLAlchemyTimeoutError, _database_error)
+    # asyncpg raises a refused or timed-out connection as a bare OSError, unwrapped by
+    # SQLAlchemy; Redis failures are already StoreUnavailable, so the database is left.
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

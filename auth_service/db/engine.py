@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import event
@@ -26,14 +27,21 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _level(name: str) -> int:
+    return logging.getLogger(name).level
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An AsyncEngine for PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
+    # hide_parameters: SQL logging and error messages never show bound values (hashes).
     if is_sqlite(url):
-        engine = _create_async_engine(url)
+        # aiosqlite logs every call with its arguments at DEBUG: never let those through.
+        logging.getLogger("aiosqlite").setLevel(max(logging.INFO, _level("aiosqlite")))
+        engine = _create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
     return _create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
     )
 
 
