@@ -25,15 +25,30 @@ _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "insufficient_scope"},
     503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
 }
+# What api/forms.py accepts: an empty value counts as omitted (RFC 6749 §3.1), so only the
+# required `token` needs a character; NUL anywhere, a repeated parameter (an array) or more
+# than 16 parameters is 400 invalid_request; unknown parameters are ignored.
+_NO_NUL = "^[^\\x00]*$"
+_FORM_VALUE: dict[str, Any] = {"type": "string", "pattern": _NO_NUL}
 _TOKEN_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["token"],
     "properties": {
-        "token": {"type": "string"},
-        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
-        "client_id": {"type": "string"},
-        "client_secret": {"type": "string", "format": "password"},
+        "token": {**_FORM_VALUE, "minLength": 1},
+        "token_type_hint": {
+            **_FORM_VALUE,
+            "description": "access_token or refresh_token; other values are ignored (RFC 7009)",
+            "examples": ["access_token", "refresh_token"],
+        },
+        "client_id": _FORM_VALUE,
+        "client_secret": {**_FORM_VALUE, "format": "password"},
     },
+    "additionalProperties": _FORM_VALUE,
+    "propertyNames": {"pattern": _NO_NUL},
+    "maxProperties": 16,
+    # client_secret_post names the client (RFC 6749 §2.3.1).
+    "if": {"required": ["client_secret"], "properties": {"client_secret": {"minLength": 1}}},
+    "then": {"required": ["client_id"], "properties": {"client_id": {"minLength": 1}}},
 }
 
 
@@ -53,8 +68,9 @@ async def logout(
 @router.post(
     "/revoke",
     summary="Revoke a token (RFC 7009)",
+    response_class=Response,  # documents the 200 without a JSON body
     responses={
-        200: {"description": "revoked, or nothing to revoke"},
+        200: {"description": "revoked, or nothing to revoke (empty body)"},
         400: {"model": ErrorBody, "description": "invalid_request"},
         401: {"model": ErrorBody, "description": "invalid_client"},
         413: {"model": ErrorBody, "description": "body too large"},

@@ -14,7 +14,9 @@ from auth_service.api.schemas import (
     RejectionBody,
     UserBody,
 )
+from auth_service.config import Settings
 from auth_service.errors import InvalidToken
+from auth_service.security.policy import USERNAME_MAX_LENGTH, USERNAME_MIN_LENGTH
 from auth_service.services import accounts
 
 __all__ = ["router"]
@@ -27,6 +29,30 @@ _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
 }
 
+# What the username and password rules accept (security/policy.py), for the request schemas:
+# the body models only bound the size, the rules run after parsing and answer 422 with
+# reasons. Lengths are those of the default settings; whole-string checks (common
+# passwords, the password being the username) cannot be written as a schema.
+_USERNAME: dict[str, Any] = {
+    "description": "letters, digits and . _ @ + -; trimmed and NFKC-normalised; unique "
+    "regardless of case",
+    "pattern": f"^\\s*[\\w.@+-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}\\s*$",
+}
+_PASSWORD: dict[str, Any] = {
+    "description": "any Unicode but NUL (NFKC-normalised); not a common password, not the "
+    "username; length per AUTH_PASSWORD_MIN_LENGTH / AUTH_PASSWORD_MAX_LENGTH",
+    "minLength": Settings.model_fields["password_min_length"].default,
+    "maxLength": Settings.model_fields["password_max_length"].default,
+    "pattern": "^[^\\x00]*$",
+}
+
+
+def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """openapi_extra narrowing the JSON body model's properties (merged beside its $ref)."""
+    return {
+        "requestBody": {"content": {"application/json": {"schema": {"properties": properties}}}}
+    }
+
 
 @router.post(
     "/register",
@@ -34,12 +60,14 @@ _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=UserBody,
     summary="Create an account",
     responses={
+        400: {"model": ErrorBody, "description": "invalid_request: the body is not UTF-8 JSON"},
         409: {"model": ErrorBody, "description": "username taken"},
         413: {"model": ErrorBody, "description": "body too large"},
         422: {"model": RejectionBody, "description": "username or password rejected, with reasons"},
         429: {"model": ErrorBody, "description": "too many registrations from this address"},
         503: {"model": ErrorBody, "description": "password hashing saturated"},
     },
+    openapi_extra=_json_body({"username": _USERNAME, "password": _PASSWORD}),
 )
 async def register(body: RegisterBody, ctx: ContextDep, request: Request) -> UserBody:
     """Register a username and password; only an argon2id hash is stored."""
@@ -64,10 +92,14 @@ async def me(claims: ProfileClaims, ctx: ContextDep) -> UserBody:
     summary="Change my password",
     responses={
         **_BEARER_ERRORS,
-        400: {"model": ErrorBody, "description": "the current password is wrong"},
+        400: {
+            "model": ErrorBody,
+            "description": "the current password is wrong, or the body is not UTF-8 JSON",
+        },
         422: {"model": RejectionBody, "description": "new password rejected, with reasons"},
         503: {"model": ErrorBody, "description": "password hashing saturated"},
     },
+    openapi_extra=_json_body({"new_password": _PASSWORD}),
 )
 async def change_password(
     body: PasswordChangeBody, claims: ProfileClaims, ctx: ContextDep
