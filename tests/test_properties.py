@@ -161,12 +161,6 @@ async def test_any_client_authorization_on_the_token_endpoint_is_a_clean_4xx(
     assert_clean_error(response, 400, 401, 429)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: api/forms.py _basic_credentials catches binascii.Error but base64.b64decode "
-    "raises a plain ValueError for non-ASCII input, so `Basic <byte >= 0x80>` is a 500",
-)
 @pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
 async def test_non_ascii_basic_credentials_are_invalid_client(app: FastAPI, path: str) -> None:
     # HTTP allows such bytes in a header value (obs-text); the app sees them as latin-1.

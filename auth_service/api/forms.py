@@ -7,7 +7,6 @@ of repeated parameters; the token endpoint must answer `invalid_request` instead
 from __future__ import annotations
 
 import base64
-import binascii
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import Request
@@ -53,7 +52,7 @@ def _basic_credentials(header: str) -> ClientCredentials | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, non-ASCII input
         raise InvalidClient("malformed Basic credentials") from exc
     client_id, separator, secret = decoded.partition(":")
     if not separator:
