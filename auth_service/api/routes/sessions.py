@@ -52,6 +52,25 @@ _TOKEN_FORM: dict[str, Any] = {
 }
 
 
+def _token_form_docs(ok: str, unauthorized: str) -> dict[str, Any]:
+    """OpenAPI metadata shared by the two RFC 7009/7662 form endpoints."""
+    return {
+        "responses": {
+            200: {"description": ok},
+            400: {"model": ErrorBody, "description": "invalid_request"},
+            401: {"model": ErrorBody, "description": unauthorized},
+            413: {"model": ErrorBody, "description": "body too large"},
+            503: {"model": ErrorBody, "description": "revocation state unreachable"},
+        },
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}},
+            }
+        },
+    }
+
+
 @router.post("/logout", status_code=204, summary="Log out", responses=_BEARER_ERRORS)
 async def logout(
     claims: BearerClaims,
@@ -69,19 +88,7 @@ async def logout(
     "/revoke",
     summary="Revoke a token (RFC 7009)",
     response_class=Response,  # documents the 200 without a JSON body
-    responses={
-        200: {"description": "revoked, or nothing to revoke (empty body)"},
-        400: {"model": ErrorBody, "description": "invalid_request"},
-        401: {"model": ErrorBody, "description": "invalid_client"},
-        413: {"model": ErrorBody, "description": "body too large"},
-        503: {"model": ErrorBody, "description": "revocation state unreachable"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}},
-        }
-    },
+    **_token_form_docs("revoked, or nothing to revoke (empty body)", "invalid_client"),
 )
 async def revoke(request: Request, ctx: ContextDep) -> Response:
     """A refresh token ends its session; an access token dies alone. Always 200."""
@@ -93,19 +100,10 @@ async def revoke(request: Request, ctx: ContextDep) -> Response:
 @router.post(
     "/introspect",
     summary="Introspect a token (RFC 7662)",
-    responses={
-        200: {"description": 'token description, or exactly {"active": false}'},
-        400: {"model": ErrorBody, "description": "invalid_request"},
-        401: {"model": ErrorBody, "description": "invalid_client: needs a confidential client"},
-        413: {"model": ErrorBody, "description": "body too large"},
-        503: {"model": ErrorBody, "description": "revocation state unreachable"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}},
-        }
-    },
+    **_token_form_docs(
+        'token description, or exactly {"active": false}',
+        "invalid_client: needs a confidential client",
+    ),
 )
 async def introspect(request: Request, ctx: ContextDep) -> JSONResponse:
     """Whether a token is active now, and what it says; only for confidential clients."""
