@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint openapi container-test clean
+.PHONY: run test lint openapi bench container-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ container-test: $(STAMP)  ## build the image with buildah, run it, check health,
 
 openapi: $(STAMP)  ## regenerate the committed openapi.json
 	$(BIN)/auth-service openapi --output openapi.json
+
+bench: $(STAMP)  ## load benchmark on both backends (not part of test); BENCH_QUICK=1 for ~1 min
+	scripts/ensure-services
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

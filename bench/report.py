@@ -1,0 +1,316 @@
+"""Turn bench results (the dict written to latest.json) into the Markdown report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["check_targets", "render_markdown"]
+
+CONCURRENCY = ("1", "4", "16", "64")
+TITLES = {
+    "embedded": "embedded default: SQLite + in-process store",
+    "postgres_redis": "PostgreSQL + Redis",
+}
+ENDPOINTS = {
+    "users_me": "GET /users/me",
+    "introspect": "POST /introspect",
+    "jwks": "GET /.well-known/jwks.json",
+}
+STAND_IN = "POST /revoke (stand-in: no /introspect in this version)"
+LOADED_CHECK_CONCURRENCY = "16"  # the issue's reference point: 16 connections
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _lat(cell: dict[str, Any]) -> str:
+    latency = cell.get("latency", {})
+    if not latency.get("count"):
+        return "-"
+    return f"{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f}"
+
+
+def _refused(cell: dict[str, Any]) -> str:
+    busy = cell.get("by_status", {}).get("503")
+    if not busy or not busy.get("count"):
+        return ""
+    return f" (503 answered in p50 {busy['p50_ms']:.1f} / p99 {busy['p99_ms']:.1f} ms)"
+
+
+def _row(name: str, cells: dict[str, Any], render: Any) -> str:
+    return "| " + name + " | " + " | ".join(render(cells[c]) for c in CONCURRENCY) + " |"
+
+
+def _anomalies(backend: dict[str, Any]) -> list[str]:
+    """Cells that saw statuses other than the expected ones, or transport errors."""
+    notes: list[str] = []
+
+    def visit(where: str, cell: dict[str, Any]) -> None:
+        statuses = cell.get("statuses", {})
+        expected = {"200", "201", "400"}
+        odd = {code: n for code, n in statuses.items() if code not in expected}
+        if odd or cell.get("errors"):
+            notes.append(f"{where}: statuses {statuses}, errors {cell.get('errors') or {}}")
+        if "background_logins" in cell:
+            visit(where + " (background logins)", cell["background_logins"])
+
+    for group in ("login", "refresh", "register"):
+        for c, cell in backend.get(group, {}).items():
+            visit(f"{group} c={c}", cell)
+    for mode in ("idle", "loaded"):
+        for name, cells in backend.get(mode, {}).items():
+            for c, cell in cells.items():
+                visit(f"{mode} {name} c={c}", cell)
+    return notes
+
+
+def check_targets(backend: dict[str, Any], hashing: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each of issue 7's targets that this bench measures."""
+    checks: list[tuple[str, str, bool]] = []
+    workers = hashing.get("workers", 1)
+    threads = hashing["pool_size"] * workers
+    at_least_pool = [c for c in CONCURRENCY if int(c) >= threads] or [CONCURRENCY[-1]]
+    worst = min(backend["login"][c]["ratio_to_ceiling"] for c in at_least_pool)
+    checks.append(
+        (
+            f"login ≥ 0.95 x argon2 ceiling at concurrency ≥ {threads} (worst cell)",
+            f"{worst:.2f}",
+            worst >= 0.95,
+        )
+    )
+    loaded = backend["loaded"]["users_me"][LOADED_CHECK_CONCURRENCY]
+    p99 = loaded["latency"].get("p99_ms", float("inf"))
+    checks.append(
+        (
+            f"/users/me p99 ≤ 50 ms while logins saturate the CPU (c={LOADED_CHECK_CONCURRENCY})",
+            f"{p99:.1f} ms",
+            p99 <= 50,
+        )
+    )
+    best_loaded = max(cell["ok_per_s"] for cell in backend["loaded"]["users_me"].values())
+    checks.append(
+        (
+            "/users/me ≥ 1,000 req/s while logins saturate the CPU (best c)",
+            f"{best_loaded:,.0f} req/s",
+            best_loaded >= 1000,
+        )
+    )
+    best_idle = max(cell["ok_per_s"] for cell in backend["idle"]["users_me"].values()) / workers
+    checks.append(
+        (
+            f"idle /users/me ≥ 3,000 req/s per worker ({workers} worker(s), best c)",
+            f"{best_idle:,.0f} req/s",
+            best_idle >= 3000,
+        )
+    )
+    best_refresh = max(cell["ok_per_s"] for cell in backend["refresh"].values()) / workers
+    checks.append(
+        (
+            f"refresh ≥ 1,000 req/s per worker ({workers} worker(s), best c)",
+            f"{best_refresh:,.0f} req/s",
+            best_refresh >= 1000,
+        )
+    )
+    ratio = backend["enumeration_timing"]["ratio_p50"]
+    checks.append(
+        (
+            "unknown-user ÷ wrong-password p50 within 1.00 ± 0.05",
+            f"{ratio:.3f}",
+            0.95 <= ratio <= 1.05,
+        )
+    )
+    rss = backend["peak_rss"]
+    growth = rss["growth_kib"]
+    bound = 2 * rss["hash_pool_memory_kib"]
+    checks.append(
+        (
+            "whole-run peak RSS growth over ready ≤ 2 x hash pool memory",
+            f"{growth / 1024:.0f} MiB (bound {bound / 1024:.0f} MiB)",
+            growth <= bound,
+        )
+    )
+    return checks
+
+
+def _cells(backend: dict[str, Any]) -> list[dict[str, Any]]:
+    cells = [*backend["login"].values(), *backend["refresh"].values()]
+    cells += [*backend["register"].values()]
+    for mode in ("idle", "loaded"):
+        for per_c in backend[mode].values():
+            cells += per_c.values()
+    return cells
+
+
+def _noise(backend: dict[str, Any]) -> list[str]:
+    """How busy the rest of the machine was: figures taken beside a busy neighbour drift."""
+    cells = [cell["other_processes_cores"] for cell in _cells(backend)]
+    ceilings = [
+        m.get("other_processes_cores", 0.0) for m in backend["argon2_ceiling"]["measurements"]
+    ]
+    steal = max(cell.get("steal_cores", 0.0) for cell in _cells(backend))
+    return [
+        f"- Other processes on the machine used {sum(cells) / len(cells):.2f} cores on average "
+        f"during the cells (max {max(cells):.2f}), {sum(ceilings) / len(ceilings):.2f} during "
+        f"the argon2 ceilings (max {max(ceilings):.2f}); hypervisor steal up to {steal:.2f}. "
+        "Ratios taken beside a busy neighbour are noisy; the CPU-per-response figures are not.",
+    ]
+
+
+def _cpu_table(backend: dict[str, Any]) -> list[str]:
+    """Where the CPU goes per response, c=16 idle cells: server loop, other threads, client."""
+    c = "16"
+    rows = [("login (password grant)", backend["login"][c])]
+    rows += [(title, backend["idle"][key][c]) for key, title in ENDPOINTS.items()]
+    rows += [("refresh grant", backend["refresh"][c]), ("register", backend["register"][c])]
+    lines = [
+        "",
+        f"CPU per response at c={c} (idle cells), ms; 'cores' = share of one core used:",
+        "",
+        "| request | req/s | server event loop | server other threads "
+        "| loop cores | client (load generator) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for title, cell in rows:
+        cpu = cell.get("server_cpu")
+        if not cpu:
+            continue
+        lines.append(
+            f"| {title} | {_num(cell['ok_per_s'])} | {cpu['loop_ms_per_response']:.2f} "
+            f"| {cpu['threads_ms_per_response']:.2f} | {cpu['loop_cores']:.2f} "
+            f"| {cell['client_cpu_ms_per_response']:.2f} |"
+        )
+    return [*lines, ""]
+
+
+def _backend_section(name: str, backend: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    if "skipped" in backend:
+        return [f"## {TITLES.get(name, name)}", "", f"Skipped: {backend['skipped']}", ""]
+    hashing = meta["hash"]
+    ceiling = backend["argon2_ceiling"]
+    lines = [
+        f"## {TITLES.get(name, name)}",
+        "",
+        f"argon2 ceiling: **{ceiling['verifies_per_s']:.1f} verifies/s** on average "
+        f"({hashing['pool_size'] * hashing.get('workers', 1)} threads, "
+        f"argon2id m={hashing['memory_kib']} "
+        f"t={hashing['time_cost']} p={hashing['parallelism']}, passlib; "
+        f"{len(ceiling['measurements'])} measurements between the login cells ranged "
+        f"{ceiling['min']:.1f}-{ceiling['max']:.1f}; "
+        f"{ceiling['ms_per_verify']:.1f} ms per verify). Each login cell is divided by the "
+        f"mean of the ceilings measured just before and after it. "
+        f"Latencies are p50 / p99 in ms; c = client connections.",
+        "",
+        "| figure | c=1 | c=4 | c=16 | c=64 |",
+        "|---|---|---|---|---|",
+        _row("login req/s", backend["login"], lambda cell: _num(cell["ok_per_s"], 1)),
+        _row("login p50 / p99", backend["login"], _lat),
+        _row(
+            "argon2 ceiling around the cell",
+            backend["login"],
+            lambda cell: _num(cell["ceiling_verifies_per_s"], 1),
+        ),
+        _row(
+            "other processes' CPU during the cell (cores)",
+            backend["login"],
+            lambda cell: _num(cell.get("other_processes_cores"), 2),
+        ),
+        _row(
+            "argon2 share of the CPU a login costs (bound on the ratio)",
+            backend["login"],
+            lambda cell: _num(cell.get("cpu_bound_ratio"), 2),
+        ),
+        _row(
+            "**login ÷ argon2 ceiling**", backend["login"], lambda c: _num(c["ratio_to_ceiling"], 2)
+        ),
+    ]
+    for key, title in ENDPOINTS.items():
+        if key == "introspect" and backend.get("introspect_endpoint") == "POST /revoke":
+            title = STAND_IN
+        idle, loaded = backend["idle"][key], backend["loaded"][key]
+        lines += [
+            _row(f"{title} idle req/s", idle, lambda cell: _num(cell["ok_per_s"])),
+            _row(f"{title} idle p50 / p99", idle, _lat),
+            _row(f"{title} under logins req/s", loaded, lambda cell: _num(cell["ok_per_s"])),
+            _row(f"{title} under logins p50 / p99", loaded, _lat),
+            _row(
+                f"**{title} loaded ÷ idle p99**",
+                loaded,
+                lambda cell: _num(cell.get("p99_ratio_to_idle"), 1),
+            ),
+            _row(
+                "  background logins/s meanwhile",
+                loaded,
+                lambda cell: _num(cell["background_logins"]["ok_per_s"], 1),
+            ),
+        ]
+    lines += [
+        _row("refresh grant req/s", backend["refresh"], lambda cell: _num(cell["ok_per_s"])),
+        _row("refresh grant p50 / p99", backend["refresh"], _lat),
+        _row("register req/s", backend["register"], lambda cell: _num(cell["ok_per_s"], 1)),
+        _row("register p50 / p99", backend["register"], _lat),
+        "",
+    ]
+    lines += _cpu_table(backend)
+    lines += _noise(backend)
+    timing = backend["enumeration_timing"]
+    rss = backend["peak_rss"]
+    logins = rss["logins"]
+    lines += [
+        f"- Unknown-user ÷ wrong-password login time: **{timing['ratio_p50']:.3f}** (p50 "
+        f"{timing['unknown_user']['p50_ms']:.2f} vs {timing['wrong_password']['p50_ms']:.2f} ms; "
+        f"means ratio {timing['ratio_mean']:.3f}; "
+        f"{timing['unknown_user']['count']} + {timing['wrong_password']['count']} logins, c=1).",
+        f"- Peak RSS under {rss['concurrency']} concurrent logins: **{rss['peak_kib'] / 1024:.0f} "
+        f"MiB** (VmHWM{', reset before this load' if rss['peak_reset'] else ''}); "
+        f"{rss['rss_ready_kib'] / 1024:.0f} MiB when ready, whole-run peak "
+        f"{rss['whole_run_peak_kib'] / 1024:.0f} MiB, i.e. growth "
+        f"{rss['growth_kib'] / 1024:.0f} MiB; the hash pool holds "
+        f"{rss['hash_pool_memory_kib'] / 1024:.0f} MiB. Meanwhile "
+        f"{logins['ok_per_s']:.1f} logins/s succeeded; statuses {logins['statuses']}"
+        f"{_refused(logins)}.",
+        f"- Backend total: {backend['seconds']:.0f} s.",
+        "",
+    ]
+    notes = _anomalies(backend)
+    if notes:
+        lines += ["Unexpected statuses or errors:", ""] + [f"- {note}" for note in notes] + [""]
+    return lines
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The whole report: one table per backend, then the targets."""
+    meta = results["meta"]
+    backends: dict[str, Any] = results["backends"]
+    lines = [
+        "# auth_service benchmark",
+        "",
+        f"{meta['date']}, {'quick (BENCH_QUICK=1)' if meta['quick'] else 'full'} run, "
+        f"{meta['cpus']} CPUs, Python {meta['python']}, {meta['workers']} uvicorn worker(s), "
+        f"auth_service at {meta.get('git', '?')}, "
+        f"{meta['plan']['cell_s']} s per cell after {meta['plan']['warmup_s']} s warm-up; "
+        f"'under logins' = while {meta['plan']['background_logins']} other clients log in. "
+        f"Total {meta.get('seconds', 0):.0f} s. Produced by `make bench`.",
+        "",
+    ]
+    for name, backend in backends.items():
+        lines += _backend_section(name, backend, meta)
+    measured = [name for name, backend in backends.items() if "skipped" not in backend]
+    if measured:
+        lines += [
+            "## Issue 7 targets",
+            "",
+            "| target | " + " | ".join(TITLES.get(n, n) for n in measured) + " |",
+            "|---|" + "---|" * len(measured),
+        ]
+        table = {n: check_targets(backends[n], meta["hash"]) for n in measured}
+        for index, (target, _, _) in enumerate(table[measured[0]]):
+            cells = []
+            for n in measured:
+                _, value, met = table[n][index]
+                cells.append(f"{value} {'✅' if met else '❌'}")
+            lines.append(f"| {target} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
