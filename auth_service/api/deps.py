@@ -22,8 +22,11 @@ __all__ = ["BearerClaims", "ContextDep", "ProfileClaims", "bearer_scheme", "clie
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="token", scopes=SUPPORTED_SCOPES, auto_error=False)
 
 
-def get_context(request: Request) -> ServiceContext:
-    """The ServiceContext built by the app's lifespan."""
+async def get_context(request: Request) -> ServiceContext:
+    """The ServiceContext built by the app's lifespan.
+
+    Async on purpose: FastAPI runs sync dependencies in a worker thread, a hop per request.
+    """
     return cast(ServiceContext, request.app.state.services)
 
 

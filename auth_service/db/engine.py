@@ -37,7 +37,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if is_sqlite(url):
         # aiosqlite logs every call with its arguments at DEBUG: never let those through.
         logging.getLogger("aiosqlite").setLevel(max(logging.INFO, _level("aiosqlite")))
-        engine = _create_async_engine(url, hide_parameters=True)
+        # A few connections suffice: SQLite has one writer, and each connection is a thread.
+        engine = _create_async_engine(url, hide_parameters=True, pool_size=4, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
     return _create_async_engine(
