@@ -68,7 +68,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "server_header": False,
         "log_config": None,  # keep the JSON logging configured here
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
-        "http": "auth_service.serving:NoDelayHttpToolsProtocol",
+        "http": "auth_service.serving:ServingProtocol",
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)

@@ -1,0 +1,84 @@
+"""The production HTTP protocol: bounded request headers, keep-alive still intact."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auth_service.serving import MAX_HEADER_BYTES
+from tests.processes import Replica, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    directory = tmp_path_factory.mktemp("serving")
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
+    env |= {"AUTH_ENVIRONMENT": "test", "AUTH_DATA_DIR": str(directory), "AUTH_PORT": str(port)}
+    subprocess.run(
+        [sys.executable, "-m", "auth_service", "migrate"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    process = Replica("serving", port, Path(directory) / "server.log")
+    process.start(env, cwd=directory)
+    try:
+        process.wait_until_healthy(time.monotonic() + 20)
+        yield process
+    finally:
+        process.stop()
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes, read until the server closes or 2 s pass."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        # The server may close before reading everything; its answer is read below.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        sock.settimeout(2)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return received
+
+
+def get(header_bytes: int, *, keep_alive: bool = False) -> bytes:
+    connection = b"keep-alive" if keep_alive else b"close"
+    return (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: " + connection + b"\r\n"
+        b"X-Padding: " + b"a" * header_bytes + b"\r\n\r\n"
+    )
+
+
+def test_ordinary_headers_are_served(server: Replica) -> None:
+    assert exchange(server.port, get(8_000)).startswith(b"HTTP/1.1 200 OK")
+
+
+# The cap holds to within one 8 KiB parser slice.
+@pytest.mark.parametrize("size", [MAX_HEADER_BYTES + 16_384, 200_000, 2_000_000])
+def test_oversized_headers_get_431_and_the_connection_closes(server: Replica, size: int) -> None:
+    answer = exchange(server.port, get(size))
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert answer.endswith(b'"the request headers are too large"}')
+
+
+def test_keep_alive_requests_each_get_a_fresh_header_budget(server: Replica) -> None:
+    # Three requests of 20 KB headers on one connection: 60 KB in all, each under the cap.
+    pipelined = get(20_000, keep_alive=True) * 2 + get(20_000)
+    answer = exchange(server.port, pipelined)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
