@@ -22,8 +22,8 @@ test: $(STAMP) lint  ## ensure PostgreSQL, Redis and Chromium are there, then th
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check auth_service tests
-	$(BIN)/ruff format --check auth_service tests
+	$(BIN)/ruff check auth_service tests examples bench
+	$(BIN)/ruff format --check auth_service tests examples bench
 	$(BIN)/mypy
 
 container-test: $(STAMP)  ## build the image with buildah, run it, check health, register, login
