@@ -6,19 +6,23 @@ their PIDs.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-__all__ = ["Replica", "free_port"]
+__all__ = ["Replica", "free_port", "run_cli", "running_service", "service_env"]
 
 STOP_TIMEOUT_SECONDS = 10.0
+CLI_TIMEOUT_SECONDS = 60.0
 
 
 def free_port() -> int:
@@ -86,3 +90,51 @@ class Replica:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a service process under test.
+
+    The parent's variables without any AUTH_* (a developer's settings must not leak in), a
+    test environment on 127.0.0.1:`port` keeping its data in `directory`, then `settings`
+    (full AUTH_* names).
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
+    env |= {
+        "AUTH_ENVIRONMENT": "test",
+        "AUTH_HOST": "127.0.0.1",
+        "AUTH_PORT": str(port),
+        "AUTH_DATA_DIR": str(directory),
+        **settings,
+    }
+    return env
+
+
+def run_cli(env: dict[str, str], cwd: Path, *args: str) -> str:
+    """Run `auth-service ARGS` to completion; its stdout, or the test fails with stderr."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "auth_service", *args],
+        env=env,
+        cwd=cwd,  # no developer .env is read from here
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert completed.returncode == 0, f"auth-service {' '.join(args)}: {completed.stderr}"
+    return completed.stdout
+
+
+@contextmanager
+def running_service(
+    name: str, env: dict[str, str], directory: Path, *, start_timeout: float = 20.0
+) -> Iterator[Replica]:
+    """Migrate, start `auth-service serve`, wait for /healthz; stop it by PID afterwards."""
+    run_cli(env, directory, "migrate")
+    service = Replica(name, int(env["AUTH_PORT"]), directory / f"{name}.log")
+    service.start(env, cwd=directory)
+    try:
+        service.wait_until_healthy(time.monotonic() + start_timeout)
+        yield service
+    finally:
+        service.stop()

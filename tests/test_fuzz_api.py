@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -40,7 +37,7 @@ from auth_service.security.policy import (
     normalize_password,
     normalize_username,
 )
-from tests.processes import Replica, free_port
+from tests.processes import Replica, free_port, run_cli, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -99,20 +96,6 @@ def login(url: str, username: str, password: str, scope: str = "profile") -> str
     return token
 
 
-def run_cli(env: dict[str, str], cwd: Path, *args: str) -> str:
-    completed = subprocess.run(
-        [sys.executable, "-m", "auth_service", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_SECONDS,
-        check=False,
-    )
-    assert completed.returncode == 0, f"auth-service {args}: {completed.stderr}"
-    return completed.stdout
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     directory = tmp_path_factory.mktemp("fuzz")
@@ -120,15 +103,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     key_file.write_bytes(generate_private_key_pem("ES256"))
     key_file.chmod(0o600)
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
+    env = service_env(directory, port)
     env.update(
         {
-            "AUTH_ENVIRONMENT": "test",
-            "AUTH_HOST": "127.0.0.1",
             "AUTH_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'auth.db'}",
             "AUTH_SIGNING_KEY_FILE": str(key_file),
             "AUTH_ISSUER": f"http://127.0.0.1:{port}",
-            "AUTH_DATA_DIR": str(directory),
             "AUTH_HASH_POOL_SIZE": "2",
             "AUTH_REGISTER_MAX_PER_IP": "100000",
             "AUTH_LOG_LEVEL": "WARNING",

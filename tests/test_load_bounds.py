@@ -9,12 +9,8 @@ process's peak resident memory must stay within what two argon2 jobs can use.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +20,7 @@ import pytest
 
 from auth_service.config import Settings
 from tests.conftest import PASSWORD
-from tests.processes import Replica, free_port
+from tests.processes import Replica, free_port, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -49,40 +45,21 @@ SLACK_MIB = 64
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     directory = tmp_path_factory.mktemp("load")
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
-    env.update(
-        {
-            "AUTH_ENVIRONMENT": "test",
-            "AUTH_HOST": "127.0.0.1",
-            "AUTH_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'auth.db'}",
-            "AUTH_ISSUER": f"http://127.0.0.1:{port}",
-            "AUTH_DATA_DIR": str(directory),
-            "AUTH_HASH_POOL_SIZE": str(POOL_SIZE),
-            "AUTH_HASH_MAX_WAITING": str(MAX_WAITING),
-            "AUTH_HASH_WAIT_TIMEOUT_SECONDS": "2",
-            "AUTH_LOGIN_MAX_FAILURES_PER_PAIR": "100",
-            "AUTH_LOGIN_MAX_FAILURES_PER_ACCOUNT": "100",
-            "AUTH_LOGIN_MAX_FAILURES_PER_IP": "100000",
-            "AUTH_LOG_LEVEL": "WARNING",
-        }
+    env = service_env(
+        directory,
+        port,
+        AUTH_DATABASE_URL=f"sqlite+aiosqlite:///{directory / 'auth.db'}",
+        AUTH_ISSUER=f"http://127.0.0.1:{port}",
+        AUTH_HASH_POOL_SIZE=str(POOL_SIZE),
+        AUTH_HASH_MAX_WAITING=str(MAX_WAITING),
+        AUTH_HASH_WAIT_TIMEOUT_SECONDS="2",
+        AUTH_LOGIN_MAX_FAILURES_PER_PAIR="100",
+        AUTH_LOGIN_MAX_FAILURES_PER_ACCOUNT="100",
+        AUTH_LOGIN_MAX_FAILURES_PER_IP="100000",
+        AUTH_LOG_LEVEL="WARNING",
     )
-    migrated = subprocess.run(
-        [sys.executable, "-m", "auth_service", "migrate"],
-        env=env,
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    replica = Replica("load", port, directory / "service.log")
-    try:
-        replica.start(env, cwd=directory)  # cwd: no developer .env is read
-        replica.wait_until_healthy(time.monotonic() + START_TIMEOUT_SECONDS)
+    with running_service("load", env, directory, start_timeout=START_TIMEOUT_SECONDS) as replica:
         yield replica
-    finally:
-        replica.stop()
         print(f"----- service output -----\n{replica.output()}")
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +18,7 @@ from auth_service.logs import JsonFormatter
 from auth_service.services.accounts import disable
 from auth_service.services.clients import register_client
 from tests.conftest import PASSWORD, TEST_ISSUER, make_settings, register
-from tests.processes import Replica, free_port
+from tests.processes import free_port, running_service, service_env
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -198,20 +194,7 @@ async def test_database_outage_is_503_and_counted(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
-    port = free_port()
-    env |= {"AUTH_ENVIRONMENT": "test", "AUTH_DATA_DIR": str(tmp_path), "AUTH_PORT": str(port)}
-    subprocess.run(
-        [sys.executable, "-m", "auth_service", "migrate"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    server = Replica("graceful", port, tmp_path / "server.log")
-    server.start(env, cwd=tmp_path)
-    try:
-        server.wait_until_healthy(time.monotonic() + 20)
+    with running_service("graceful", service_env(tmp_path, free_port()), tmp_path) as server:
 
         async def burst() -> list[int]:
             async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
@@ -229,5 +212,3 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         # uvicorn re-raises the SIGTERM after its graceful shutdown has completed.
         assert server.process.wait(timeout=30) in {0, -signal.SIGTERM}
         assert "Application shutdown complete" in server.output()
-    finally:
-        server.stop()

@@ -35,20 +35,13 @@ from tests.conftest import (
     password_grant,
     register,
 )
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 PREFIX = "faulttest:"
 START_TIMEOUT_SECONDS = 5.0
 RECOVERY_TIMEOUT_SECONDS = 5.0
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def redis_command(port: int, *words: str, timeout: float = 1.0) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from auth_service.security.keys import generate_private_key_pem, load_signing_ke
 from auth_service.verify import Introspector, TokenVerifier
 from examples.resource_service.app import create_app
 from tests.conftest import PASSWORD
-from tests.processes import Replica, free_port
+from tests.processes import Replica, free_port, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -56,19 +55,14 @@ class Issuer:
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
     directory = tmp_path_factory.mktemp("issuer")
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
-    env.update(
-        {
-            "AUTH_ENVIRONMENT": "test",
-            "AUTH_HOST": "127.0.0.1",
-            "AUTH_PORT": str(port),
-            "AUTH_ISSUER": f"http://127.0.0.1:{port}",
-            "AUTH_DATA_DIR": str(directory),
-            "AUTH_KEYS_DIR": str(directory / "keys"),
-            "AUTH_KEY_POLL_INTERVAL_SECONDS": "1",
-            "AUTH_JWKS_MAX_AGE_SECONDS": "1",
-            "AUTH_HASH_POOL_SIZE": "1",
-        }
+    env = service_env(
+        directory,
+        port,
+        AUTH_ISSUER=f"http://127.0.0.1:{port}",
+        AUTH_KEYS_DIR=str(directory / "keys"),
+        AUTH_KEY_POLL_INTERVAL_SECONDS="1",
+        AUTH_JWKS_MAX_AGE_SECONDS="1",
+        AUTH_HASH_POOL_SIZE="1",
     )
     setup = Issuer(f"http://127.0.0.1:{port}", env, "resource-server", "")
     setup.cli("migrate")

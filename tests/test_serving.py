@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from auth_service.serving import MAX_HEADER_BYTES
-from tests.processes import Replica, free_port
+from tests.processes import Replica, free_port, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -22,23 +17,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     directory = tmp_path_factory.mktemp("serving")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
-    env |= {"AUTH_ENVIRONMENT": "test", "AUTH_DATA_DIR": str(directory), "AUTH_PORT": str(port)}
-    subprocess.run(
-        [sys.executable, "-m", "auth_service", "migrate"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    process = Replica("serving", port, Path(directory) / "server.log")
-    process.start(env, cwd=directory)
-    try:
-        process.wait_until_healthy(time.monotonic() + 20)
+    with running_service("serving", service_env(directory, free_port()), directory) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def exchange(port: int, request: bytes) -> bytes:

@@ -11,12 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from tests.conftest import IN_CI, PASSWORD
+from tests.processes import free_port, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,66 +38,13 @@ USERNAME = "swagger-user"
 UI_TIMEOUT_MS = 15_000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _service_environment(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
-    env.update(
-        AUTH_ENVIRONMENT="test",
-        AUTH_DATA_DIR=str(data_dir),
-        AUTH_HOST="127.0.0.1",
-        AUTH_PORT=str(port),
-        AUTH_HASH_POOL_SIZE="2",
-        AUTH_LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the service exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the service did not answer /healthz within 20 s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated `auth-service serve` process on a free 127.0.0.1 port, stopped by PID."""
     data_dir = tmp_path_factory.mktemp("swagger-service")
-    port = _free_port()
-    env = _service_environment(data_dir, port)
-    command = [sys.executable, "-m", "auth_service"]
-    subprocess.run(
-        [*command, "migrate"], cwd=data_dir, env=env, check=True, timeout=60, capture_output=True
-    )
-    log = data_dir / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*command, "serve"], cwd=data_dir, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(base_url, process, log)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    env = service_env(data_dir, free_port(), AUTH_HASH_POOL_SIZE="2", AUTH_LOG_LEVEL="WARNING")
+    with running_service("swagger", env, data_dir) as service:
+        yield service.url
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from auth_service.config import Settings
 from tests.conftest import PASSWORD, delete_keys
+from tests.processes import free_port, run_cli, service_env
 
 
 def _children(pid: int) -> list[int]:
@@ -47,26 +47,19 @@ def test_more_than_one_worker_needs_redis() -> None:
 @pytest.fixture
 def two_workers(tmp_path: Path, redis_server_url: str) -> Iterator[tuple[str, int]]:
     """`auth-service serve` with AUTH_WORKERS=2 on SQLite and the test Redis."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     prefix = f"authtest:workers:{os.getpid()}:{port}:"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
-    env.update(
-        AUTH_ENVIRONMENT="test",
-        AUTH_DATA_DIR=str(tmp_path),
-        AUTH_HOST="127.0.0.1",
-        AUTH_PORT=str(port),
+    env = service_env(
+        tmp_path,
+        port,
         AUTH_WORKERS="2",
         AUTH_REDIS_URL=redis_server_url,
         AUTH_REDIS_KEY_PREFIX=prefix,
         AUTH_HASH_POOL_SIZE="1",
         AUTH_LOG_LEVEL="WARNING",
     )
+    run_cli(env, tmp_path, "migrate")
     command = [sys.executable, "-m", "auth_service"]
-    subprocess.run(
-        [*command, "migrate"], cwd=tmp_path, env=env, check=True, timeout=60, capture_output=True
-    )
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
