@@ -9,7 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-__all__ = ["create_engine", "create_session_factory", "is_sqlite"]
+__all__ = ["POOL_RECYCLE_SECONDS", "create_engine", "create_session_factory", "is_sqlite"]
+
+# PostgreSQL connections older than this are replaced at their next checkout.
+POOL_RECYCLE_SECONDS = 1800
 
 
 def is_sqlite(url: str) -> bool:
@@ -41,8 +44,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = _create_async_engine(url, hide_parameters=True, pool_size=4, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
+    # No pool_pre_ping (a round trip per checkout): a connection broken meanwhile fails its
+    # statement with a disconnect error, SQLAlchemy then invalidates the whole pool and the
+    # request answers 503 (api/errors.py); recycling retires connections that idle timeouts
+    # or failovers may have cut.
     return _create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        hide_parameters=True,
     )
 
 
