@@ -43,6 +43,7 @@ from auth_service.security.tokens import TokenService, utc_now
 from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
+from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import ThrottlePolicy, Throttler
 from auth_service.stores.redis_client import connect as connect_redis
 from auth_service.stores.revocation import MemoryStore, RedisStore, RevocationStore
@@ -51,6 +52,9 @@ from auth_service.stores.throttle import MemoryThrottleStore, RedisThrottleStore
 __all__ = ["Runtime", "create_app", "open_runtime"]
 
 log = logging.getLogger(__name__)
+
+PROFILE_CACHE_ENTRIES = 4096
+PROFILE_CACHE_TTL = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,16 @@ def _stores(settings: Settings, redis: Redis | None) -> tuple[RevocationStore, T
         return MemoryStore(), MemoryThrottleStore()
     prefix = settings.redis_key_prefix
     return RedisStore(redis, prefix=prefix), RedisThrottleStore(redis, prefix=prefix)
+
+
+def _profile_cache(revocations: RevocationStore) -> ProfileCache:
+    # Only a shared store sees every disable (any replica, the CLI) before a cached profile
+    # could be served; the in-process store does not see `auth-service users disable`,
+    # which must stop /users/me at once, so there every read goes to SQL.
+    shared = isinstance(revocations, RedisStore)
+    return ProfileCache(
+        max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL if shared else timedelta(0)
+    )
 
 
 def _throttle_policy(settings: Settings) -> ThrottlePolicy:
@@ -218,6 +232,7 @@ async def open_runtime(
             ),
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
             audit=audit,
+            profiles=_profile_cache(revocations),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)

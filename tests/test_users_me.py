@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from jose import jwt
 from sqlalchemy import text
 
-from auth_service.app import create_app
+from auth_service.app import PROFILE_CACHE_TTL, create_app
 from auth_service.config import Settings
 from auth_service.security.keys import (
     SigningKey,
@@ -27,7 +27,9 @@ from auth_service.security.keys import (
     load_signing_key,
 )
 from auth_service.security.tokens import TokenService
-from tests.conftest import TEST_ISSUER, FakeClock, access_token, register
+from auth_service.services.accounts import disable
+from auth_service.services.profiles import ProfileCache, UserProfile
+from tests.conftest import TEST_ISSUER, Backend, FakeClock, access_token, register
 
 REALM = "auth_service"
 _PARAM = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
@@ -427,13 +429,71 @@ async def test_oversized_token_is_invalid_token(client: httpx.AsyncClient) -> No
 
 
 async def test_valid_token_of_a_deleted_user_is_invalid_token(
-    app: FastAPI, client: httpx.AsyncClient
+    app: FastAPI, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     token = await access_token(client)
     assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
     async with app.state.engine.begin() as connection:
         await connection.execute(text("DELETE FROM users WHERE username = 'alice'"))
+    if app.state.services.profiles.enabled:
+        # A shared revocation store: the profile is cached, and a row deleted behind the
+        # service's back (no revocation) is served until its entry expires.
+        clock.advance(PROFILE_CACHE_TTL.total_seconds() - 1)
+        assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
+        clock.advance(1)
     assert_invalid_token(await client.get("/users/me", headers=bearer(token)))
+
+
+async def test_profile_cache_only_with_a_shared_revocation_store(
+    app: FastAPI, backend: Backend
+) -> None:
+    """The in-process store never sees `auth-service users disable` (another process)."""
+    assert app.state.services.profiles.enabled is (backend.redis_url is not None)
+
+
+async def test_cached_profile_of_a_user_disabled_by_another_process_is_refused_at_once(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, clock: FakeClock
+) -> None:
+    """Disabled through another app on the same database (and Redis, if any): 401 at once."""
+    token = await access_token(client)
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
+    other = create_app(settings, clock=clock)
+    async with LifespanManager(other):
+        assert await disable(other.state.services, "alice") is True
+    assert_invalid_token(await client.get("/users/me", headers=bearer(token)))
+
+
+async def test_cached_profile_of_a_user_disabled_here_is_dropped(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    token = await access_token(client)
+    user_id = (await client.get("/users/me", headers=bearer(token))).json()["id"]
+    profiles = app.state.services.profiles
+    assert (profiles.get(user_id, datetime.now(UTC)) is not None) is profiles.enabled
+    assert await disable(app.state.services, "alice") is True
+    assert profiles.get(user_id, datetime.now(UTC)) is None
+    assert_invalid_token(await client.get("/users/me", headers=bearer(token)))
+
+
+def test_profile_cache_is_bounded_lru_with_ttl() -> None:
+    now = datetime.now(UTC)
+    cache = ProfileCache(max_entries=2, ttl=timedelta(seconds=60))
+    a, b, c = (UserProfile(id=name, username=name, created_at=now) for name in "abc")
+    cache.put(a, now)
+    cache.put(b, now)
+    assert cache.get("a", now) == a  # a is now the most recently used
+    cache.put(c, now)
+    assert (cache.get("a", now), cache.get("b", now), cache.get("c", now)) == (a, None, c)
+    assert len(cache) == 2
+    assert cache.get("a", now + timedelta(seconds=59)) == a
+    assert cache.get("a", now + timedelta(seconds=60)) is None
+    assert len(cache) == 1
+    cache.discard("c")
+    assert cache.get("c", now) is None
+    off = ProfileCache(max_entries=2, ttl=timedelta(0))
+    off.put(a, now)
+    assert not off.enabled
+    assert off.get("a", now) is None
 
 
 async def test_valid_token_of_a_disabled_user_is_invalid_token(

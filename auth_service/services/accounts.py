@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 
 from auth_service.errors import (
     InvalidGrant,
@@ -18,6 +16,7 @@ from auth_service.models import User
 from auth_service.security.policy import canonical_username, normalize_password, normalize_username
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
+from auth_service.services.profiles import UserProfile
 from auth_service.services.revocation import deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
 from auth_service.services.sessions import revoke_session_ids
@@ -34,15 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UserProfile:
-    """What a user may see of their own account (never the hash)."""
-
-    id: str
-    username: str
-    created_at: datetime
 
 
 def _profile(user: User) -> UserProfile:
@@ -111,12 +101,22 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
 
 
 async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
-    """The profile of an active user, or None when the account is gone or disabled."""
+    """The profile of an active user, or None when the account is gone or disabled.
+
+    Served from ctx.profiles when cached (see services/profiles.py); a miss reads SQL, and
+    only active users are cached.
+    """
+    now = ctx.clock()
+    profile = ctx.profiles.get(user_id, now)
+    if profile is not None:
+        return profile
     async with ctx.sessions() as session:
-        user = await users.get_user_by_id(session, user_id)
-    if user is None or not user.is_active:
+        row = await users.get_active_profile(session, user_id)
+    if row is None:
         return None
-    return _profile(user)
+    profile = UserProfile(id=row[0], username=row[1], created_at=row[2])
+    ctx.profiles.put(profile, now)
+    return profile
 
 
 async def change_password(
@@ -156,6 +156,7 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
     await deny_user_tokens(ctx, user.id, now)
     async with ctx.sessions.begin() as session:
         await users.disable_user(session, user.id, now=now)
+    ctx.profiles.discard(user.id)
     await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
     ctx.audit.record("disable", user_id=user.id)
     return True

@@ -13,6 +13,7 @@ from auth_service.audit import Audit
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
+from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
@@ -46,5 +47,6 @@ class ServiceContext:
     session_policy: SessionPolicy
     throttler: Throttler
     audit: Audit
+    profiles: ProfileCache
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)

@@ -14,6 +14,7 @@ from auth_service.models import User
 __all__ = [
     "add_user",
     "disable_user",
+    "get_active_profile",
     "get_user_by_id",
     "get_user_by_username",
     "replace_password_hash",
@@ -31,6 +32,19 @@ async def get_user_by_username(session: AsyncSession, canonical_name: str) -> Us
 async def get_user_by_id(session: AsyncSession, user_id: str) -> User | None:
     """Look a user up by id (the `sub` of their tokens)."""
     return await session.get(User, user_id)
+
+
+async def get_active_profile(
+    session: AsyncSession, user_id: str
+) -> tuple[str, str, datetime] | None:
+    """(id, username, created_at) of an active user, or None (one Core SELECT, no ORM)."""
+    result = await session.execute(
+        select(User.id, User.username, User.created_at).where(
+            User.id == user_id, User.is_active.is_(True)
+        )
+    )
+    row = result.one_or_none()
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 async def add_user(
