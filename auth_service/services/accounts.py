@@ -21,6 +21,7 @@ from auth_service.services.revocation import deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
 from auth_service.services.sessions import revoke_session_ids
 from auth_service.stores import users
+from auth_service.stores.users import UserRecord
 
 __all__ = [
     "UserProfile",
@@ -64,7 +65,7 @@ async def register(
     return _profile(user)
 
 
-async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> User:
+async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> UserRecord:
     """Return the active user whose password matches, or raise InvalidGrant.
 
     Unknown, malformed and disabled usernames cost one argon2 verify like a wrong password

@@ -73,13 +73,12 @@ async def _refresh_token(ctx: ServiceContext, token: str) -> dict[str, Any] | No
         return None
     now = ctx.clock()
     async with ctx.sessions() as session:
-        found = await session_rows.find_refresh_token(session, hash_refresh_token(token))
-        user = await users.get_user_by_id(session, found[1].user_id) if found else None
-    if found is None or user is None:
+        found = await session_rows.find_refresh_family(session, hash_refresh_token(token))
+    if found is None:
         return None
-    row, record = found
+    row, record = found.token, found.session
     expires = min(record.idle_expires_at, record.absolute_expires_at)
-    if row.used_at is not None or record.revoked_at is not None or not user.is_active:
+    if row.used_at is not None or record.revoked_at is not None or not found.user_active:
         return None
     if now >= expires:
         return None
@@ -88,8 +87,8 @@ async def _refresh_token(ctx: ServiceContext, token: str) -> dict[str, Any] | No
         "token_type": "refresh_token",
         "scope": record.scope,
         "client_id": record.client_id,
-        "username": user.username,
-        "sub": user.id,
+        "username": found.username,
+        "sub": record.user_id,
         "iss": ctx.tokens.issuer,
         "exp": int(expires.timestamp()),
         "iat": int(row.issued_at.timestamp()),

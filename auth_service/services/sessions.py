@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auth_service.errors import InvalidGrant, InvalidScope
-from auth_service.models import RefreshToken, Session, User
 from auth_service.security.refresh import (
     MAX_REFRESH_TOKEN_LENGTH,
     hash_refresh_token,
@@ -26,7 +25,8 @@ from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_sessions
 from auth_service.stores import sessions as rows
-from auth_service.stores import users
+from auth_service.stores.sessions import RefreshFamily, RefreshTokenRow, SessionRow
+from auth_service.stores.users import UserRecord
 
 __all__ = ["ClientInfo", "SessionView", "TokenGrant", "list_sessions", "open_session", "refresh"]
 
@@ -91,7 +91,10 @@ class SessionView:
 
 
 def _grant(
-    ctx: ServiceContext, record: Session, refresh_token: str, scopes: frozenset[str] | None = None
+    ctx: ServiceContext,
+    record: SessionRow,
+    refresh_token: str,
+    scopes: frozenset[str] | None = None,
 ) -> TokenGrant:
     scopes = scopes if scopes is not None else frozenset(record.scope.split())
     issued = ctx.tokens.mint_access_token(
@@ -106,14 +109,19 @@ def _grant(
 
 
 async def open_session(
-    ctx: ServiceContext, user: User, *, scopes: frozenset[str], client_id: str, client: ClientInfo
+    ctx: ServiceContext,
+    user: UserRecord,
+    *,
+    scopes: frozenset[str],
+    client_id: str,
+    client: ClientInfo,
 ) -> TokenGrant:
     """Record a new session with its first refresh token; return the first token pair."""
     now = ctx.clock()
     policy = ctx.session_policy
     client = client.clipped()
     absolute = now + policy.absolute_lifetime
-    record = Session(
+    record = SessionRow(
         id=new_token_id(),
         user_id=user.id,
         client_id=client_id,
@@ -135,26 +143,23 @@ async def open_session(
     return _grant(ctx, record, refresh_token)
 
 
-async def _live_family(
-    ctx: ServiceContext, refresh_token: str, client_id: str
-) -> tuple[RefreshToken, Session, User]:
-    """The presented token's row and session, if the session may still be refreshed."""
+async def _live_family(ctx: ServiceContext, refresh_token: str, client_id: str) -> RefreshFamily:
+    """The presented token's row, session and user, if the session may still be refreshed."""
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         raise InvalidGrant("the refresh token is invalid")
     now = ctx.clock()
     async with ctx.sessions() as db:
-        found = await rows.find_refresh_token(db, hash_refresh_token(refresh_token))
-        user = await users.get_user_by_id(db, found[1].user_id) if found else None
-    if found is None or user is None:
+        found = await rows.find_refresh_family(db, hash_refresh_token(refresh_token))
+    if found is None:
         raise InvalidGrant("the refresh token is invalid")
-    token_row, record = found
+    record = found.session
     if record.client_id != client_id:
         raise InvalidGrant("the refresh token was issued to another client")
-    if record.revoked_at is not None or not user.is_active:
+    if record.revoked_at is not None or not found.user_active:
         raise InvalidGrant("the session has been revoked")
     if now >= record.idle_expires_at or now >= record.absolute_expires_at:
         raise InvalidGrant("the session has expired")
-    return token_row, record, user
+    return found
 
 
 async def refresh(
@@ -166,11 +171,12 @@ async def refresh(
     client: ClientInfo,
 ) -> TokenGrant:
     """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent."""
-    token_row, record, user = await _live_family(ctx, refresh_token, client_id)
+    family = await _live_family(ctx, refresh_token, client_id)
+    token_row, record = family.token, family.session
     if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
         raise InvalidScope("a refresh cannot widen the scope of the session")
     # Scopes taken from the user since the login are not renewed.
-    scopes = (requested_scopes or frozenset(record.scope.split())) & set(user.scopes.split())
+    scopes = (requested_scopes or frozenset(record.scope.split())) & set(family.user_scopes.split())
     if token_row.used_at is not None:
         return await _repeat(ctx, token_row, record, refresh_token)
 
@@ -200,12 +206,12 @@ async def refresh(
         ctx.audit.record("refresh", user_id=record.user_id, client_id=client_id)
         return grant
     # Another request rotated this token first: this one is a repeat.
-    token_row, record, _ = await _live_family(ctx, refresh_token, client_id)
-    return await _repeat(ctx, token_row, record, refresh_token)
+    family = await _live_family(ctx, refresh_token, client_id)
+    return await _repeat(ctx, family.token, family.session, refresh_token)
 
 
 async def _repeat(
-    ctx: ServiceContext, token_row: RefreshToken, record: Session, refresh_token: str
+    ctx: ServiceContext, token_row: RefreshTokenRow, record: SessionRow, refresh_token: str
 ) -> TokenGrant:
     """A spent token again: the same successor within the grace window, else theft."""
     used_at = token_row.used_at

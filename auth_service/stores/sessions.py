@@ -1,19 +1,29 @@
-"""Sessions, refresh-token hashes and revoked access tokens in SQL (the durable truth)."""
+"""Sessions, refresh-token hashes and revoked access tokens in SQL (the durable truth).
+
+The login and refresh statements are SQLAlchemy Core on the tables (no ORM unit of work or
+identity map) and read into plain frozen records.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
+    "RefreshFamily",
+    "RefreshTokenRow",
+    "SessionRow",
     "add_refresh_token",
     "add_session",
     "claim_refresh_token",
+    "find_refresh_family",
     "find_refresh_token",
     "get_session",
     "list_open_sessions",
@@ -24,32 +34,114 @@ __all__ = [
     "touch_session",
 ]
 
+_SESSIONS = cast(Table, Session.__table__)
+_TOKENS = cast(Table, RefreshToken.__table__)
+_USERS = cast(Table, User.__table__)
 
-async def add_session(session: AsyncSession, record: Session) -> None:
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A session (the `sid` of its access tokens), as stored."""
+
+    id: str
+    user_id: str
+    client_id: str
+    scope: str
+    created_at: datetime
+    last_used_at: datetime
+    last_ip: str | None
+    last_user_agent: str | None
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshTokenRow:
+    """An issued refresh token, known by its hash."""
+
+    token_hash: str
+    session_id: str
+    issued_at: datetime
+    used_at: datetime | None
+    sealed_successor: str | None
+
+
+@dataclass(frozen=True)
+class RefreshFamily:
+    """A refresh token, its session, and the state of the session's user."""
+
+    token: RefreshTokenRow
+    session: SessionRow
+    username: str
+    user_active: bool
+    user_scopes: str
+
+
+_SESSION_COLUMNS = tuple(_SESSIONS.c[field.name] for field in fields(SessionRow))
+_TOKEN_COLUMNS = tuple(_TOKENS.c[field.name] for field in fields(RefreshTokenRow))
+_TOKEN_WIDTH, _SESSION_WIDTH = len(_TOKEN_COLUMNS), len(_SESSION_COLUMNS)
+
+
+async def add_session(session: AsyncSession, record: SessionRow) -> None:
     """Insert a new session row."""
-    session.add(record)
-    await session.flush()
+    await session.execute(
+        insert(_SESSIONS).values(
+            {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
+        )
+    )
 
 
 async def add_refresh_token(
     session: AsyncSession, *, token_hash: str, session_id: str, now: datetime
 ) -> None:
     """Record an issued refresh token by its hash."""
-    session.add(RefreshToken(token_hash=token_hash, session_id=session_id, issued_at=now))
-    await session.flush()
+    await session.execute(
+        insert(_TOKENS).values(token_hash=token_hash, session_id=session_id, issued_at=now)
+    )
 
 
 async def find_refresh_token(
     session: AsyncSession, token_hash: str
-) -> tuple[RefreshToken, Session] | None:
+) -> tuple[RefreshTokenRow, SessionRow] | None:
     """The token row and its session, or None for a token we never issued."""
     result = await session.execute(
-        select(RefreshToken, Session)
-        .join(Session, Session.id == RefreshToken.session_id)
-        .where(RefreshToken.token_hash == token_hash)
+        select(*_TOKEN_COLUMNS, *_SESSION_COLUMNS)
+        .join_from(_TOKENS, _SESSIONS, _SESSIONS.c.id == _TOKENS.c.session_id)
+        .where(_TOKENS.c.token_hash == token_hash)
     )
     row = result.one_or_none()
-    return (row[0], row[1]) if row is not None else None
+    if row is None:
+        return None
+    return RefreshTokenRow(*row[:_TOKEN_WIDTH]), SessionRow(*row[_TOKEN_WIDTH:])
+
+
+async def find_refresh_family(session: AsyncSession, token_hash: str) -> RefreshFamily | None:
+    """The token row, its session and its user's state in one SELECT, or None."""
+    result = await session.execute(
+        select(
+            *_TOKEN_COLUMNS,
+            *_SESSION_COLUMNS,
+            _USERS.c.username,
+            _USERS.c.is_active,
+            _USERS.c.scopes,
+        )
+        .join_from(_TOKENS, _SESSIONS, _SESSIONS.c.id == _TOKENS.c.session_id)
+        .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
+        .where(_TOKENS.c.token_hash == token_hash)
+    )
+    row = result.one_or_none()
+    if row is None:
+        return None
+    end = _TOKEN_WIDTH + _SESSION_WIDTH
+    return RefreshFamily(
+        token=RefreshTokenRow(*row[:_TOKEN_WIDTH]),
+        session=SessionRow(*row[_TOKEN_WIDTH:end]),
+        username=row[end],
+        user_active=row[end + 1],
+        user_scopes=row[end + 2],
+    )
 
 
 async def claim_refresh_token(
@@ -57,8 +149,8 @@ async def claim_refresh_token(
 ) -> bool:
     """Mark the token used if nobody did yet: the one atomic step that makes it single-use."""
     result = await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
+        update(_TOKENS)
+        .where(_TOKENS.c.token_hash == token_hash, _TOKENS.c.used_at.is_(None))
         .values(used_at=now, sealed_successor=sealed_successor)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
@@ -75,8 +167,8 @@ async def touch_session(
 ) -> None:
     """Record a use of the session and push its idle expiry forward."""
     await session.execute(
-        update(Session)
-        .where(Session.id == session_id)
+        update(_SESSIONS)
+        .where(_SESSIONS.c.id == session_id)
         .values(
             last_used_at=now,
             idle_expires_at=idle_expires_at,

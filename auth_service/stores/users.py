@@ -1,10 +1,16 @@
-"""User repository over an AsyncSession; the caller owns the transaction."""
+"""User repository over an AsyncSession; the caller owns the transaction.
+
+Hot statements are SQLAlchemy Core on the users table (no ORM unit of work or identity
+map); reads return plain frozen records.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +18,7 @@ from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
 __all__ = [
+    "UserRecord",
     "add_user",
     "disable_user",
     "get_active_profile",
@@ -23,15 +30,43 @@ __all__ = [
 ]
 
 
-async def get_user_by_username(session: AsyncSession, canonical_name: str) -> User | None:
+_USERS = cast(Table, User.__table__)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user as the services read it."""
+
+    id: str
+    username: str
+    password_hash: str
+    is_active: bool
+    scopes: str
+
+
+_RECORD_COLUMNS = (
+    _USERS.c.id,
+    _USERS.c.username,
+    _USERS.c.password_hash,
+    _USERS.c.is_active,
+    _USERS.c.scopes,
+)
+
+
+async def get_user_by_username(session: AsyncSession, canonical_name: str) -> UserRecord | None:
     """Look a user up by the case-folded username."""
-    result = await session.execute(select(User).where(User.username_canonical == canonical_name))
-    return result.scalar_one_or_none()
+    result = await session.execute(
+        select(*_RECORD_COLUMNS).where(_USERS.c.username_canonical == canonical_name)
+    )
+    row = result.one_or_none()
+    return UserRecord(*row) if row is not None else None
 
 
-async def get_user_by_id(session: AsyncSession, user_id: str) -> User | None:
+async def get_user_by_id(session: AsyncSession, user_id: str) -> UserRecord | None:
     """Look a user up by id (the `sub` of their tokens)."""
-    return await session.get(User, user_id)
+    result = await session.execute(select(*_RECORD_COLUMNS).where(_USERS.c.id == user_id))
+    row = result.one_or_none()
+    return UserRecord(*row) if row is not None else None
 
 
 async def get_active_profile(
@@ -39,8 +74,8 @@ async def get_active_profile(
 ) -> tuple[str, str, datetime] | None:
     """(id, username, created_at) of an active user, or None (one Core SELECT, no ORM)."""
     result = await session.execute(
-        select(User.id, User.username, User.created_at).where(
-            User.id == user_id, User.is_active.is_(True)
+        select(_USERS.c.id, _USERS.c.username, _USERS.c.created_at).where(
+            _USERS.c.id == user_id, _USERS.c.is_active.is_(True)
         )
     )
     row = result.one_or_none()
@@ -72,8 +107,8 @@ async def replace_password_hash(
 ) -> None:
     """Swap in an upgraded hash unless the password changed meanwhile."""
     await session.execute(
-        update(User)
-        .where(User.id == user_id, User.password_hash == expected_hash)
+        update(_USERS)
+        .where(_USERS.c.id == user_id, _USERS.c.password_hash == expected_hash)
         .values(password_hash=new_hash, updated_at=now)
     )
 
@@ -83,15 +118,15 @@ async def set_password_hash(
 ) -> None:
     """Store a new password hash (a password change)."""
     await session.execute(
-        update(User).where(User.id == user_id).values(password_hash=new_hash, updated_at=now)
+        update(_USERS).where(_USERS.c.id == user_id).values(password_hash=new_hash, updated_at=now)
     )
 
 
 async def disable_user(session: AsyncSession, user_id: str, *, now: datetime) -> None:
     """Block logins and mark every token issued until now as dead."""
     await session.execute(
-        update(User)
-        .where(User.id == user_id)
+        update(_USERS)
+        .where(_USERS.c.id == user_id)
         .values(is_active=False, tokens_valid_after=now, updated_at=now)
     )
 
@@ -99,5 +134,5 @@ async def disable_user(session: AsyncSession, user_id: str, *, now: datetime) ->
 async def set_scopes(session: AsyncSession, user_id: str, *, scopes: str, now: datetime) -> None:
     """Replace the scopes a user may be granted."""
     await session.execute(
-        update(User).where(User.id == user_id).values(scopes=scopes, updated_at=now)
+        update(_USERS).where(_USERS.c.id == user_id).values(scopes=scopes, updated_at=now)
     )
