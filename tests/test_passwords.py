@@ -273,6 +273,27 @@ async def test_busy_when_the_only_slot_is_taken_and_nobody_may_wait(
     assert (await hashing.hash(PASSWORD)).startswith(PREFIX)
 
 
+async def test_has_capacity_until_every_slot_and_waiting_place_is_taken(
+    gated: GatedPoolFactory,
+) -> None:
+    hashing, gate = await gated(max_waiting=1, wait_timeout_seconds=5.0)
+    assert hashing.has_capacity()
+    running = asyncio.create_task(hashing.hash(PASSWORD))
+    await wait_until_running(gate)
+    assert hashing.has_capacity()  # one caller may still wait
+    waiting = asyncio.create_task(hashing.hash("second"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not hashing.has_capacity()
+    with pytest.raises(HashingBusy):
+        await hashing.verify(PASSWORD, "$argon2id$whatever")
+
+    gate.opened.set()
+    await running
+    await waiting
+    assert hashing.has_capacity()
+
+
 async def test_busy_after_wait_timeout_when_the_slot_stays_taken(gated: GatedPoolFactory) -> None:
     hashing, gate = await gated(max_waiting=1, wait_timeout_seconds=0.05)
     running = asyncio.create_task(hashing.hash(PASSWORD))

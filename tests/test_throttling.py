@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import PASSWORD, register
-from tests.test_token_endpoint import CountingHasher
+from tests.test_token_endpoint import CountingHasher, FullHasher
 
 WRONG = "not the right password at all"
 
@@ -63,6 +63,18 @@ async def test_throttled_attempts_cost_no_argon2_work(
     for _ in range(5):
         assert_throttled(await attempt(client, "alice", WRONG))
     assert counting.verifies == 10
+
+
+async def test_throttled_attempts_stay_429_when_the_hashing_pool_is_full(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await register(client)
+    for _ in range(10):
+        await attempt(client, "alice", WRONG)
+    full = FullHasher(app.state.services.hasher)
+    app.state.services = dataclasses.replace(app.state.services, hasher=full)
+    assert_throttled(await attempt(client, "alice", PASSWORD))
+    assert (await attempt(client, "bob", PASSWORD)).status_code == 503
 
 
 async def test_success_resets_the_pair_counter(client: httpx.AsyncClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from typing import Any
 
 import httpx
 import pytest
@@ -92,6 +93,46 @@ class CountingHasher:
     async def dummy_verify(self, password: str) -> None:
         self.verifies += 1
         await self.inner.dummy_verify(password)  # type: ignore[attr-defined]
+
+    def has_capacity(self) -> bool:
+        return self.inner.has_capacity()  # type: ignore[attr-defined, no-any-return]
+
+
+class FullHasher(CountingHasher):
+    """A hashing pool with every slot and waiting place taken."""
+
+    def has_capacity(self) -> bool:
+        return False
+
+
+class Untouchable:
+    """Fails the test if the code under test uses it at all."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"used {name} while the hashing pool was full")
+
+    def __call__(self, *args: object, **kwargs: object) -> Any:
+        raise AssertionError("used while the hashing pool was full")
+
+
+async def test_full_hashing_pool_refuses_logins_before_the_user_lookup(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await register(client)
+    full = FullHasher(app.state.services.hasher)
+    app.state.services = dataclasses.replace(
+        app.state.services, hasher=full, sessions=Untouchable()
+    )
+    for username, password in [("alice", PASSWORD), ("ghost", PASSWORD), ("x", "p")]:
+        response = await password_grant(client, username, password)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert int(response.headers["retry-after"]) >= 1
+    assert full.verifies == 0
+    # Request errors decided before hashing keep their answers.
+    too_long = await password_grant(client, "alice", "p" * 2000)
+    assert too_long.status_code == 400, too_long.text
+    assert too_long.json()["error"] == "invalid_request"
 
 
 async def test_unknown_user_costs_one_argon2_verify_like_a_wrong_password(

@@ -55,6 +55,10 @@ class PasswordHasher(Protocol):
 
     async def dummy_verify(self, password: str) -> None: ...
 
+    def has_capacity(self) -> bool:
+        """False when a hash or verify started now would be refused with HashingBusy."""
+        ...
+
 
 def _lower_thread_priority() -> None:
     """Let the event loop win the CPU: hashing threads run at a higher nice value."""
@@ -99,6 +103,10 @@ class HashingPool:
     def in_flight(self) -> int:
         """Hash jobs running or waiting for a slot right now."""
         return self._in_flight
+
+    def has_capacity(self) -> bool:
+        """False when every slot and every waiting place is taken (a new job is refused)."""
+        return self._in_flight < self._capacity
 
     async def start(self) -> None:
         """Compute the dummy hash used for unknown users; this also warms the threads."""
@@ -156,7 +164,7 @@ class HashingPool:
 
     async def _run(self, func: Callable[..., _T], *args: str) -> _T:
         """Run `func` on a hashing thread once a slot frees up, or refuse with HashingBusy."""
-        if self._in_flight >= self._capacity:
+        if not self.has_capacity():
             raise HashingBusy
         self._in_flight += 1
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from auth_service.errors import (
+    HashingBusy,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
@@ -73,6 +74,10 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     """
     if len(password) > ctx.policy.max_length:
         raise InvalidRequest(f"password must be at most {ctx.policy.max_length} characters")
+    if not ctx.hasher.has_capacity():
+        # The verify below would be refused: say so before the user lookup. The same for
+        # every username, and after the throttle (grants.py), so no answer changes.
+        raise HashingBusy
     password = normalize_password(password)
     try:
         canonical = canonical_username(normalize_username(username))
