@@ -79,9 +79,7 @@ def _key_watcher(settings: Settings, clock: Callable[[], datetime]) -> KeyWatche
         rotate_every=timedelta(seconds=rotate) if rotate else None,
         # A next key signs only after every cached JWKS can have picked it up.
         published_for=timedelta(seconds=settings.jwks_max_age_seconds),
-        tokens_live_for=timedelta(
-            seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
-        ),
+        tokens_live_for=settings.access_token_horizon,
     )
 
 
@@ -226,9 +224,7 @@ async def open_runtime(
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout_seconds),
                 absolute_lifetime=timedelta(seconds=settings.session_absolute_lifetime_seconds),
                 reuse_grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
-                access_token_horizon=timedelta(
-                    seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
-                ),
+                access_token_horizon=settings.access_token_horizon,
             ),
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
             audit=audit,
@@ -253,8 +249,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, clock=clock, registry=registry) as runtime:
             app.state.engine = runtime.engine
-            app.state.revocations = runtime.services.revocations
-            app.state.audit = runtime.services.audit
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)

@@ -197,9 +197,7 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
             record = directory.rotate(
                 settings.signing_algorithm,
                 published_for=timedelta(seconds=settings.jwks_max_age_seconds),
-                tokens_live_for=timedelta(
-                    seconds=settings.access_token_ttl_seconds + settings.clock_leeway_seconds
-                ),
+                tokens_live_for=settings.access_token_horizon,
                 force=args.force,
             )
             print(f"{record.kid}\tactive")

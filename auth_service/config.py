@@ -7,6 +7,7 @@ plain-HTTP issuer, hashing below OWASP's minimum) so a misconfigured replica nev
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
 
@@ -98,6 +99,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'auth.db').resolve()}"
+
+    @property
+    def access_token_horizon(self) -> timedelta:
+        """The longest an issued access token can still be accepted (lifetime + leeway)."""
+        return timedelta(seconds=self.access_token_ttl_seconds + self.clock_leeway_seconds)
 
     @property
     def effective_issuer(self) -> str:

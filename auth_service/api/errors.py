@@ -105,9 +105,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _count_dependency_error(request: Request, dependency: str) -> None:
-    audit = getattr(request.app.state, "audit", None)
-    if audit is not None:
-        audit.dependency_errors.labels(dependency).inc()
+    services = getattr(request.app.state, "services", None)  # absent before startup
+    if services is not None:
+        services.audit.dependency_errors.labels(dependency).inc()
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -24,6 +24,7 @@ from auth_service.security.keys import (
     SigningKey,
     generate_private_key_pem,
     load_signing_key,
+    write_private_file,
 )
 
 __all__ = ["KeyDirectory", "KeyRecord", "KeyRing"]
@@ -160,9 +161,7 @@ class KeyDirectory:
     def _new_key(self, algorithm: str, *, state: str) -> KeyRecord:
         pem = generate_private_key_pem(algorithm)
         kid = load_signing_key(pem, algorithm).kid
-        fd = os.open(self._pem(kid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
+        write_private_file(self._pem(kid), pem)
         now = self._clock().isoformat()
         return KeyRecord(kid, algorithm, state, now, now if state == ACTIVE else None)
 

@@ -30,6 +30,7 @@ __all__ = [
     "jwks_document",
     "load_or_create_development_key",
     "load_signing_key",
+    "write_private_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,13 @@ def load_signing_key(pem: bytes, algorithm: str) -> SigningKey:
     return SigningKey(kid, algorithm, private_key, public_key, public_jwk)
 
 
+def write_private_file(path: Path, content: bytes) -> None:
+    """Write a secret readable by its owner only (mode 0600 from the start, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+
+
 def load_or_create_development_key(data_dir: Path, algorithm: str) -> SigningKey:
     """Reuse `<data_dir>/keys/signing-<alg>.pem`, creating it (mode 0600) on first start."""
     path = data_dir / "keys" / f"signing-{algorithm.lower()}.pem"
@@ -121,9 +129,7 @@ def load_or_create_development_key(data_dir: Path, algorithm: str) -> SigningKey
         # Write a private temp file, then hard-link it into place: two processes starting
         # at once both end up with the one key that won, never with a half-written file.
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(generate_private_key_pem(algorithm))
+        write_private_file(temp, generate_private_key_pem(algorithm))
         try:
             os.link(temp, path)
             log.warning("DEVELOPMENT SETUP: generated a %s signing key at %s", algorithm, path)

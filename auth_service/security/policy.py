@@ -21,6 +21,7 @@ __all__ = [
     "PasswordPolicy",
     "canonical_username",
     "load_common_passwords",
+    "lookup_key",
     "normalize_password",
     "normalize_username",
 ]
@@ -49,6 +50,14 @@ def normalize_username(raw: str) -> str:
 def canonical_username(display_name: str) -> str:
     """The case-insensitive key under which a username is unique and looked up."""
     return display_name.casefold()
+
+
+def lookup_key(submitted: str) -> str | None:
+    """The canonical name a submitted username is stored under, or None if it cannot be one."""
+    try:
+        return canonical_username(normalize_username(submitted))
+    except InvalidUsername:
+        return None
 
 
 def normalize_password(raw: str) -> str:

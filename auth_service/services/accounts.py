@@ -10,11 +10,14 @@ from auth_service.errors import (
     InvalidRequest,
     InvalidScope,
     InvalidToken,
-    InvalidUsername,
     WrongCurrentPassword,
 )
-from auth_service.models import User
-from auth_service.security.policy import canonical_username, normalize_password, normalize_username
+from auth_service.security.policy import (
+    canonical_username,
+    lookup_key,
+    normalize_password,
+    normalize_username,
+)
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.profiles import UserProfile
@@ -35,10 +38,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _profile(user: User) -> UserProfile:
-    return UserProfile(id=user.id, username=user.username, created_at=user.created_at)
 
 
 async def register(
@@ -63,7 +62,7 @@ async def register(
             now=ctx.clock(),
         )
     ctx.audit.record("register", user_id=user.id)
-    return _profile(user)
+    return UserProfile(id=user.id, username=user.username, created_at=user.created_at)
 
 
 async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> UserRecord:
@@ -79,10 +78,7 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
         # every username, and after the throttle (grants.py), so no answer changes.
         raise HashingBusy
     password = normalize_password(password)
-    try:
-        canonical = canonical_username(normalize_username(username))
-    except InvalidUsername:
-        canonical = None
+    canonical = lookup_key(username)
     user = None
     if canonical is not None:
         async with ctx.sessions() as session:
@@ -149,9 +145,8 @@ async def change_password(
 
 async def disable(ctx: ServiceContext, username: str) -> bool:
     """Block the user's logins and kill all their sessions and tokens; False if unknown."""
-    try:
-        canonical = canonical_username(normalize_username(username))
-    except InvalidUsername:
+    canonical = lookup_key(username)
+    if canonical is None:
         return False
     now = ctx.clock()
     async with ctx.sessions() as session:
@@ -173,9 +168,8 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
-    try:
-        canonical = canonical_username(normalize_username(username))
-    except InvalidUsername:
+    canonical = lookup_key(username)
+    if canonical is None:
         return False
     async with ctx.sessions.begin() as session:
         user = await users.get_user_by_username(session, canonical)

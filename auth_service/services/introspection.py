@@ -10,11 +10,11 @@ from typing import Any
 
 from auth_service.errors import InvalidClient, InvalidRequest, InvalidToken
 from auth_service.security.refresh import MAX_REFRESH_TOKEN_LENGTH, hash_refresh_token
+from auth_service.services.accounts import get_profile
 from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import ensure_not_revoked
 from auth_service.stores import sessions as session_rows
-from auth_service.stores import users
 
 __all__ = ["INACTIVE", "introspect"]
 
@@ -47,16 +47,15 @@ async def _access_token(ctx: ServiceContext, token: str) -> dict[str, Any] | Non
         await ensure_not_revoked(ctx, claims)
     except InvalidToken:
         return None
-    async with ctx.sessions() as session:
-        user = await users.get_user_by_id(session, claims.subject)
-    if user is None or not user.is_active:
+    profile = await get_profile(ctx, claims.subject)  # None when gone or disabled
+    if profile is None:
         return None
     return {
         "active": True,
         "token_type": "Bearer",
         "scope": " ".join(sorted(claims.scopes)),
         "client_id": claims.client_id,
-        "username": user.username,
+        "username": profile.username,
         "sub": claims.subject,
         "aud": ctx.tokens.audience,
         "iss": ctx.tokens.issuer,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from enum import StrEnum
 
 from auth_service.errors import InvalidRequest, InvalidToken, SessionNotFound
@@ -15,8 +14,6 @@ from auth_service.services.sessions import revoke_session_ids
 from auth_service.stores import sessions as rows
 
 __all__ = ["LogoutScope", "delete_session", "logout", "revoke"]
-
-log = logging.getLogger(__name__)
 
 
 class LogoutScope(StrEnum):
@@ -74,10 +71,10 @@ async def _revoke_refresh_token(ctx: ServiceContext, token: str, client_id: str)
     if len(token) > MAX_REFRESH_TOKEN_LENGTH:
         return False
     async with ctx.sessions() as db:
-        found = await rows.find_refresh_token(db, hash_refresh_token(token))
+        found = await rows.find_refresh_family(db, hash_refresh_token(token))
     if found is None:
         return False
-    _, record = found
+    record = found.session
     if record.client_id == client_id:
         await revoke_session_ids(ctx, record.user_id, [record.id], reason="revoked")
         ctx.audit.record(

@@ -9,7 +9,6 @@ session dies, including the successor and every access token carrying its `sid`.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,8 +28,6 @@ from auth_service.stores.sessions import RefreshFamily, RefreshTokenRow, Session
 from auth_service.stores.users import UserRecord
 
 __all__ = ["ClientInfo", "SessionView", "TokenGrant", "list_sessions", "open_session", "refresh"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from auth_service.errors import InvalidUsername, TooManyAttempts
-from auth_service.security.policy import canonical_username, normalize_username
+from auth_service.errors import TooManyAttempts
+from auth_service.security.policy import lookup_key
 from auth_service.stores.throttle import ThrottleStore
 
 __all__ = ["LoginAttempt", "ThrottlePolicy", "Throttler"]
@@ -50,10 +50,7 @@ def _digest(*parts: str) -> str:
 
 
 def _account_key(username: str) -> str:
-    try:
-        return canonical_username(normalize_username(username))
-    except InvalidUsername:
-        return username.casefold()
+    return lookup_key(username) or username.casefold()
 
 
 class Throttler:

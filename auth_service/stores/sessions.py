@@ -24,8 +24,6 @@ __all__ = [
     "add_session",
     "claim_refresh_token",
     "find_refresh_family",
-    "find_refresh_token",
-    "get_session",
     "list_open_sessions",
     "mark_sessions_revoked",
     "matching_session_ids",
@@ -102,21 +100,6 @@ async def add_refresh_token(
     )
 
 
-async def find_refresh_token(
-    session: AsyncSession, token_hash: str
-) -> tuple[RefreshTokenRow, SessionRow] | None:
-    """The token row and its session, or None for a token we never issued."""
-    result = await session.execute(
-        select(*_TOKEN_COLUMNS, *_SESSION_COLUMNS)
-        .join_from(_TOKENS, _SESSIONS, _SESSIONS.c.id == _TOKENS.c.session_id)
-        .where(_TOKENS.c.token_hash == token_hash)
-    )
-    row = result.one_or_none()
-    if row is None:
-        return None
-    return RefreshTokenRow(*row[:_TOKEN_WIDTH]), SessionRow(*row[_TOKEN_WIDTH:])
-
-
 async def find_refresh_family(session: AsyncSession, token_hash: str) -> RefreshFamily | None:
     """The token row, its session and its user's state in one SELECT, or None."""
     result = await session.execute(
@@ -176,11 +159,6 @@ async def touch_session(
             last_user_agent=user_agent,
         )
     )
-
-
-async def get_session(session: AsyncSession, session_id: str) -> Session | None:
-    """One session by id."""
-    return await session.get(Session, session_id)
 
 
 async def list_open_sessions(session: AsyncSession, user_id: str, now: datetime) -> list[Session]:

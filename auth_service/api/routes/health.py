@@ -28,7 +28,7 @@ async def healthz() -> HealthBody:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Ready when every dependency answers; 503 names what failed."""
-    checks = await check_readiness(request.app.state.engine, request.app.state.revocations)
+    checks = await check_readiness(request.app.state.engine, request.app.state.services.revocations)
     ready = all(state == "ok" for state in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
@@ -43,5 +43,5 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """HTTP, login, session, revocation, hashing and dependency metrics (text format)."""
     return Response(
-        generate_latest(request.app.state.audit.registry), media_type=CONTENT_TYPE_LATEST
+        generate_latest(request.app.state.services.audit.registry), media_type=CONTENT_TYPE_LATEST
     )
