@@ -710,3 +710,70 @@ def test_key_listed_in_verification_keys_is_accepted(
     without_old = make_service(es256_key, now)
     with pytest.raises(InvalidToken):
         without_old.verify_access_token(token)
+
+
+# --- the verified-token cache ---------------------------------------------------------
+
+
+class MovableClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def test_a_token_verified_before_still_expires(es256_key: SigningKey, now: datetime) -> None:
+    clock = MovableClock(now)
+    service = TokenService(
+        signing_key=es256_key,
+        verification_keys=(),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        ttl_seconds=TTL,
+        leeway_seconds=LEEWAY,
+        clock=clock,
+    )
+    token = mint(service)
+    assert service.verify_access_token(token).subject == "user-123"
+    clock.at = now + timedelta(seconds=TTL + LEEWAY - 1)
+    assert service.verify_access_token(token).subject == "user-123"
+    clock.at = now + timedelta(seconds=TTL + LEEWAY)
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(token)
+
+
+def test_a_token_verified_before_is_refused_once_its_key_is_retired(
+    es256_key: SigningKey, attacker_key: SigningKey, now: datetime
+) -> None:
+    service = make_service(attacker_key, now, verification_keys=(es256_key,))
+    old = mint(make_service(es256_key, now))
+    assert service.verify_access_token(old).subject == "user-123"
+    service.use_keys(attacker_key, ())
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(old)
+    service.use_keys(attacker_key, (es256_key,))  # published again: valid again
+    assert service.verify_access_token(old).subject == "user-123"
+
+
+def test_a_tampered_copy_of_a_verified_token_is_still_refused(service: TokenService) -> None:
+    token = mint(service)
+    service.verify_access_token(token)
+    header, payload, signature = token.split(".")
+    claims = json.loads(b64url_decode(payload))
+    claims["scope"] = "profile admin"
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(f"{header}.{segment(claims)}.{signature}")
+
+
+def test_the_verified_token_cache_is_bounded(
+    service: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auth_service.security.tokens as tokens
+
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_ENTRIES", 8)
+    minted = [mint(service) for _ in range(20)]
+    for token in minted:
+        service.verify_access_token(token)
+    assert len(service._verified) == 8
+    assert all(service.verify_access_token(token).subject == "user-123" for token in minted)
