@@ -15,11 +15,7 @@ from auth_service.services.revocation import ensure_not_revoked
 from auth_service.services.scopes import PROFILE_SCOPE, SUPPORTED_SCOPES
 from auth_service.services.sessions import ClientInfo
 
-__all__ = ["BearerClaims", "ContextDep", "ProfileClaims", "bearer_scheme", "client_info"]
-
-# Declares the OAuth2 password flow in openapi.json, which drives Swagger UI's Authorize
-# button; auto_error is off so that failures go through our RFC 6750 mapping.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="token", scopes=SUPPORTED_SCOPES, auto_error=False)
+__all__ = ["BearerClaims", "ContextDep", "ProfileClaims", "access_claims", "client_info"]
 
 
 async def get_context(request: Request) -> ServiceContext:
@@ -33,21 +29,36 @@ async def get_context(request: Request) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
-async def access_claims(
-    security_scopes: SecurityScopes,
-    ctx: ContextDep,
-    token: Annotated[str | None, Depends(bearer_scheme)],
-) -> AccessClaims:
-    """Verify the bearer token, that it is not revoked, and that it has the route's scopes."""
-    if token is None:
-        raise MissingToken
-    claims = ctx.tokens.verify_access_token(token)
-    await ensure_not_revoked(ctx, claims)
-    for scope in security_scopes.scopes:
-        if scope not in claims.scopes:
-            raise InsufficientScope(scope)
-    return claims
+class VerifiedBearer(OAuth2PasswordBearer):
+    """The OAuth2 password flow in openapi.json (it drives Swagger UI's Authorize button)
+    and, as a dependency, the verified claims of the request's bearer token.
 
+    One dependency instead of a chain (scheme, context, verifier): FastAPI spends tens of
+    microseconds on each node of every request. Failures go through our RFC 6750 mapping.
+    """
+
+    async def __call__(  # type: ignore[override]
+        self, request: Request, security_scopes: SecurityScopes
+    ) -> AccessClaims:
+        """Verify the bearer token, that it is not revoked, and that it has the route's scopes."""
+        token = await super().__call__(request)
+        if token is None:
+            raise MissingToken
+        ctx = await get_context(request)
+        claims = ctx.tokens.verify_access_token(token)
+        await ensure_not_revoked(ctx, claims)
+        for scope in security_scopes.scopes:
+            if scope not in claims.scopes:
+                raise InsufficientScope(scope)
+        return claims
+
+
+access_claims = VerifiedBearer(
+    tokenUrl="token",
+    scopes=SUPPORTED_SCOPES,
+    scheme_name="OAuth2PasswordBearer",  # the name openapi.json has always used
+    auto_error=False,
+)
 
 ProfileClaims = Annotated[AccessClaims, Security(access_claims, scopes=[PROFILE_SCOPE])]
 
