@@ -25,7 +25,7 @@ from auth_service import __version__
 from auth_service.api.deps import client_ip
 from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
-from auth_service.api.middleware import BodySizeLimit, HttpMetrics, RequestContext
+from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.routes import admin, health, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
@@ -279,8 +279,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DocsSameOriginOnly, paths=frozenset({"/docs", "/redoc"}))
-    app.add_middleware(HttpMetrics, registry=registry)
-    app.add_middleware(RequestContext, client_ip=client_ip)
+    app.add_middleware(RequestContext, client_ip=client_ip, registry=registry)
     # The API routes go into the app's own route list, ahead of the docs routes: matching
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [

@@ -9,15 +9,16 @@ import uuid
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.logs import client_ip_var, request_id_var
 
-__all__ = ["BodySizeLimit", "HttpMetrics", "RequestContext"]
+__all__ = ["BodySizeLimit", "RequestContext"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Route templates are finite, but methods and statuses come from clients and handlers.
+MAX_METRIC_SERIES = 1024
 
 
 class BodySizeLimit:
@@ -86,39 +87,22 @@ class BodySizeLimit:
 
 
 class RequestContext:
-    """Give every request an id (a sane X-Request-ID, or a new one), echo it, and put it
-    and the client address in the logging context."""
+    """Per request: an id (a sane X-Request-ID, or a new one) echoed in the response and put
+    with the client address in the logging context; then counts and latency by method,
+    route template and status.
 
-    def __init__(self, app: ASGIApp, *, client_ip: Callable[[Request], str | None]) -> None:
+    One layer with one send wrapper: each ASGI layer costs every request a few calls.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        client_ip: Callable[[Request], str | None],
+        registry: CollectorRegistry,
+    ) -> None:
         self.app = app
         self._client_ip = client_ip
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        offered = Headers(scope=scope).get("x-request-id", "")
-        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
-        id_token = request_id_var.set(request_id)
-        ip_token = client_ip_var.set(self._client_ip(Request(scope)))
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(id_token)
-            client_ip_var.reset(ip_token)
-
-
-class HttpMetrics:
-    """Request counts and latency by method, route template and status."""
-
-    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry) -> None:
-        self.app = app
         self._requests = Counter(
             "http_requests_total",
             "HTTP requests by method, route and status",
@@ -132,24 +116,54 @@ class HttpMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        # Labelled children by (method, route, status): `labels()` takes a lock per call.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = _offered_request_id(scope) or uuid.uuid4().hex
+        id_token = request_id_var.set(request_id)
+        ip_token = client_ip_var.set(self._client_ip(Request(scope)))
         status = 500
 
-        async def record_status(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         try:
-            await self.app(scope, receive, record_status)
+            await self.app(scope, receive, send_with_id)
         finally:
+            request_id_var.reset(id_token)
+            client_ip_var.reset(ip_token)
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self._requests.labels(method, route, str(status)).inc()
-            self._latency.labels(method, route).observe(time.perf_counter() - started)
+            self._observe(scope["method"], route, status, time.perf_counter() - started)
+
+    def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                self._requests.labels(method, route, str(status)),
+                self._latency.labels(method, route),
+            )
+            if len(self._series) < MAX_METRIC_SERIES:
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+
+def _offered_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            offered = value.decode("latin-1")
+            return offered if _REQUEST_ID.fullmatch(offered) else None
+    return None
