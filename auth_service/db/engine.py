@@ -9,7 +9,14 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-__all__ = ["POOL_RECYCLE_SECONDS", "create_engine", "create_session_factory", "is_sqlite"]
+__all__ = [
+    "POOL_RECYCLE_SECONDS",
+    "SessionFactory",
+    "core_engine",
+    "create_engine",
+    "create_session_factory",
+    "is_sqlite",
+]
 
 # PostgreSQL connections older than this are replaced at their next checkout.
 POOL_RECYCLE_SECONDS = 1800
@@ -57,6 +64,34 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+class SessionFactory(async_sessionmaker[AsyncSession]):
+    """ORM sessions, plus `core`: the engine the hot paths run Core statements on.
+
+    On PostgreSQL `core` is in autocommit: each hot statement is atomic on its own (writes
+    are single data-modifying statements), so none pays BEGIN/COMMIT round trips. SQLite
+    begins a transaction only at the first write, so there it is the engine itself.
+    """
+
+    core: AsyncEngine
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self.core = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     """Sessions that keep loaded attributes after commit (services return plain values)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return SessionFactory(engine)
+
+
+def core_engine(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine for hot Core statements behind `factory` (see SessionFactory)."""
+    if isinstance(factory, SessionFactory):
+        return factory.core
+    bind = factory.kw["bind"]
+    assert isinstance(bind, AsyncEngine)
+    return bind

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from auth_service.db.engine import core_engine
 from auth_service.errors import InvalidGrant, InvalidScope
 from auth_service.security.refresh import (
     MAX_REFRESH_TOKEN_LENGTH,
@@ -131,22 +132,18 @@ async def open_session(
         absolute_expires_at=absolute,
     )
     refresh_token = new_refresh_token()
-    async with ctx.sessions.begin() as db:
-        await rows.add_session(db, record)
-        await rows.add_refresh_token(
-            db, token_hash=hash_refresh_token(refresh_token), session_id=record.id, now=now
-        )
+    async with core_engine(ctx.sessions).connect() as db:
+        await rows.open_session(db, record, token_hash=hash_refresh_token(refresh_token))
+        await db.commit()
     ctx.audit.record("login", user_id=user.id, client_id=client_id)
     return _grant(ctx, record, refresh_token)
 
 
-async def _live_family(ctx: ServiceContext, refresh_token: str, client_id: str) -> RefreshFamily:
-    """The presented token's row, session and user, if the session may still be refreshed."""
-    if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
-        raise InvalidGrant("the refresh token is invalid")
+def _check_family(
+    ctx: ServiceContext, found: RefreshFamily | None, client_id: str
+) -> RefreshFamily:
+    """The presented token's family, if its session may still be refreshed by this client."""
     now = ctx.clock()
-    async with ctx.sessions() as db:
-        found = await rows.find_refresh_family(db, hash_refresh_token(refresh_token))
     if found is None:
         raise InvalidGrant("the refresh token is invalid")
     record = found.session
@@ -167,43 +164,50 @@ async def refresh(
     client_id: str,
     client: ClientInfo,
 ) -> TokenGrant:
-    """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent."""
-    family = await _live_family(ctx, refresh_token, client_id)
-    token_row, record = family.token, family.session
-    if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
-        raise InvalidScope("a refresh cannot widen the scope of the session")
-    # Scopes taken from the user since the login are not renewed.
-    scopes = (requested_scopes or frozenset(record.scope.split())) & set(family.user_scopes.split())
-    if token_row.used_at is not None:
-        return await _repeat(ctx, token_row, record, refresh_token)
+    """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent.
 
-    now = ctx.clock()
-    client = client.clipped()
-    successor_token = new_refresh_token()
-    grant = _grant(ctx, record, successor_token, scopes)
-    async with ctx.sessions.begin() as db:
-        won = await rows.claim_refresh_token(
-            db, token_row.token_hash, now=now, sealed_successor=grant.sealed_for(refresh_token)
-        )
-        if won:
-            await rows.add_refresh_token(
-                db, token_hash=hash_refresh_token(successor_token), session_id=record.id, now=now
+    The read and the rotation share one connection: on PostgreSQL two autocommit
+    statements, on SQLite a SELECT and then one write transaction.
+    """
+    if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+        raise InvalidGrant("the refresh token is invalid")
+    token_hash = hash_refresh_token(refresh_token)
+    async with core_engine(ctx.sessions).connect() as db:
+        family = _check_family(ctx, await rows.find_refresh_family(db, token_hash), client_id)
+        token_row, record = family.token, family.session
+        if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
+            raise InvalidScope("a refresh cannot widen the scope of the session")
+        if token_row.used_at is None:
+            # Scopes taken from the user since the login are not renewed.
+            scopes = (requested_scopes or frozenset(record.scope.split())) & set(
+                family.user_scopes.split()
             )
-            await rows.touch_session(
+            now = ctx.clock()
+            client = client.clipped()
+            successor_token = new_refresh_token()
+            grant = _grant(ctx, record, successor_token, scopes)
+            won = await rows.rotate_refresh_token(
                 db,
-                record.id,
+                token_hash,
                 now=now,
+                sealed_successor=grant.sealed_for(refresh_token),
+                successor_hash=hash_refresh_token(successor_token),
+                session_id=record.id,
                 idle_expires_at=min(
                     now + ctx.session_policy.idle_timeout, record.absolute_expires_at
                 ),
                 ip=client.ip,
                 user_agent=client.user_agent,
             )
-    if won:
-        ctx.audit.record("refresh", user_id=record.user_id, client_id=client_id)
-        return grant
-    # Another request rotated this token first: this one is a repeat.
-    family = await _live_family(ctx, refresh_token, client_id)
+            await db.commit()
+            if won:
+                ctx.audit.record("refresh", user_id=record.user_id, client_id=client_id)
+                return grant
+    if token_row.used_at is None:
+        # Another request rotated this token first: this one is a repeat.
+        async with core_engine(ctx.sessions).connect() as db:
+            found = await rows.find_refresh_family(db, token_hash)
+        family = _check_family(ctx, found, client_id)
     return await _repeat(ctx, family.token, family.session, refresh_token)
 
 

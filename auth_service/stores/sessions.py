@@ -10,26 +10,27 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
+    "Executor",
     "RefreshFamily",
     "RefreshTokenRow",
     "SessionRow",
     "add_refresh_token",
-    "add_session",
     "claim_refresh_token",
     "find_refresh_family",
     "list_open_sessions",
     "mark_sessions_revoked",
     "matching_session_ids",
+    "open_session",
     "recent_revocations",
     "record_revoked_access_token",
-    "touch_session",
+    "rotate_refresh_token",
 ]
 
 _SESSIONS = cast(Table, Session.__table__)
@@ -81,40 +82,102 @@ _SESSION_COLUMNS = tuple(_SESSIONS.c[field.name] for field in fields(SessionRow)
 _TOKEN_COLUMNS = tuple(_TOKENS.c[field.name] for field in fields(RefreshTokenRow))
 _TOKEN_WIDTH, _SESSION_WIDTH = len(_TOKEN_COLUMNS), len(_SESSION_COLUMNS)
 
-
-async def add_session(session: AsyncSession, record: SessionRow) -> None:
-    """Insert a new session row."""
-    await session.execute(
-        insert(_SESSIONS).values(
-            {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
-        )
+# The hot statements are built once: values arrive as execute() parameters, so each call
+# skips statement construction and reuses the memoized cache key and compiled form.
+_INSERT_SESSION = insert(_SESSIONS)
+_INSERT_TOKEN = insert(_TOKENS)
+_FIND_FAMILY = (
+    select(
+        *_TOKEN_COLUMNS, *_SESSION_COLUMNS, _USERS.c.username, _USERS.c.is_active, _USERS.c.scopes
     )
+    .join_from(_TOKENS, _SESSIONS, _SESSIONS.c.id == _TOKENS.c.session_id)
+    .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
+    .where(_TOKENS.c.token_hash == bindparam("hash"))
+)
+_CLAIM = (
+    update(_TOKENS)
+    .where(_TOKENS.c.token_hash == bindparam("hash"), _TOKENS.c.used_at.is_(None))
+    .values(used_at=bindparam("now"), sealed_successor=bindparam("sealed"))
+)
+_TOUCH = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"))
+    .values(
+        last_used_at=bindparam("now"),
+        idle_expires_at=bindparam("idle"),
+        last_ip=bindparam("ip"),
+        last_user_agent=bindparam("agent"),
+    )
+)
+
+# PostgreSQL runs each hot write as one statement (data-modifying CTEs), atomic on its own,
+# so it needs no BEGIN/COMMIT round trips. Rotation: claim the token (the compare-and-set),
+# then insert the successor and touch the session only for a claim that matched.
+_CLAIMED = _CLAIM.returning(_TOKENS.c.session_id).cte("claimed")
+_PG_ROTATE = (
+    select(func.count())
+    .select_from(_CLAIMED)
+    .add_cte(
+        insert(_TOKENS)
+        .from_select(
+            ["token_hash", "session_id", "issued_at"],
+            select(
+                bindparam("successor", type_=_TOKENS.c.token_hash.type),
+                _CLAIMED.c.session_id,
+                bindparam("now", type_=_TOKENS.c.issued_at.type),
+            ),
+        )
+        .cte("successor"),
+        update(_SESSIONS)
+        .where(_SESSIONS.c.id.in_(select(_CLAIMED.c.session_id)))
+        .values(
+            last_used_at=bindparam("now"),
+            idle_expires_at=bindparam("idle"),
+            last_ip=bindparam("ip"),
+            last_user_agent=bindparam("agent"),
+        )
+        .cte("touched"),
+    )
+)
+# Login: the session and its first token in one INSERT ... WITH.
+_PG_OPEN = (
+    insert(_TOKENS)
+    .values(
+        token_hash=bindparam("token_hash"), session_id=bindparam("id"), issued_at=bindparam("now")
+    )
+    .add_cte(
+        insert(_SESSIONS)
+        .values({column.name: bindparam(column.name) for column in _SESSION_COLUMNS})
+        .cte("opened")
+    )
+)
+
+# What runs these: a Core connection on the hot paths, an ORM session elsewhere.
+Executor = AsyncConnection | AsyncSession
 
 
 async def add_refresh_token(
-    session: AsyncSession, *, token_hash: str, session_id: str, now: datetime
+    db: Executor, *, token_hash: str, session_id: str, now: datetime
 ) -> None:
     """Record an issued refresh token by its hash."""
-    await session.execute(
-        insert(_TOKENS).values(token_hash=token_hash, session_id=session_id, issued_at=now)
+    await db.execute(
+        _INSERT_TOKEN, {"token_hash": token_hash, "session_id": session_id, "issued_at": now}
     )
 
 
-async def find_refresh_family(session: AsyncSession, token_hash: str) -> RefreshFamily | None:
+async def open_session(db: AsyncConnection, record: SessionRow, *, token_hash: str) -> None:
+    """Insert a session with its first refresh token, atomically; the caller commits."""
+    values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
+    if db.dialect.name == "postgresql":
+        await db.execute(_PG_OPEN, {**values, "token_hash": token_hash, "now": record.created_at})
+        return
+    await db.execute(_INSERT_SESSION, values)
+    await add_refresh_token(db, token_hash=token_hash, session_id=record.id, now=record.created_at)
+
+
+async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
     """The token row, its session and its user's state in one SELECT, or None."""
-    result = await session.execute(
-        select(
-            *_TOKEN_COLUMNS,
-            *_SESSION_COLUMNS,
-            _USERS.c.username,
-            _USERS.c.is_active,
-            _USERS.c.scopes,
-        )
-        .join_from(_TOKENS, _SESSIONS, _SESSIONS.c.id == _TOKENS.c.session_id)
-        .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
-        .where(_TOKENS.c.token_hash == token_hash)
-    )
-    row = result.one_or_none()
+    row = (await db.execute(_FIND_FAMILY, {"hash": token_hash})).one_or_none()
     if row is None:
         return None
     end = _TOKEN_WIDTH + _SESSION_WIDTH
@@ -128,37 +191,39 @@ async def find_refresh_family(session: AsyncSession, token_hash: str) -> Refresh
 
 
 async def claim_refresh_token(
-    session: AsyncSession, token_hash: str, *, now: datetime, sealed_successor: str
+    db: Executor, token_hash: str, *, now: datetime, sealed_successor: str
 ) -> bool:
     """Mark the token used if nobody did yet: the one atomic step that makes it single-use."""
-    result = await session.execute(
-        update(_TOKENS)
-        .where(_TOKENS.c.token_hash == token_hash, _TOKENS.c.used_at.is_(None))
-        .values(used_at=now, sealed_successor=sealed_successor)
-    )
+    result = await db.execute(_CLAIM, {"hash": token_hash, "now": now, "sealed": sealed_successor})
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def touch_session(
-    session: AsyncSession,
-    session_id: str,
+async def rotate_refresh_token(
+    db: AsyncConnection,
+    token_hash: str,
     *,
     now: datetime,
+    sealed_successor: str,
+    successor_hash: str,
+    session_id: str,
     idle_expires_at: datetime,
     ip: str | None,
     user_agent: str | None,
-) -> None:
-    """Record a use of the session and push its idle expiry forward."""
-    await session.execute(
-        update(_SESSIONS)
-        .where(_SESSIONS.c.id == session_id)
-        .values(
-            last_used_at=now,
-            idle_expires_at=idle_expires_at,
-            last_ip=ip,
-            last_user_agent=user_agent,
+) -> bool:
+    """Claim the token (compare-and-set); if this call won, record its successor and the
+    session's use. False if another rotation came first. The caller commits."""
+    touch = {"now": now, "idle": idle_expires_at, "ip": ip, "agent": user_agent}
+    if db.dialect.name == "postgresql":
+        claimed = await db.scalar(
+            _PG_ROTATE,
+            {"hash": token_hash, "sealed": sealed_successor, "successor": successor_hash, **touch},
         )
-    )
+        return claimed == 1
+    if not await claim_refresh_token(db, token_hash, now=now, sealed_successor=sealed_successor):
+        return False
+    await add_refresh_token(db, token_hash=successor_hash, session_id=session_id, now=now)
+    await db.execute(_TOUCH, {"sid": session_id, **touch})
+    return True
 
 
 async def list_open_sessions(session: AsyncSession, user_id: str, now: datetime) -> list[Session]:

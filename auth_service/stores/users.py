@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
@@ -53,12 +53,15 @@ _RECORD_COLUMNS = (
 )
 
 
-async def get_user_by_username(session: AsyncSession, canonical_name: str) -> UserRecord | None:
+# Built once (the login path): execute() binds the name, the compiled form is reused.
+_BY_USERNAME = select(*_RECORD_COLUMNS).where(_USERS.c.username_canonical == bindparam("name"))
+
+
+async def get_user_by_username(
+    db: AsyncConnection | AsyncSession, canonical_name: str
+) -> UserRecord | None:
     """Look a user up by the case-folded username."""
-    result = await session.execute(
-        select(*_RECORD_COLUMNS).where(_USERS.c.username_canonical == canonical_name)
-    )
-    row = result.one_or_none()
+    row = (await db.execute(_BY_USERNAME, {"name": canonical_name})).one_or_none()
     return UserRecord(*row) if row is not None else None
 
 
