@@ -46,7 +46,12 @@ from auth_service.services.keys import KeyWatcher
 from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import ThrottlePolicy, Throttler
 from auth_service.stores.redis_client import connect as connect_redis
-from auth_service.stores.revocation import MemoryStore, RedisStore, RevocationStore
+from auth_service.stores.revocation import (
+    MemoryStore,
+    RedisStore,
+    RevocationStore,
+    announce_change,
+)
 from auth_service.stores.throttle import MemoryThrottleStore, RedisThrottleStore, ThrottleStore
 
 __all__ = ["Runtime", "create_app", "open_runtime"]
@@ -55,6 +60,9 @@ log = logging.getLogger(__name__)
 
 PROFILE_CACHE_ENTRIES = 4096
 PROFILE_CACHE_TTL = timedelta(seconds=60)
+# Replaced by any process on the same data dir that revoked something (the CLI): the
+# in-process revocation store of a running server then reseeds from SQL.
+REVOCATION_CHANGE_MARKER = "revocations.changed"
 
 
 @dataclass(frozen=True)
@@ -96,19 +104,12 @@ def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
 
 def _stores(settings: Settings, redis: Redis | None) -> tuple[RevocationStore, ThrottleStore]:
     if redis is None:
-        return MemoryStore(), MemoryThrottleStore()
+        marker = settings.data_dir / REVOCATION_CHANGE_MARKER
+        if not marker.exists():
+            announce_change(marker)  # exists from now on: no failing stat per request
+        return MemoryStore(change_marker=marker), MemoryThrottleStore()
     prefix = settings.redis_key_prefix
     return RedisStore(redis, prefix=prefix), RedisThrottleStore(redis, prefix=prefix)
-
-
-def _profile_cache(revocations: RevocationStore) -> ProfileCache:
-    # Only a shared store sees every disable (any replica, the CLI) before a cached profile
-    # could be served; the in-process store does not see `auth-service users disable`,
-    # which must stop /users/me at once, so there every read goes to SQL.
-    shared = isinstance(revocations, RedisStore)
-    return ProfileCache(
-        max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL if shared else timedelta(0)
-    )
 
 
 def _throttle_policy(settings: Settings) -> ThrottlePolicy:
@@ -228,7 +229,7 @@ async def open_runtime(
             ),
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
             audit=audit,
-            profiles=_profile_cache(revocations),
+            profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)

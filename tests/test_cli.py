@@ -39,6 +39,9 @@ async def test_migrate_then_create_user_then_login(
             assert await asyncio.to_thread(main, ["users", "disable", "OPERATOR"]) == 0
             assert "disabled OPERATOR" in capsys.readouterr().out
             assert (await client.get("/users/me", headers=bearer)).status_code == 401
+            # Every bearer endpoint: the in-process store reseeded on the CLI's announcement.
+            assert (await client.get("/sessions", headers=bearer)).status_code == 401
+            assert (await client.post("/logout", headers=bearer)).status_code == 401
             assert (await client.post("/token", data=form)).json()["error"] == "invalid_grant"
             refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
             assert (await client.post("/token", data=refresh)).json()["error"] == "invalid_grant"

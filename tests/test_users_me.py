@@ -29,7 +29,7 @@ from auth_service.security.keys import (
 from auth_service.security.tokens import TokenService
 from auth_service.services.accounts import disable
 from auth_service.services.profiles import ProfileCache, UserProfile
-from tests.conftest import TEST_ISSUER, Backend, FakeClock, access_token, register
+from tests.conftest import TEST_ISSUER, FakeClock, access_token, register
 
 REALM = "auth_service"
 _PARAM = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
@@ -435,20 +435,12 @@ async def test_valid_token_of_a_deleted_user_is_invalid_token(
     assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
     async with app.state.engine.begin() as connection:
         await connection.execute(text("DELETE FROM users WHERE username = 'alice'"))
-    if app.state.services.profiles.enabled:
-        # A shared revocation store: the profile is cached, and a row deleted behind the
-        # service's back (no revocation) is served until its entry expires.
-        clock.advance(PROFILE_CACHE_TTL.total_seconds() - 1)
-        assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
-        clock.advance(1)
+    # The profile is cached: a row deleted behind the service's back (no revocation) is
+    # served until its entry expires.
+    clock.advance(PROFILE_CACHE_TTL.total_seconds() - 1)
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
+    clock.advance(1)
     assert_invalid_token(await client.get("/users/me", headers=bearer(token)))
-
-
-async def test_profile_cache_only_with_a_shared_revocation_store(
-    app: FastAPI, backend: Backend
-) -> None:
-    """The in-process store never sees `auth-service users disable` (another process)."""
-    assert app.state.services.profiles.enabled is (backend.redis_url is not None)
 
 
 async def test_cached_profile_of_a_user_disabled_by_another_process_is_refused_at_once(
@@ -469,7 +461,7 @@ async def test_cached_profile_of_a_user_disabled_here_is_dropped(
     token = await access_token(client)
     user_id = (await client.get("/users/me", headers=bearer(token))).json()["id"]
     profiles = app.state.services.profiles
-    assert (profiles.get(user_id, datetime.now(UTC)) is not None) is profiles.enabled
+    assert profiles.get(user_id, datetime.now(UTC)) is not None
     assert await disable(app.state.services, "alice") is True
     assert profiles.get(user_id, datetime.now(UTC)) is None
     assert_invalid_token(await client.get("/users/me", headers=bearer(token)))

@@ -2,9 +2,9 @@
 
 A profile (id, username, created_at) never changes; what can change is whether the account
 may still be served. A disabled user's tokens are refused by the revocation check before
-the route runs, but only where the disable reached this process's revocation store: the
-cache is therefore enabled only with a shared store (app.py), and entries live a short
-TTL so a row changed behind the service's back is not served for long.
+the route runs: Redis is shared by every process, and the in-process store reseeds when
+another process (the CLI) announces a change. Entries live a short TTL so a row changed
+directly in SQL is not served for long.
 """
 
 from __future__ import annotations

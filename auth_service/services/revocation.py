@@ -65,6 +65,7 @@ async def reseed(ctx: ServiceContext) -> None:
                 (uid, math.ceil(at.timestamp()), _seconds_until(at + horizon, now))
                 for uid, at in users
             ],
+            generation=probe.generation,
         )
         await ctx.revocations.seed(data)
         log.warning(

@@ -10,9 +10,11 @@ before trusting a negative answer.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from redis import asyncio as redis_asyncio
@@ -33,6 +35,9 @@ class RevocationStatus:
     token_revoked: bool
     session_revoked: bool
     user_not_before: int | None
+    # Which outside change the store has seen last (in-process store; 0 for Redis): a
+    # reseed reports the generation its SQL read started at (SeedData.generation).
+    generation: int = 0
 
 
 @dataclass
@@ -42,6 +47,7 @@ class SeedData:
     tokens: list[tuple[str, int]] = field(default_factory=list)
     sessions: list[tuple[str, int]] = field(default_factory=list)
     users: list[tuple[str, int, int]] = field(default_factory=list)
+    generation: int = 0
 
 
 class RevocationStore(Protocol):
@@ -163,20 +169,35 @@ class RedisStore:
 
 
 class MemoryStore:
-    """In-process store for the embedded default: one replica, lost (and reseeded) on restart."""
+    """In-process store for the embedded default: one replica, lost (and reseeded) on restart.
 
-    def __init__(self) -> None:
+    Other processes on the same data dir (the CLI's `users disable`, say) commit to SQL and
+    then replace `change_marker`; each status read stats it (~1 µs) and, once it changed,
+    reports unseeded so the caller reseeds from SQL before trusting a negative answer.
+    """
+
+    def __init__(self, *, change_marker: Path | None = None) -> None:
         self._entries: dict[str, tuple[str, float]] = {}
         self._keys = _Keys("")
-        self._seeded = False
+        self._marker = change_marker
+        self._marker_seen = _stat_marker(change_marker)
+        self._generation = 0  # outside changes seen
+        self._seeded_generation = -1  # the generation the last seed read SQL at
+        self._written = False
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
+        if self._marker is not None:
+            marker = _stat_marker(self._marker)
+            if marker != self._marker_seen:
+                self._marker_seen = marker
+                self._generation += 1
         keys = self._keys
         return RevocationStatus(
-            seeded=self._seeded,
+            seeded=self._seeded_generation == self._generation,
             token_revoked=self._get(keys.token(token_id)) is not None,
             session_revoked=self._get(keys.session(session_id)) is not None,
             user_not_before=_not_before(self._get(keys.user(user_id))),
+            generation=self._generation,
         )
 
     async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
@@ -196,13 +217,21 @@ class MemoryStore:
             await self.revoke_sessions([sid], ttl)
         for uid, nbf, ttl in data.users:
             await self.set_user_not_before(uid, nbf, ttl)
-        self._seeded = True
+        # A change seen while SQL was being read keeps the store unseeded: read again.
+        self._seeded_generation = data.generation
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
+        """Forget everything; if this process revoked anything, tell the others to reseed.
+
+        The use cases commit to SQL before they return, so the marker changes only after
+        the revocations can be read back.
+        """
         self._entries.clear()
+        if self._written and self._marker is not None:
+            announce_change(self._marker)
 
     def _get(self, key: str) -> str | None:
         entry = self._entries.get(key)
@@ -215,6 +244,7 @@ class MemoryStore:
         return value
 
     def _set(self, key: str, value: str, ttl_seconds: int) -> None:
+        self._written = True
         if len(self._entries) > 100_000:
             self._purge_expired()
         self._entries[key] = (value, time.monotonic() + max(1, ttl_seconds))
@@ -223,3 +253,23 @@ class MemoryStore:
         now = time.monotonic()
         for key in [k for k, (_, expires) in self._entries.items() if expires <= now]:
             del self._entries[key]
+
+
+def _stat_marker(marker: Path | None) -> tuple[int, int, int] | None:
+    """Inode, mtime and size: replacing the file changes the inode even within one tick of
+    the file system's coarse clock."""
+    if marker is None:
+        return None
+    try:
+        found = os.stat(marker)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def announce_change(marker: Path) -> None:
+    """Replace the change marker (atomically): in-process stores watching it reseed."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    staged = marker.with_name(f"{marker.name}.{secrets.token_hex(4)}")
+    staged.write_text(f"{time.time_ns()} {secrets.token_hex(8)}\n")
+    os.replace(staged, marker)
