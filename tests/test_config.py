@@ -54,9 +54,10 @@ def test_defaults() -> None:
     assert config.clock_leeway_seconds == 10
     assert config.signing_algorithm == "ES256"
     assert (config.password_min_length, config.password_max_length) == (15, 1024)
-    assert config.password_hash_memory_kib == 19456
-    assert config.password_hash_time_cost == 2
-    assert config.password_hash_parallelism == 1
+    # RFC 9106's second recommended option, the argon2-cffi / passlib / pwdlib default.
+    assert config.password_hash_memory_kib == 65536
+    assert config.password_hash_time_cost == 3
+    assert config.password_hash_parallelism == 4
     assert config.hash_pool_size >= 1
     assert config.is_development_setup is True
 
