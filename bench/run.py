@@ -30,7 +30,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,10 @@ class Plan:
     def from_env(cls) -> Plan:
         """The full plan (~3 s per cell), or the quick one when BENCH_QUICK=1."""
         if os.environ.get("BENCH_QUICK") == "1":
-            return cls(True, warmup_s=0.1, cell_s=0.3, login_s=0.6, ceiling_s=0.5, timing_pairs=15)
-        return cls(False, warmup_s=0.5, cell_s=3.0, login_s=4.0, ceiling_s=2.0, timing_pairs=100)
+            return cls(True, warmup_s=0.1, cell_s=0.3, login_s=1.0, ceiling_s=1.0, timing_pairs=8)
+        # A default verify takes ~0.1-0.2 s: login cells and ceilings run long enough to
+        # count dozens of them.
+        return cls(False, warmup_s=0.5, cell_s=3.0, login_s=8.0, ceiling_s=4.0, timing_pairs=50)
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,12 @@ class HashParams:
 # --- the argon2 ceiling ------------------------------------------------------------------
 
 
-def argon2_ceiling(params: HashParams, duration_s: float) -> dict[str, float]:
-    """Verifies/s with as many threads as the service hashes on, its parameters, passlib."""
+def argon2_ceiling(
+    params: HashParams, duration_s: float, threads: int | None = None
+) -> dict[str, float]:
+    """Verifies/s with `threads` threads (default: as many as the service hashes on), the
+    service's parameters, passlib."""
+    threads = threads or params.threads
     from passlib.context import CryptContext
 
     context = CryptContext(
@@ -119,8 +125,8 @@ def argon2_ceiling(params: HashParams, duration_s: float) -> dict[str, float]:
         argon2__parallelism=params.parallelism,
     )
     stored = context.hash(PASSWORD)
-    counts = [0] * params.threads
-    begin = threading.Barrier(params.threads + 1)
+    counts = [0] * threads
+    begin = threading.Barrier(threads + 1)
     max_per_thread = int(duration_s * 1000) + 10  # far above what one thread can reach
 
     def work(index: int) -> None:
@@ -132,22 +138,23 @@ def argon2_ceiling(params: HashParams, duration_s: float) -> dict[str, float]:
             context.verify(PASSWORD, stored)
             counts[index] += 1
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(params.threads)]
-    for thread in threads:
-        thread.start()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
     busy_before = machine_cpu()[0]
     own_before = time.process_time()
     begin.wait()
     started = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    for worker in workers:
+        worker.join()
     elapsed = time.perf_counter() - started
     own = time.process_time() - own_before
     foreign = machine_cpu()[0] - busy_before - own
     rate = sum(counts) / elapsed
     return {
+        "threads": threads,
         "verifies_per_s": rate,
-        "ms_per_verify": params.threads / rate * 1000,
+        "ms_per_verify": threads / rate * 1000,
         "cpu_ms_per_verify": own * 1000 / max(1, sum(counts)),
         "other_processes_cores": max(0.0, foreign) / elapsed,
     }
@@ -198,6 +205,7 @@ class Server:
 
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
         self.port = free_port()
+        self.env = env  # without the port
         self._env = {**env, "AUTH_PORT": str(self.port)}
         self._workdir = workdir
         self._log = workdir / "server.log"
@@ -610,27 +618,34 @@ class Bench:
     def login_cells(self) -> tuple[dict[str, Any], list[dict[str, float]]]:
         """Password-grant cells, each between two argon2 ceiling measurements.
 
-        The machine is shared and its speed drifts, so each cell is compared with the mean
-        of the ceilings measured just before and just after it.
+        The ceiling of a cell is argon2 with as many concurrent verifies as the cell can
+        have in flight: min(c, the service's hashing threads). The machine is shared and its
+        speed drifts, so each cell is compared with the mean of the ceilings measured just
+        before and just after it.
         """
-        ceilings = [argon2_ceiling(self.params, self.plan.ceiling_s)]
+        ceilings: list[dict[str, float]] = []
         cells: dict[str, Any] = {}
         for c in CONCURRENCY:
+            threads = min(c, self.params.threads)
+            before = argon2_ceiling(self.params, self.plan.ceiling_s, threads)
             cell = measured(
                 self.server,
                 self.primary,
                 self.job([self.login], c, duration_s=self.plan.login_s),
                 self.helpers,
             )
-            ceilings.append(argon2_ceiling(self.params, self.plan.ceiling_s))
-            around = (ceilings[-2]["verifies_per_s"] + ceilings[-1]["verifies_per_s"]) / 2
+            after = argon2_ceiling(self.params, self.plan.ceiling_s, threads)
+            ceilings += [before, after]
+            around = (before["verifies_per_s"] + after["verifies_per_s"]) / 2
+            cell["ceiling_threads"] = threads
             cell["ceiling_verifies_per_s"] = around
             cell["ratio_to_ceiling"] = cell["ok_per_s"] / around
             cpu = cell["server_cpu"]
             hashing = cpu["threads_ms_per_response"]
-            spent = hashing + cpu["loop_ms_per_response"] + cell["client_cpu_ms_per_response"]
+            outside = cpu["loop_ms_per_response"] + cell["client_cpu_ms_per_response"]
+            cell["cpu_outside_argon2_ms"] = outside
             # With every core busy, logins/s can reach at most this share of the ceiling.
-            cell["cpu_bound_ratio"] = hashing / spent if spent else None
+            cell["cpu_bound_ratio"] = hashing / (hashing + outside) if hashing else None
             cells[str(c)] = cell
         return cells, ceilings
 
@@ -773,12 +788,18 @@ def bench_backend(server: Server, plan: Plan, params: HashParams) -> dict[str, A
         # Warm the server (imports, connection pools) and the client before measuring.
         bench.primary.run(bench.job([bench.reads()["users_me"]], 4, warmup_s=0, duration_s=0.5))
         out["login"], ceilings = bench.login_cells()
-        rates = [ceiling["verifies_per_s"] for ceiling in ceilings]
+        by_threads: dict[str, dict[str, float]] = {}
+        for threads in sorted({int(ceiling["threads"]) for ceiling in ceilings}):
+            rates = [c["verifies_per_s"] for c in ceilings if c["threads"] == threads]
+            by_threads[str(threads)] = {
+                "verifies_per_s": sum(rates) / len(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "measurements": len(rates),
+            }
         out["argon2_ceiling"] = {
-            "verifies_per_s": sum(rates) / len(rates),
-            "min": min(rates),
-            "max": max(rates),
-            "ms_per_verify": sum(c["ms_per_verify"] for c in ceilings) / len(ceilings),
+            "by_threads": by_threads,
+            "cpu_ms_per_verify": sum(c["cpu_ms_per_verify"] for c in ceilings) / len(ceilings),
             "measurements": ceilings,
         }
         memory = {"ready": {"VmRSS": bench.ready_rss_kib}, "after_setup": out["memory_at_start"]}
@@ -806,6 +827,44 @@ def bench_backend(server: Server, plan: Plan, params: HashParams) -> dict[str, A
         bench.close()
 
 
+def compare_two_workers(
+    one: Server, plan: Plan, params: HashParams, workdir: Path
+) -> dict[str, Any]:
+    """GET /users/me on this 1-worker server and on a 2-worker one over the same database
+    and Redis, back to back: latency at c=1 (a Nagle stall would add ~40 ms per response
+    there), and what both serve at c=16, idle and while 16 clients log in."""
+    two = Server({**one.env, "AUTH_WORKERS": "2"}, workdir)
+    two.start()
+    print(f"bench: postgres_redis: 2 workers on {HOST}:{two.port} (pid {two.pid})")
+    out: dict[str, Any] = {}
+    try:
+        for label, server in (("1", one), ("2", two)):
+            bench = Bench(server, plan, replace(params, workers=int(label)))
+            try:
+                bench.access = bench._login()["access_token"]
+                users_me = bench.reads()["users_me"]
+                cells = {
+                    "c1": measured(server, bench.primary, bench.job([users_me], 1), bench.helpers),
+                    "c16": measured(
+                        server, bench.primary, bench.job([users_me], 16), bench.helpers
+                    ),
+                }
+                span = plan.warmup_s + plan.cell_s + 0.3
+                bench.background.submit(
+                    bench.job([bench.login], plan.background_logins, warmup_s=0, duration_s=span)
+                )
+                cells["c16_loaded"] = measured(
+                    server, bench.primary, bench.job([users_me], 16), bench.helpers
+                )
+                cells["c16_loaded"]["background_logins"] = _brief(bench.background.result())
+                out[label] = cells
+            finally:
+                bench.close()
+    finally:
+        two.stop()
+    return out
+
+
 def run_backend(name: str, plan: Plan, params: HashParams) -> dict[str, Any]:
     """Set up the backend, serve, bench, and tear everything down."""
     workdir = Path(tempfile.mkdtemp(prefix=f"auth_bench_{name}_"))
@@ -821,6 +880,8 @@ def run_backend(name: str, plan: Plan, params: HashParams) -> dict[str, Any]:
                 result["introspect_endpoint"] = (
                     "POST /introspect" if server.introspection_client else "POST /revoke"
                 )
+                if name == "postgres_redis" and params.workers == 1:
+                    result["two_workers"] = compare_two_workers(server, plan, params, workdir)
             finally:
                 server.stop()
     finally:
