@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if self.password_min_length > self.password_max_length:
             problems.append("AUTH_PASSWORD_MIN_LENGTH is above AUTH_PASSWORD_MAX_LENGTH")
+        if self.password_hash_memory_kib < 8 * self.password_hash_parallelism:
+            # argon2 needs 8 KiB per lane; say so here rather than fail when hashing starts.
+            problems.append(
+                "AUTH_PASSWORD_HASH_MEMORY_KIB must be at least 8 x AUTH_PASSWORD_HASH_PARALLELISM"
+            )
         if self.workers > 1 and self.redis_url is None:
             # Each worker would keep its own in-process revocation state: a logout served by
             # one worker would not reach the others.

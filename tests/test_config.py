@@ -183,8 +183,18 @@ def test_argon2_below_owasp_minimum_is_refused_outside_test(
 
 
 def test_argon2_below_owasp_minimum_is_allowed_in_test() -> None:
-    config = settings(environment="test", password_hash_memory_kib=8, password_hash_time_cost=1)
+    config = settings(
+        environment="test",
+        password_hash_memory_kib=8,
+        password_hash_time_cost=1,
+        password_hash_parallelism=1,
+    )
     assert (config.password_hash_memory_kib, config.password_hash_time_cost) == (8, 1)
+
+
+def test_argon2_memory_below_8_kib_per_lane_is_refused_up_front() -> None:
+    message = refusal(environment="test", password_hash_memory_kib=8, password_hash_parallelism=4)
+    assert "at least 8 x AUTH_PASSWORD_HASH_PARALLELISM" in message
 
 
 def test_argon2_at_the_owasp_minimum_is_accepted() -> None:
