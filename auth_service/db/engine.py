@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import Dialect, Select, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 __all__ = [
     "POOL_RECYCLE_SECONDS",
+    "SQLiteStatement",
     "SessionFactory",
     "core_engine",
     "create_engine",
@@ -95,3 +102,69 @@ def core_engine(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     bind = factory.kw["bind"]
     assert isinstance(bind, AsyncEngine)
     return bind
+
+
+class SQLiteStatement:
+    """A Core statement run by aiosqlite itself on an SQLAlchemy connection (hot paths).
+
+    One thread hop per statement where SQLAlchemy's adapter takes three or four (cursor,
+    execute, fetch, close), and none of its per-execute bookkeeping. The SQL and the bind
+    and result processing are SQLAlchemy's, compiled once. Runs in the connection's
+    SQLAlchemy transaction, which commits or rolls it back; driver errors are raised as
+    SQLAlchemy's (OperationalError and so on), as from any other statement.
+    """
+
+    def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
+        self._statement = statement
+        self._column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: _SQLiteCompiled | None = None
+
+    def _compile(self, dialect: Dialect) -> _SQLiteCompiled:
+        compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
+        assert isinstance(compiled, SQLCompiler)
+        assert compiled.positiontup is not None
+        binds = compiled.binds
+        order = tuple(
+            (binds[name].key, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup
+        )
+        columns = self._statement.selected_columns if isinstance(self._statement, Select) else ()
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
+        self._compiled = _SQLiteCompiled(compiled.string, order, results)
+        return self._compiled
+
+    async def rows(self, db: AsyncConnection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Execute with `params` in db's transaction (begun if none); the rows it returns."""
+        compiled = self._compiled or self._compile(db.dialect)
+        args = tuple(
+            process(params[key]) if process is not None else params[key]
+            for key, process in compiled.binds
+        )
+        if not db.in_transaction():
+            await db.begin()
+        driver = (await db.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            rows = await driver.execute_fetchall(compiled.sql, args)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(
+                compiled.sql, args, error, sqlite3.Error, hide_parameters=True, dialect=db.dialect
+            ) from error
+        if not any(compiled.results):
+            return list(rows)
+        return [
+            tuple(
+                process(value) if process is not None else value
+                for process, value in zip(compiled.results, row, strict=True)
+            )
+            for row in rows
+        ]
+
+
+@dataclass(frozen=True)
+class _SQLiteCompiled:
+    sql: str
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    results: tuple[Callable[[Any], Any] | None, ...]

@@ -14,6 +14,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from auth_service.db.engine import SQLiteStatement
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
@@ -21,8 +22,6 @@ __all__ = [
     "RefreshFamily",
     "RefreshTokenRow",
     "SessionRow",
-    "add_refresh_token",
-    "claim_refresh_token",
     "find_refresh_family",
     "list_open_sessions",
     "mark_sessions_revoked",
@@ -152,32 +151,36 @@ _PG_OPEN = (
     )
 )
 
+# SQLite runs the hot statements through aiosqlite directly: a thread hop each.
+_SQLITE_FIND_FAMILY = SQLiteStatement(_FIND_FAMILY)
+_SQLITE_CLAIM = SQLiteStatement(_CLAIM.returning(_TOKENS.c.token_hash))
+_SQLITE_INSERT_TOKEN = SQLiteStatement(_INSERT_TOKEN, ["token_hash", "session_id", "issued_at"])
+_SQLITE_INSERT_SESSION = SQLiteStatement(_INSERT_SESSION, [c.name for c in _SESSION_COLUMNS])
+_SQLITE_TOUCH = SQLiteStatement(_TOUCH)
+
 # What runs these: a Core connection on the hot paths, an ORM session elsewhere.
 Executor = AsyncConnection | AsyncSession
-
-
-async def add_refresh_token(
-    db: Executor, *, token_hash: str, session_id: str, now: datetime
-) -> None:
-    """Record an issued refresh token by its hash."""
-    await db.execute(
-        _INSERT_TOKEN, {"token_hash": token_hash, "session_id": session_id, "issued_at": now}
-    )
 
 
 async def open_session(db: AsyncConnection, record: SessionRow, *, token_hash: str) -> None:
     """Insert a session with its first refresh token, atomically; the caller commits."""
     values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
+    token = {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
     if db.dialect.name == "postgresql":
-        await db.execute(_PG_OPEN, {**values, "token_hash": token_hash, "now": record.created_at})
+        await db.execute(_PG_OPEN, {**values, **token, "now": record.created_at})
         return
-    await db.execute(_INSERT_SESSION, values)
-    await add_refresh_token(db, token_hash=token_hash, session_id=record.id, now=record.created_at)
+    await _SQLITE_INSERT_SESSION.rows(db, values)
+    await _SQLITE_INSERT_TOKEN.rows(db, token)
 
 
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
     """The token row, its session and its user's state in one SELECT, or None."""
-    row = (await db.execute(_FIND_FAMILY, {"hash": token_hash})).one_or_none()
+    params = {"hash": token_hash}
+    if isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
+        found = await _SQLITE_FIND_FAMILY.rows(db, params)
+        row = found[0] if found else None
+    else:
+        row = (await db.execute(_FIND_FAMILY, params)).one_or_none()
     if row is None:
         return None
     end = _TOKEN_WIDTH + _SESSION_WIDTH
@@ -188,14 +191,6 @@ async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | 
         user_active=row[end + 1],
         user_scopes=row[end + 2],
     )
-
-
-async def claim_refresh_token(
-    db: Executor, token_hash: str, *, now: datetime, sealed_successor: str
-) -> bool:
-    """Mark the token used if nobody did yet: the one atomic step that makes it single-use."""
-    result = await db.execute(_CLAIM, {"hash": token_hash, "now": now, "sealed": sealed_successor})
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def rotate_refresh_token(
@@ -210,19 +205,20 @@ async def rotate_refresh_token(
     ip: str | None,
     user_agent: str | None,
 ) -> bool:
-    """Claim the token (compare-and-set); if this call won, record its successor and the
-    session's use. False if another rotation came first. The caller commits."""
+    """Claim the token, the one atomic compare-and-set that makes it single-use; if this
+    call won, record its successor and the session's use. False if another rotation came
+    first. The caller commits."""
     touch = {"now": now, "idle": idle_expires_at, "ip": ip, "agent": user_agent}
+    claim = {"hash": token_hash, "now": now, "sealed": sealed_successor}
     if db.dialect.name == "postgresql":
-        claimed = await db.scalar(
-            _PG_ROTATE,
-            {"hash": token_hash, "sealed": sealed_successor, "successor": successor_hash, **touch},
-        )
+        claimed = await db.scalar(_PG_ROTATE, {**claim, "successor": successor_hash, **touch})
         return claimed == 1
-    if not await claim_refresh_token(db, token_hash, now=now, sealed_successor=sealed_successor):
+    if not await _SQLITE_CLAIM.rows(db, claim):
         return False
-    await add_refresh_token(db, token_hash=successor_hash, session_id=session_id, now=now)
-    await db.execute(_TOUCH, {"sid": session_id, **touch})
+    await _SQLITE_INSERT_TOKEN.rows(
+        db, {"token_hash": successor_hash, "session_id": session_id, "issued_at": now}
+    )
+    await _SQLITE_TOUCH.rows(db, {"sid": session_id, **touch})
     return True
 
 

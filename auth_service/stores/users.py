@@ -14,6 +14,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from auth_service.db.engine import SQLiteStatement
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
@@ -55,13 +56,19 @@ _RECORD_COLUMNS = (
 
 # Built once (the login path): execute() binds the name, the compiled form is reused.
 _BY_USERNAME = select(*_RECORD_COLUMNS).where(_USERS.c.username_canonical == bindparam("name"))
+_SQLITE_BY_USERNAME = SQLiteStatement(_BY_USERNAME)
 
 
 async def get_user_by_username(
     db: AsyncConnection | AsyncSession, canonical_name: str
 ) -> UserRecord | None:
     """Look a user up by the case-folded username."""
-    row = (await db.execute(_BY_USERNAME, {"name": canonical_name})).one_or_none()
+    params = {"name": canonical_name}
+    if isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
+        found = await _SQLITE_BY_USERNAME.rows(db, params)
+        row = found[0] if found else None
+    else:
+        row = (await db.execute(_BY_USERNAME, params)).one_or_none()
     return UserRecord(*row) if row is not None else None
 
 
