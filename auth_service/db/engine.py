@@ -123,35 +123,38 @@ class SQLiteStatement:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
         assert isinstance(compiled, SQLCompiler)
         assert compiled.positiontup is not None
-        binds = compiled.binds
-        order = tuple(
-            (binds[name].key, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup
-        )
+        order = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            # A parameter (bindparam without a value), or a constant given in the statement.
+            if bind.required:
+                order.append(_Bind(bind.key, process))
+            else:
+                value = bind.effective_value
+                order.append(_Bind(None, None, process(value) if process else value))
         columns = self._statement.selected_columns if isinstance(self._statement, Select) else ()
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
-        self._compiled = _SQLiteCompiled(compiled.string, order, results)
+        self._compiled = _SQLiteCompiled(compiled.string, tuple(order), results)
         return self._compiled
 
     async def rows(self, db: AsyncConnection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Execute with `params` in db's transaction (begun if none); the rows it returns."""
         compiled = self._compiled or self._compile(db.dialect)
-        args = tuple(
-            process(params[key]) if process is not None else params[key]
-            for key, process in compiled.binds
-        )
+        args = tuple(bind.argument(params) for bind in compiled.binds)
         if not db.in_transaction():
             await db.begin()
         driver = (await db.get_raw_connection()).driver_connection
         assert driver is not None
         try:
             rows = await driver.execute_fetchall(compiled.sql, args)
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(
-                compiled.sql, args, error, sqlite3.Error, hide_parameters=True, dialect=db.dialect
-            ) from error
+        except (sqlite3.Error, ValueError) as error:
+            wrapped = await _wrapped(db, compiled.sql, args, error)
+            if wrapped is error:
+                raise
+            raise wrapped from error
         if not any(compiled.results):
             return list(rows)
         return [
@@ -164,7 +167,43 @@ class SQLiteStatement:
 
 
 @dataclass(frozen=True)
+class _Bind:
+    key: str | None  # None: a constant, `value`
+    process: Callable[[Any], Any] | None
+    value: Any = None
+
+    def argument(self, params: Mapping[str, Any]) -> Any:
+        if self.key is None:
+            return self.value
+        value = params[self.key]
+        return self.process(value) if self.process is not None else value
+
+
+@dataclass(frozen=True)
 class _SQLiteCompiled:
     sql: str
-    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    binds: tuple[_Bind, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+
+
+async def _wrapped(
+    db: AsyncConnection, sql: str, args: tuple[Any, ...], error: Exception
+) -> BaseException:
+    """A driver error as SQLAlchemy would raise it; a dead connection leaves the pool."""
+    if isinstance(error, ValueError):
+        # aiosqlite's words for a closed connection or stopped thread (as SQLAlchemy maps).
+        if str(error).lower() not in ("no active connection", "connection closed"):
+            return error
+        error = sqlite3.OperationalError(str(error))
+    gone = db.dialect.is_disconnect(error, None, None)  # type: ignore[arg-type]
+    if gone:
+        await db.invalidate()
+    return DBAPIError.instance(
+        sql,
+        args,
+        error,
+        sqlite3.Error,
+        hide_parameters=True,
+        connection_invalidated=gone,
+        dialect=db.dialect,
+    )

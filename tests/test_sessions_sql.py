@@ -1,0 +1,174 @@
+"""The hot session statements at the store level, on both backends.
+
+Rotation is one compare-and-set however it is run (one CTE on PostgreSQL, aiosqlite
+directly on SQLite); values written by that path read back exactly as SQLAlchemy's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth_service.db import create_engine, create_session_factory
+from auth_service.db.engine import SQLiteStatement, core_engine
+from auth_service.models import RefreshToken, Session, User
+from auth_service.stores import sessions as rows
+from auth_service.stores import users
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The service's engine on the test database, with one user; emptied afterwards."""
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    async with engine.begin() as db:
+        await db.execute(
+            User.__table__.insert().values(  # type: ignore[attr-defined]
+                id="u-sql",
+                username="Sql",
+                username_canonical="sql",
+                password_hash="x",
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+                scopes="profile",
+            )
+        )
+    yield engine
+    async with engine.begin() as db:
+        for model in (RefreshToken, Session, User):
+            await db.execute(delete(model))
+    await engine.dispose()
+
+
+def _session(now: datetime) -> rows.SessionRow:
+    return rows.SessionRow(
+        id=secrets.token_hex(8),
+        user_id="u-sql",
+        client_id="c",
+        scope="profile",
+        created_at=now,
+        last_used_at=now,
+        last_ip="192.0.2.1",
+        last_user_agent="ua",
+        idle_expires_at=now + timedelta(hours=1),
+        absolute_expires_at=now + timedelta(days=1),
+    )
+
+
+async def _rotate(engine: AsyncEngine, old: str, new: str, sid: str, now: datetime) -> bool:
+    async with core_engine(create_session_factory(engine)).connect() as db:
+        won = await rows.rotate_refresh_token(
+            db,
+            old,
+            now=now,
+            sealed_successor="sealed",
+            successor_hash=new,
+            session_id=sid,
+            idle_expires_at=now + timedelta(hours=2),
+            ip="198.51.100.7",
+            user_agent="ua2",
+        )
+        await db.commit()
+    return won
+
+
+async def test_open_then_read_back_the_same_values(engine: AsyncEngine) -> None:
+    now = datetime.now(UTC).replace(microsecond=123456)
+    record = _session(now)
+    async with core_engine(create_session_factory(engine)).connect() as db:
+        await rows.open_session(db, record, token_hash="a" * 64)
+        await db.commit()
+    async with engine.connect() as db:
+        found = await rows.find_refresh_family(db, "a" * 64)
+        stored = (await db.execute(select(Session).where(Session.id == record.id))).one()
+    assert found is not None
+    assert found.session == record
+    assert found.token == rows.RefreshTokenRow("a" * 64, record.id, now, None, None)
+    assert (found.username, found.user_active, found.user_scopes) == ("Sql", True, "profile")
+    assert found.user_active is True
+    assert stored.created_at == now
+    assert stored.created_at.tzinfo is not None
+
+
+async def test_rotation_has_exactly_one_winner(engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    record = _session(now)
+    async with core_engine(create_session_factory(engine)).connect() as db:
+        await rows.open_session(db, record, token_hash="b" * 64)
+        await db.commit()
+    later = now + timedelta(seconds=5)
+    outcomes = await asyncio.gather(
+        *(_rotate(engine, "b" * 64, f"{i:064x}", record.id, later) for i in range(8))
+    )
+    assert outcomes.count(True) == 1
+    async with engine.connect() as db:
+        tokens = (
+            await db.execute(select(RefreshToken).where(RefreshToken.session_id == record.id))
+        ).all()
+        session = (await db.execute(select(Session).where(Session.id == record.id))).one()
+    assert len(tokens) == 2
+    spent = next(t for t in tokens if t.token_hash == "b" * 64)
+    assert (spent.used_at, spent.sealed_successor) == (later, "sealed")
+    assert (session.last_used_at, session.last_ip, session.last_user_agent) == (
+        later,
+        "198.51.100.7",
+        "ua2",
+    )
+    assert session.idle_expires_at == later + timedelta(hours=2)
+    assert not await _rotate(engine, "b" * 64, "f" * 64, record.id, later)
+
+
+async def test_unknown_token_and_user(engine: AsyncEngine) -> None:
+    async with core_engine(create_session_factory(engine)).connect() as db:
+        assert await rows.find_refresh_family(db, "0" * 64) is None
+        assert await users.get_user_by_username(db, "nobody") is None
+        user = await users.get_user_by_username(db, "sql")
+    assert user is not None
+    assert (user.id, user.is_active) == ("u-sql", True)
+
+
+async def test_sqlite_statement_errors_are_sqlalchemy_errors(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    now = datetime.now(UTC)
+    insert_token = SQLiteStatement(
+        RefreshToken.__table__.insert(),  # type: ignore[attr-defined]
+        ["token_hash", "session_id", "issued_at"],
+    )
+    try:
+        async with engine.connect() as db:
+            with pytest.raises(IntegrityError):  # no such session: the foreign key refuses
+                await insert_token.rows(
+                    db, {"token_hash": "c" * 64, "session_id": "none", "issued_at": now}
+                )
+            await db.rollback()
+            assert (await db.execute(select(RefreshToken))).all() == []
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_statement_on_a_dead_connection_is_a_database_error(
+    sqlite_url: str,
+) -> None:
+    """As from SQLAlchemy itself: OperationalError (so a 503), and the pool drops it."""
+    engine = create_engine(sqlite_url)
+    lookup = SQLiteStatement(select(User.id).where(User.id == "nobody"))
+    try:
+        async with engine.connect() as db:
+            driver = (await db.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.close()
+            with pytest.raises(OperationalError) as raised:
+                await lookup.rows(db, {})
+            assert raised.value.connection_invalidated
+        async with engine.connect() as db:
+            assert await lookup.rows(db, {}) == []
+    finally:
+        await engine.dispose()
