@@ -12,6 +12,7 @@ from sqlalchemy import Dialect, Select, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -146,7 +147,7 @@ class SQLiteStatement:
         args = tuple(bind.argument(params) for bind in compiled.binds)
         if not db.in_transaction():
             await db.begin()
-        driver = (await db.get_raw_connection()).driver_connection
+        driver = (await _raw(db)).driver_connection
         assert driver is not None
         try:
             rows = await driver.execute_fetchall(compiled.sql, args)
@@ -184,6 +185,14 @@ class _SQLiteCompiled:
     sql: str
     binds: tuple[_Bind, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+
+
+async def _raw(db: AsyncConnection) -> PoolProxiedConnection:
+    """db's pooled DBAPI connection; without a greenlet switch when it is at hand."""
+    sync = db.sync_connection
+    if sync is not None and not sync.invalidated and not sync.closed:
+        return sync.connection
+    return await db.get_raw_connection()
 
 
 async def _wrapped(
