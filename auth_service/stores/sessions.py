@@ -1,7 +1,8 @@
 """Sessions, refresh-token hashes and revoked access tokens in SQL (the durable truth).
 
-The login and refresh statements are SQLAlchemy Core on the tables (no ORM unit of work or
-identity map) and read into plain frozen records.
+The login and refresh statements are SQLAlchemy Core on the tables, built once, and read
+into plain frozen records. They run on a Core connection: on PostgreSQL each write is a
+single statement, on SQLite each statement goes to aiosqlite directly (SQLiteStatement).
 """
 
 from __future__ import annotations
@@ -165,12 +166,13 @@ Executor = AsyncConnection | AsyncSession
 async def open_session(db: AsyncConnection, record: SessionRow, *, token_hash: str) -> None:
     """Insert a session with its first refresh token, atomically; the caller commits."""
     values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
-    token = {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
     if db.dialect.name == "postgresql":
-        await db.execute(_PG_OPEN, {**values, **token, "now": record.created_at})
+        await db.execute(_PG_OPEN, {**values, "token_hash": token_hash, "now": record.created_at})
         return
     await _SQLITE_INSERT_SESSION.rows(db, values)
-    await _SQLITE_INSERT_TOKEN.rows(db, token)
+    await _SQLITE_INSERT_TOKEN.rows(
+        db, {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
+    )
 
 
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:

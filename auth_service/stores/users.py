@@ -1,7 +1,7 @@
 """User repository over an AsyncSession; the caller owns the transaction.
 
 Hot statements are SQLAlchemy Core on the users table (no ORM unit of work or identity
-map); reads return plain frozen records.
+map); reads return plain frozen records. The login lookup also takes a Core connection.
 """
 
 from __future__ import annotations
