@@ -1,7 +1,8 @@
 """The hot session statements at the store level, on both backends.
 
-Rotation is one compare-and-set however it is run (one CTE on PostgreSQL, aiosqlite
-directly on SQLite); values written by that path read back exactly as SQLAlchemy's own.
+Rotation is one compare-and-set however it is run (one CTE on asyncpg directly on
+PostgreSQL, aiosqlite directly on SQLite); values written by that path read back exactly
+as SQLAlchemy's own, and the driver's errors surface as SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.db import create_engine, create_session_factory
-from auth_service.db.engine import SQLiteStatement, core_engine
+from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement, hot_connection
 from auth_service.models import RefreshToken, Session, User
 from auth_service.stores import sessions as rows
 from auth_service.stores import users
+from tests.conftest import POSTGRES_ADMIN_DSN
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ def _session(now: datetime) -> rows.SessionRow:
 
 
 async def _rotate(engine: AsyncEngine, old: str, new: str, sid: str, now: datetime) -> bool:
-    async with core_engine(create_session_factory(engine)).connect() as db:
+    async with hot_connection(create_session_factory(engine)) as db:
         won = await rows.rotate_refresh_token(
             db,
             old,
@@ -83,7 +86,7 @@ async def _rotate(engine: AsyncEngine, old: str, new: str, sid: str, now: dateti
 async def test_open_then_read_back_the_same_values(engine: AsyncEngine) -> None:
     now = datetime.now(UTC).replace(microsecond=123456)
     record = _session(now)
-    async with core_engine(create_session_factory(engine)).connect() as db:
+    async with hot_connection(create_session_factory(engine)) as db:
         await rows.open_session(db, record, token_hash="a" * 64)
         await db.commit()
     async with engine.connect() as db:
@@ -96,12 +99,14 @@ async def test_open_then_read_back_the_same_values(engine: AsyncEngine) -> None:
     assert found.user_active is True
     assert stored.created_at == now
     assert stored.created_at.tzinfo is not None
+    async with hot_connection(create_session_factory(engine)) as db:
+        assert await rows.find_refresh_family(db, "a" * 64) == found
 
 
 async def test_rotation_has_exactly_one_winner(engine: AsyncEngine) -> None:
     now = datetime.now(UTC)
     record = _session(now)
-    async with core_engine(create_session_factory(engine)).connect() as db:
+    async with hot_connection(create_session_factory(engine)) as db:
         await rows.open_session(db, record, token_hash="b" * 64)
         await db.commit()
     later = now + timedelta(seconds=5)
@@ -127,7 +132,7 @@ async def test_rotation_has_exactly_one_winner(engine: AsyncEngine) -> None:
 
 
 async def test_unknown_token_and_user(engine: AsyncEngine) -> None:
-    async with core_engine(create_session_factory(engine)).connect() as db:
+    async with hot_connection(create_session_factory(engine)) as db:
         assert await rows.find_refresh_family(db, "0" * 64) is None
         assert await users.get_user_by_username(db, "nobody") is None
         user = await users.get_user_by_username(db, "sql")
@@ -170,5 +175,64 @@ async def test_sqlite_statement_on_a_dead_connection_is_a_database_error(
             assert raised.value.connection_invalidated
         async with engine.connect() as db:
             assert await lookup.rows(db, {}) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_pg_statement_on_a_cut_connection_is_a_database_error(postgres_url: str) -> None:
+    """As from SQLAlchemy itself: a 503-class error, the pool invalidated, then recovery."""
+    engine = create_engine(postgres_url)
+    lookup = PgStatement(select(User.id).where(User.id == "nobody"))
+    try:
+        async with PgConnection(engine) as db:
+            pid = db.driver.get_server_pid()
+            admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+            try:
+                await admin.execute("SELECT pg_terminate_backend($1, 5000)", pid)
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.3)  # the driver reads the FATAL message and the close
+            with pytest.raises((OperationalError, InterfaceError)) as raised:
+                await lookup.rows(db, {})
+            assert raised.value.connection_invalidated
+        async with PgConnection(engine) as db:
+            assert db.driver.get_server_pid() != pid
+            assert await lookup.rows(db, {}) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_pg_statement_errors_are_sqlalchemy_errors(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    insert_token = PgStatement(
+        RefreshToken.__table__.insert(),  # type: ignore[attr-defined]
+        ["token_hash", "session_id", "issued_at"],
+    )
+    now = datetime.now(UTC)
+    try:
+        async with PgConnection(engine) as db:
+            with pytest.raises(IntegrityError):  # no such session: the foreign key refuses
+                await insert_token.rows(
+                    db, {"token_hash": "c" * 64, "session_id": "none", "issued_at": now}
+                )
+            with pytest.raises(DBAPIError):
+                await PgStatement(select(func.no_such_function())).rows(db, {})
+            assert await PgStatement(select(func.count()).select_from(User)).rows(db, {})
+    finally:
+        await engine.dispose()
+
+
+async def test_pg_statement_cancelled_midway_retires_its_connection(postgres_url: str) -> None:
+    engine = create_engine(postgres_url, pool_size=1)
+    sleep = PgStatement(select(func.pg_sleep(5)))
+    try:
+        async with PgConnection(engine) as db:
+            pid = db.driver.get_server_pid()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await sleep.rows(db, {})
+        async with PgConnection(engine) as db:
+            assert db.driver.get_server_pid() != pid
+            assert await PgStatement(select(func.count()).select_from(User)).rows(db, {})
     finally:
         await engine.dispose()

@@ -6,8 +6,10 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 from sqlalchemy import Dialect, Select, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,14 +17,18 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 __all__ = [
     "POOL_RECYCLE_SECONDS",
+    "PgConnection",
+    "PgStatement",
     "SQLiteStatement",
     "SessionFactory",
     "core_engine",
     "create_engine",
     "create_session_factory",
+    "hot_connection",
     "is_sqlite",
 ]
 
@@ -105,22 +111,24 @@ def core_engine(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     return bind
 
 
-class SQLiteStatement:
-    """A Core statement run by aiosqlite itself on an SQLAlchemy connection (hot paths).
+def hot_connection(factory: async_sessionmaker[AsyncSession]) -> AsyncConnection | PgConnection:
+    """A connection for the hot statements: asyncpg itself on PostgreSQL, else Core."""
+    engine = core_engine(factory)
+    if engine.dialect.name == "postgresql":
+        return PgConnection(engine)
+    return engine.connect()
 
-    One thread hop per statement where SQLAlchemy's adapter takes three or four (cursor,
-    execute, fetch, close), and none of its per-execute bookkeeping. The SQL and the bind
-    and result processing are SQLAlchemy's, compiled once. Runs in the connection's
-    SQLAlchemy transaction, which commits or rolls it back; driver errors are raised as
-    SQLAlchemy's (OperationalError and so on), as from any other statement.
-    """
+
+class _Statement:
+    """A Core statement compiled once by SQLAlchemy for one dialect: the SQL text, the
+    order and bind processing of its parameters, and its columns' result processors."""
 
     def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
         self._statement = statement
         self._column_keys = list(column_keys) if column_keys is not None else None
-        self._compiled: _SQLiteCompiled | None = None
+        self._compiled: _Compiled | None = None
 
-    def _compile(self, dialect: Dialect) -> _SQLiteCompiled:
+    def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
         assert isinstance(compiled, SQLCompiler)
         assert compiled.positiontup is not None
@@ -138,8 +146,19 @@ class SQLiteStatement:
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
-        self._compiled = _SQLiteCompiled(compiled.string, tuple(order), results)
+        self._compiled = _Compiled(compiled.string, tuple(order), results)
         return self._compiled
+
+
+class SQLiteStatement(_Statement):
+    """A Core statement run by aiosqlite itself on an SQLAlchemy connection (hot paths).
+
+    One thread hop per statement where SQLAlchemy's adapter takes three or four (cursor,
+    execute, fetch, close), and none of its per-execute bookkeeping. The SQL and the bind
+    and result processing are SQLAlchemy's, compiled once. Runs in the connection's
+    SQLAlchemy transaction, which commits or rolls it back; driver errors are raised as
+    SQLAlchemy's (OperationalError and so on), as from any other statement.
+    """
 
     async def rows(self, db: AsyncConnection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Execute with `params` in db's transaction (begun if none); the rows it returns."""
@@ -156,15 +175,118 @@ class SQLiteStatement:
             if wrapped is error:
                 raise
             raise wrapped from error
-        if not any(compiled.results):
-            return list(rows)
-        return [
-            tuple(
-                process(value) if process is not None else value
-                for process, value in zip(compiled.results, row, strict=True)
-            )
-            for row in rows
-        ]
+        return compiled.processed(rows)
+
+
+class PgConnection:
+    """A connection from the engine's pool, used through asyncpg itself (hot paths).
+
+    Checkout and checkin are the pool's own, so its size, recycling and invalidation apply
+    as to any SQLAlchemy connection; statements skip SQLAlchemy's execution layers. There is
+    no transaction: each statement commits on its own (asyncpg's autocommit).
+    """
+
+    __slots__ = ("_connection", "_engine", "driver")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: PoolProxiedConnection | None = None
+        self.driver: Any = None  # the asyncpg.Connection while checked out
+
+    @property
+    def dialect(self) -> Dialect:
+        """The engine's dialect (compiles the statements)."""
+        return self._engine.dialect
+
+    async def __aenter__(self) -> PgConnection:
+        # A checkout may open a connection, which awaits: SQLAlchemy needs a greenlet.
+        connection = await greenlet_spawn(self._engine.sync_engine.pool.connect)
+        self._connection = connection
+        self.driver = connection.driver_connection
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection, self.driver = self._connection, None, None
+        if connection is not None:
+            # A checkin may close a connection (pool full, invalidated): a greenlet again.
+            await greenlet_spawn(connection.close)
+
+    async def commit(self) -> None:
+        """Nothing to do: every statement committed when it ran."""
+
+    async def failed(self, sql: str, args: Sequence[Any], error: BaseException) -> BaseException:
+        """A driver error as SQLAlchemy would raise it; a lost connection invalidates the
+        pool (the others likely went with it), as on a disconnect found by SQLAlchemy."""
+        connection, driver = self._connection, self.driver
+        assert connection is not None
+        assert driver is not None
+        if not isinstance(error, Exception):
+            # Cancelled mid-statement: the connection's state is unknown, retire it.
+            connection.invalidate(error, soft=True)
+            return error
+        gone = driver.is_closed()
+        if gone:
+            pool = self._engine.sync_engine.pool
+            await greenlet_spawn(pool._invalidate, connection, error)
+        dbapi = self._engine.dialect.loaded_dbapi
+        translated = _pg_translated(dbapi, error, gone=gone)
+        if translated is None:
+            return error
+        return DBAPIError.instance(
+            sql,
+            tuple(args),
+            translated,
+            dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=self._engine.dialect,
+        )
+
+
+class PgStatement(_Statement):
+    """A Core statement run by asyncpg itself on a PgConnection (hot paths).
+
+    The SQL and the bind and result processing are SQLAlchemy's, compiled once; asyncpg
+    prepares it once per connection (its statement cache), so a call is one round trip.
+    Driver errors are raised as SQLAlchemy's (a lost connection as OperationalError or
+    InterfaceError, which answer 503), as from a statement SQLAlchemy ran.
+    """
+
+    async def rows(self, db: PgConnection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Execute with `params` (autocommitted); the rows it returns."""
+        compiled = self._compiled or self._compile(db.dialect)
+        args = [bind.argument(params) for bind in compiled.binds]
+        driver = db.driver
+        assert driver is not None, "PgConnection used outside `async with`"
+        try:
+            rows = await driver.fetch(compiled.sql, *args)
+        except BaseException as error:
+            wrapped = await db.failed(compiled.sql, args, error)
+            if wrapped is error:
+                raise
+            raise wrapped from error
+        return compiled.processed(rows)
+
+
+def _pg_translated(dbapi: Any, error: Exception, *, gone: bool) -> Exception | None:
+    """asyncpg's error as the SQLAlchemy adapter's DBAPI error, None if it is no driver
+    error. Whatever means the database is out of reach becomes OperationalError."""
+    if isinstance(error, asyncpg.InterfaceError):
+        kind = dbapi.InterfaceError
+    elif gone or isinstance(error, OSError | asyncpg.PostgresConnectionError):
+        kind = dbapi.OperationalError
+    elif isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        kind = dbapi.IntegrityError
+    elif isinstance(error, asyncpg.PostgresError):
+        kind = dbapi.Error
+    else:
+        return None
+    return kind(str(error.args[0]) if error.args else type(error).__name__, error)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -181,10 +303,22 @@ class _Bind:
 
 
 @dataclass(frozen=True)
-class _SQLiteCompiled:
+class _Compiled:
     sql: str
     binds: tuple[_Bind, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+
+    def processed(self, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """The rows with the columns' result processors applied."""
+        if not any(self.results):
+            return list(rows)
+        return [
+            tuple(
+                process(value) if process is not None else value
+                for process, value in zip(self.results, row, strict=True)
+            )
+            for row in rows
+        ]
 
 
 async def _raw(db: AsyncConnection) -> PoolProxiedConnection:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from auth_service.db.engine import core_engine
+from auth_service.db.engine import hot_connection
 from auth_service.errors import (
     HashingBusy,
     InvalidGrant,
@@ -82,7 +82,7 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     canonical = lookup_key(username)
     user = None
     if canonical is not None:
-        async with core_engine(ctx.sessions).connect() as db:
+        async with hot_connection(ctx.sessions) as db:
             user = await users.get_user_by_username(db, canonical)
     if user is None:
         await ctx.hasher.dummy_verify(password)

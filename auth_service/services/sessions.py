@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from auth_service.db.engine import core_engine
+from auth_service.db.engine import hot_connection
 from auth_service.errors import InvalidGrant, InvalidScope
 from auth_service.security.refresh import (
     MAX_REFRESH_TOKEN_LENGTH,
@@ -132,7 +132,7 @@ async def open_session(
         absolute_expires_at=absolute,
     )
     refresh_token = new_refresh_token()
-    async with core_engine(ctx.sessions).connect() as db:
+    async with hot_connection(ctx.sessions) as db:
         await rows.open_session(db, record, token_hash=hash_refresh_token(refresh_token))
         await db.commit()
     ctx.audit.record("login", user_id=user.id, client_id=client_id)
@@ -166,13 +166,13 @@ async def refresh(
 ) -> TokenGrant:
     """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent.
 
-    The read and the rotation share one connection: on PostgreSQL two autocommit
-    statements, on SQLite a SELECT and then one write transaction.
+    The read and the rotation share one connection: on PostgreSQL two autocommitted
+    statements on asyncpg, on SQLite a SELECT and then one write transaction.
     """
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         raise InvalidGrant("the refresh token is invalid")
     token_hash = hash_refresh_token(refresh_token)
-    async with core_engine(ctx.sessions).connect() as db:
+    async with hot_connection(ctx.sessions) as db:
         family = _check_family(ctx, await rows.find_refresh_family(db, token_hash), client_id)
         token_row, record = family.token, family.session
         if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
@@ -205,7 +205,7 @@ async def refresh(
                 return grant
     if token_row.used_at is None:
         # Another request rotated this token first: this one is a repeat.
-        async with core_engine(ctx.sessions).connect() as db:
+        async with hot_connection(ctx.sessions) as db:
             found = await rows.find_refresh_family(db, token_hash)
         family = _check_family(ctx, found, client_id)
     return await _repeat(ctx, family.token, family.session, refresh_token)

@@ -1,8 +1,9 @@
 """Sessions, refresh-token hashes and revoked access tokens in SQL (the durable truth).
 
 The login and refresh statements are SQLAlchemy Core on the tables, built once, and read
-into plain frozen records. They run on a Core connection: on PostgreSQL each write is a
-single statement, on SQLite each statement goes to aiosqlite directly (SQLiteStatement).
+into plain frozen records. They go to the driver directly: on PostgreSQL to asyncpg on a
+PgConnection, each write a single autocommitted statement (PgStatement); on SQLite to
+aiosqlite inside the Core connection's transaction (SQLiteStatement).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.engine import SQLiteStatement
+from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
@@ -152,6 +153,10 @@ _PG_OPEN = (
     )
 )
 
+_PG_FIND_FAMILY = PgStatement(_FIND_FAMILY)
+_PG_ROTATE_RUN = PgStatement(_PG_ROTATE)
+_PG_OPEN_RUN = PgStatement(_PG_OPEN)
+
 # SQLite runs the hot statements through aiosqlite directly: a thread hop each.
 _SQLITE_FIND_FAMILY = SQLiteStatement(_FIND_FAMILY)
 _SQLITE_CLAIM = SQLiteStatement(_CLAIM.returning(_TOKENS.c.token_hash))
@@ -159,15 +164,21 @@ _SQLITE_INSERT_TOKEN = SQLiteStatement(_INSERT_TOKEN, ["token_hash", "session_id
 _SQLITE_INSERT_SESSION = SQLiteStatement(_INSERT_SESSION, [c.name for c in _SESSION_COLUMNS])
 _SQLITE_TOUCH = SQLiteStatement(_TOUCH)
 
-# What runs these: a Core connection on the hot paths, an ORM session elsewhere.
-Executor = AsyncConnection | AsyncSession
+# What runs these: hot_connection() on the hot paths, an ORM session elsewhere.
+Executor = PgConnection | AsyncConnection | AsyncSession
 
 
-async def open_session(db: AsyncConnection, record: SessionRow, *, token_hash: str) -> None:
+async def open_session(
+    db: PgConnection | AsyncConnection, record: SessionRow, *, token_hash: str
+) -> None:
     """Insert a session with its first refresh token, atomically; the caller commits."""
     values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
+    params = {**values, "token_hash": token_hash, "now": record.created_at}
+    if isinstance(db, PgConnection):
+        await _PG_OPEN_RUN.rows(db, params)
+        return
     if db.dialect.name == "postgresql":
-        await db.execute(_PG_OPEN, {**values, "token_hash": token_hash, "now": record.created_at})
+        await db.execute(_PG_OPEN, params)
         return
     await _SQLITE_INSERT_SESSION.rows(db, values)
     await _SQLITE_INSERT_TOKEN.rows(
@@ -178,7 +189,10 @@ async def open_session(db: AsyncConnection, record: SessionRow, *, token_hash: s
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
     """The token row, its session and its user's state in one SELECT, or None."""
     params = {"hash": token_hash}
-    if isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
+    if isinstance(db, PgConnection):
+        found = await _PG_FIND_FAMILY.rows(db, params)
+        row = found[0] if found else None
+    elif isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
         found = await _SQLITE_FIND_FAMILY.rows(db, params)
         row = found[0] if found else None
     else:
@@ -196,7 +210,7 @@ async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | 
 
 
 async def rotate_refresh_token(
-    db: AsyncConnection,
+    db: PgConnection | AsyncConnection,
     token_hash: str,
     *,
     now: datetime,
@@ -212,6 +226,9 @@ async def rotate_refresh_token(
     first. The caller commits."""
     touch = {"now": now, "idle": idle_expires_at, "ip": ip, "agent": user_agent}
     claim = {"hash": token_hash, "now": now, "sealed": sealed_successor}
+    if isinstance(db, PgConnection):
+        found = await _PG_ROTATE_RUN.rows(db, {**claim, "successor": successor_hash, **touch})
+        return bool(found[0][0] == 1)
     if db.dialect.name == "postgresql":
         claimed = await db.scalar(_PG_ROTATE, {**claim, "successor": successor_hash, **touch})
         return claimed == 1

@@ -1,7 +1,7 @@
 """User repository over an AsyncSession; the caller owns the transaction.
 
 Hot statements are SQLAlchemy Core on the users table (no ORM unit of work or identity
-map); reads return plain frozen records. The login lookup also takes a Core connection.
+map); reads return plain frozen records. The login lookup also takes a hot_connection().
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.engine import SQLiteStatement
+from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
@@ -57,14 +57,18 @@ _RECORD_COLUMNS = (
 # Built once (the login path): execute() binds the name, the compiled form is reused.
 _BY_USERNAME = select(*_RECORD_COLUMNS).where(_USERS.c.username_canonical == bindparam("name"))
 _SQLITE_BY_USERNAME = SQLiteStatement(_BY_USERNAME)
+_PG_BY_USERNAME = PgStatement(_BY_USERNAME)
 
 
 async def get_user_by_username(
-    db: AsyncConnection | AsyncSession, canonical_name: str
+    db: PgConnection | AsyncConnection | AsyncSession, canonical_name: str
 ) -> UserRecord | None:
     """Look a user up by the case-folded username."""
     params = {"name": canonical_name}
-    if isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
+    if isinstance(db, PgConnection):
+        found = await _PG_BY_USERNAME.rows(db, params)
+        row = found[0] if found else None
+    elif isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
         found = await _SQLITE_BY_USERNAME.rows(db, params)
         row = found[0] if found else None
     else:
