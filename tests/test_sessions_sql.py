@@ -19,7 +19,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.db import create_engine, create_session_factory
-from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement, hot_connection
+from auth_service.db.engine import (
+    PgConnection,
+    PgStatement,
+    SQLiteStatement,
+    hot_connection,
+    sqlite_transaction,
+)
 from auth_service.models import RefreshToken, Session, User
 from auth_service.stores import sessions as rows
 from auth_service.stores import users
@@ -131,6 +137,24 @@ async def test_rotation_has_exactly_one_winner(engine: AsyncEngine) -> None:
     assert not await _rotate(engine, "b" * 64, "f" * 64, record.id, later)
 
 
+async def test_a_failed_rotation_leaves_the_token_unspent(engine: AsyncEngine) -> None:
+    """The claim, the successor and the session's use commit together or not at all."""
+    now = datetime.now(UTC)
+    first, second = _session(now), _session(now)
+    async with hot_connection(create_session_factory(engine)) as db:
+        await rows.open_session(db, first, token_hash="d" * 64)
+        await rows.open_session(db, second, token_hash="e" * 64)
+        await db.commit()
+    with pytest.raises(IntegrityError):  # the successor's hash is taken
+        await _rotate(engine, "d" * 64, "e" * 64, first.id, now + timedelta(seconds=1))
+    async with engine.connect() as db:
+        found = await rows.find_refresh_family(db, "d" * 64)
+    assert found is not None
+    assert (found.token.used_at, found.token.sealed_successor) == (None, None)
+    assert found.session == first
+    assert await _rotate(engine, "d" * 64, "f" * 64, first.id, now + timedelta(seconds=2))
+
+
 async def test_unknown_token_and_user(engine: AsyncEngine) -> None:
     async with hot_connection(create_session_factory(engine)) as db:
         assert await rows.find_refresh_family(db, "0" * 64) is None
@@ -234,5 +258,23 @@ async def test_pg_statement_cancelled_midway_retires_its_connection(postgres_url
         async with PgConnection(engine) as db:
             assert db.driver.get_server_pid() != pid
             assert await PgStatement(select(func.count()).select_from(User)).rows(db, {})
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_transaction_on_a_dead_connection_is_a_database_error(
+    sqlite_url: str,
+) -> None:
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.connect() as db:
+            driver = (await db.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.close()
+            with pytest.raises(OperationalError) as raised:
+                await sqlite_transaction(db, lambda connection: None)
+            assert raised.value.connection_invalidated
+        async with engine.connect() as db:
+            assert await sqlite_transaction(db, lambda connection: 7) == 7
     finally:
         await engine.dispose()

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 from sqlalchemy import Dialect, Select, event
@@ -30,7 +30,10 @@ __all__ = [
     "create_session_factory",
     "hot_connection",
     "is_sqlite",
+    "sqlite_transaction",
 ]
+
+_T = TypeVar("_T")
 
 # PostgreSQL connections older than this are replaced at their next checkout.
 POOL_RECYCLE_SECONDS = 1800
@@ -128,6 +131,10 @@ class _Statement:
         self._column_keys = list(column_keys) if column_keys is not None else None
         self._compiled: _Compiled | None = None
 
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        """The statement compiled for `dialect` (the first call compiles)."""
+        return self._compiled or self._compile(dialect)
+
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
         assert isinstance(compiled, SQLCompiler)
@@ -146,7 +153,8 @@ class _Statement:
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
-        self._compiled = _Compiled(compiled.string, tuple(order), results)
+        read = isinstance(self._statement, Select)
+        self._compiled = _Compiled(compiled.string, tuple(order), results, read)
         return self._compiled
 
 
@@ -157,14 +165,16 @@ class SQLiteStatement(_Statement):
     execute, fetch, close), and none of its per-execute bookkeeping. The SQL and the bind
     and result processing are SQLAlchemy's, compiled once. Runs in the connection's
     SQLAlchemy transaction, which commits or rolls it back; driver errors are raised as
-    SQLAlchemy's (OperationalError and so on), as from any other statement.
+    SQLAlchemy's (OperationalError and so on), as from any other statement. A SELECT
+    begins no transaction (SQLite reads outside one, as sqlite3 does). Several writes go
+    to the driver's thread in one hop with sqlite_transaction().
     """
 
     async def rows(self, db: AsyncConnection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Execute with `params` in db's transaction (begun if none); the rows it returns."""
         compiled = self._compiled or self._compile(db.dialect)
         args = tuple(bind.argument(params) for bind in compiled.binds)
-        if not db.in_transaction():
+        if not compiled.read and not db.in_transaction():
             await db.begin()
         driver = (await _raw(db)).driver_connection
         assert driver is not None
@@ -176,6 +186,48 @@ class SQLiteStatement(_Statement):
                 raise
             raise wrapped from error
         return compiled.processed(rows)
+
+
+async def sqlite_transaction(db: AsyncConnection, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    """Run `work` on db's sqlite3 connection in aiosqlite's thread, in one hop, as one
+    transaction: committed if it returns, rolled back if it raises.
+
+    For writes outside db's SQLAlchemy transaction (there must be none): `work` runs
+    compiled statements with _Compiled.run. Errors are raised as SQLAlchemy's.
+    """
+    assert not db.in_transaction(), "sqlite_transaction inside a SQLAlchemy transaction"
+    driver = (await _raw(db)).driver_connection
+    assert driver is not None
+    try:
+        # aiosqlite has no public call for "run this in your thread": _execute is it.
+        return await driver._execute(_in_transaction, driver, work)  # type: ignore[no-any-return]
+    except _Failed as failed:
+        raise await _wrapped(db, failed.sql, failed.args, failed.error) from failed.error
+    except ValueError as error:
+        wrapped = await _wrapped(db, "", (), error)
+        if wrapped is error:
+            raise
+        raise wrapped from error
+
+
+def _in_transaction(driver: Any, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    """In aiosqlite's thread: `work`, then COMMIT, or ROLLBACK if either fails."""
+    connection: sqlite3.Connection = driver._conn  # ValueError if closed meanwhile
+    try:
+        result = work(connection)
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return result
+
+
+class _Failed(Exception):
+    """A statement's sqlite3 error in the driver's thread, with the statement."""
+
+    def __init__(self, sql: str, args: tuple[Any, ...], error: sqlite3.Error) -> None:
+        super().__init__(sql)
+        self.sql, self.args, self.error = sql, args, error
 
 
 class PgConnection:
@@ -307,6 +359,16 @@ class _Compiled:
     sql: str
     binds: tuple[_Bind, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+    read: bool  # a SELECT
+
+    def run(self, connection: sqlite3.Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Execute on a sqlite3 connection, in its thread (see sqlite_transaction)."""
+        args = tuple(bind.argument(params) for bind in self.binds)
+        try:
+            rows = connection.execute(self.sql, args).fetchall()
+        except sqlite3.Error as error:
+            raise _Failed(self.sql, args, error) from error
+        return self.processed(rows)
 
     def processed(self, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
         """The rows with the columns' result processors applied."""

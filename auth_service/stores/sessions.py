@@ -3,11 +3,12 @@
 The login and refresh statements are SQLAlchemy Core on the tables, built once, and read
 into plain frozen records. They go to the driver directly: on PostgreSQL to asyncpg on a
 PgConnection, each write a single autocommitted statement (PgStatement); on SQLite to
-aiosqlite inside the Core connection's transaction (SQLiteStatement).
+aiosqlite (SQLiteStatement), each write transaction in one hop to its thread.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import cast
@@ -16,7 +17,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement
+from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement, sqlite_transaction
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
@@ -157,7 +158,8 @@ _PG_FIND_FAMILY = PgStatement(_FIND_FAMILY)
 _PG_ROTATE_RUN = PgStatement(_PG_ROTATE)
 _PG_OPEN_RUN = PgStatement(_PG_OPEN)
 
-# SQLite runs the hot statements through aiosqlite directly: a thread hop each.
+# SQLite runs the hot statements through aiosqlite directly: the read in one thread hop,
+# each write transaction (its statements, then COMMIT) in one more.
 _SQLITE_FIND_FAMILY = SQLiteStatement(_FIND_FAMILY)
 _SQLITE_CLAIM = SQLiteStatement(_CLAIM.returning(_TOKENS.c.token_hash))
 _SQLITE_INSERT_TOKEN = SQLiteStatement(_INSERT_TOKEN, ["token_hash", "session_id", "issued_at"])
@@ -180,10 +182,15 @@ async def open_session(
     if db.dialect.name == "postgresql":
         await db.execute(_PG_OPEN, params)
         return
-    await _SQLITE_INSERT_SESSION.rows(db, values)
-    await _SQLITE_INSERT_TOKEN.rows(
-        db, {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
-    )
+    insert_session = _SQLITE_INSERT_SESSION.compiled(db.dialect)
+    insert_token = _SQLITE_INSERT_TOKEN.compiled(db.dialect)
+    token = {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
+
+    def insert(connection: sqlite3.Connection) -> None:
+        insert_session.run(connection, values)
+        insert_token.run(connection, token)
+
+    await sqlite_transaction(db, insert)
 
 
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
@@ -232,13 +239,19 @@ async def rotate_refresh_token(
     if db.dialect.name == "postgresql":
         claimed = await db.scalar(_PG_ROTATE, {**claim, "successor": successor_hash, **touch})
         return claimed == 1
-    if not await _SQLITE_CLAIM.rows(db, claim):
-        return False
-    await _SQLITE_INSERT_TOKEN.rows(
-        db, {"token_hash": successor_hash, "session_id": session_id, "issued_at": now}
-    )
-    await _SQLITE_TOUCH.rows(db, {"sid": session_id, **touch})
-    return True
+    successor = {"token_hash": successor_hash, "session_id": session_id, "issued_at": now}
+    claim_token = _SQLITE_CLAIM.compiled(db.dialect)
+    insert_token = _SQLITE_INSERT_TOKEN.compiled(db.dialect)
+    touch_session = _SQLITE_TOUCH.compiled(db.dialect)
+
+    def rotate(connection: sqlite3.Connection) -> bool:
+        if not claim_token.run(connection, claim):
+            return False
+        insert_token.run(connection, successor)
+        touch_session.run(connection, {"sid": session_id, **touch})
+        return True
+
+    return await sqlite_transaction(db, rotate)
 
 
 async def list_open_sessions(session: AsyncSession, user_id: str, now: datetime) -> list[Session]:
