@@ -177,7 +177,7 @@ async def open_runtime(
     audit = Audit(registry or CollectorRegistry())
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     redis = connect_redis(settings.redis_url) if settings.redis_url else None
     revocations, throttle_store = _stores(settings, redis)
     hasher = HashingPool(

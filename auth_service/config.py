@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None
+    # PostgreSQL connections each worker keeps open; bursts may open as many again, which
+    # are closed when returned (a reconnect and re-prepare each): size for the usual load.
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     redis_url: str | None = None
     redis_key_prefix: str = Field(default="auth:", min_length=1, max_length=64)
 

@@ -59,6 +59,7 @@ def test_defaults() -> None:
     assert config.password_hash_time_cost == 3
     assert config.password_hash_parallelism == 4
     assert config.hash_pool_size >= 1
+    assert config.database_pool_size == 20
     assert config.is_development_setup is True
 
 
