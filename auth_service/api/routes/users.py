@@ -78,12 +78,14 @@ async def register(body: RegisterBody, ctx: ContextDep, request: Request) -> Use
 
 
 @router.get("/users/me", response_model=UserBody, summary="Who am I", responses=_BEARER_ERRORS)
-async def me(claims: ProfileClaims, ctx: ContextDep) -> UserBody:
+async def me(claims: ProfileClaims, ctx: ContextDep) -> Response:
     """The account the bearer token was issued to (needs the `profile` scope)."""
     profile = await accounts.get_profile(ctx, claims.subject)
     if profile is None:
         raise InvalidToken("the account no longer exists or is disabled")
-    return UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
+    body = UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
+    # Serialised here: FastAPI would validate the model it was just built from again.
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.post(
