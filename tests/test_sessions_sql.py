@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.db import create_engine, create_session_factory
-from auth_service.db.engine import (
+from auth_service.db.hot import (
     PgConnection,
     PgStatement,
     SQLiteStatement,

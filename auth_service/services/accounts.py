@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from auth_service.db.engine import hot_connection
+from auth_service.db.hot import hot_connection
 from auth_service.errors import (
     HashingBusy,
     InvalidGrant,

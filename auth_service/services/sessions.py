@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from auth_service.db.engine import hot_connection
+from auth_service.db.hot import hot_connection
 from auth_service.errors import InvalidGrant, InvalidScope
 from auth_service.security.refresh import (
     MAX_REFRESH_TOKEN_LENGTH,

@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement, sqlite_transaction
+from auth_service.db.hot import PgConnection, PgStatement, SQLiteStatement, sqlite_transaction
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [

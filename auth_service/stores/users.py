@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.engine import PgConnection, PgStatement, SQLiteStatement
+from auth_service.db.hot import PgConnection, PgStatement, SQLiteStatement
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
