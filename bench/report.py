@@ -121,6 +121,16 @@ def check_targets(backend: dict[str, Any], hashing: dict[str, Any]) -> list[tupl
             0.95 <= ratio <= 1.05,
         )
     )
+    rss = backend["peak_rss"]
+    growth = rss["growth_kib"]
+    bound = 2 * rss["hash_pool_memory_kib"]
+    checks.append(
+        (
+            "whole-run peak RSS growth over ready ≤ 2 x hash pool memory",
+            f"{growth / 1024:.0f} MiB (bound {bound / 1024:.0f} MiB)",
+            growth <= bound,
+        )
+    )
     two = backend.get("two_workers")
     if two:
         one_p50 = two["1"]["c1"]["latency"]["p50_ms"]
@@ -140,16 +150,6 @@ def check_targets(backend: dict[str, Any], hashing: dict[str, Any]) -> list[tupl
                 loaded["ok_per_s"] >= 1000 and loaded["latency"]["p99_ms"] <= 50,
             )
         )
-    rss = backend["peak_rss"]
-    growth = rss["growth_kib"]
-    bound = 2 * rss["hash_pool_memory_kib"]
-    checks.append(
-        (
-            "whole-run peak RSS growth over ready ≤ 2 x hash pool memory",
-            f"{growth / 1024:.0f} MiB (bound {bound / 1024:.0f} MiB)",
-            growth <= bound,
-        )
-    )
     return checks
 
 
@@ -353,12 +353,19 @@ def render_markdown(results: dict[str, Any]) -> str:
             "| target | " + " | ".join(TITLES.get(n, n) for n in measured) + " |",
             "|---|" + "---|" * len(measured),
         ]
-        table = {n: check_targets(backends[n], meta["hash"]) for n in measured}
-        for index, (target, _, _) in enumerate(table[measured[0]]):
+        table = {
+            n: {
+                target: (value, met)
+                for target, value, met in check_targets(backends[n], meta["hash"])
+            }
+            for n in measured
+        }
+        targets = list(dict.fromkeys(target for n in measured for target in table[n]))
+        for target in targets:
             cells = []
             for n in measured:
-                _, value, met = table[n][index]
-                cells.append(f"{value} {'✅' if met else '❌'}")
+                found = table[n].get(target)
+                cells.append("n/a" if found is None else f"{found[0]} {'✅' if found[1] else '❌'}")
             lines.append(f"| {target} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
