@@ -70,18 +70,22 @@ class Throttler:
             ip=f"ip:{_digest(address)}",
             known=f"known:{_digest(account, address)}",
         )
-        pair, by_account, by_ip, known = await self._store.read(
+        pair, by_account, by_ip, known = await self._store.counts(
             [attempt.pair, attempt.account, attempt.ip, attempt.known]
         )
         policy = self._policy
-        if pair.count >= policy.pair_limit:
-            raise TooManyAttempts(pair.seconds_left)
-        if known.count == 0:
-            if by_account.count >= policy.account_limit:
-                raise TooManyAttempts(by_account.seconds_left)
-            if by_ip.count >= policy.ip_limit:
-                raise TooManyAttempts(by_ip.seconds_left)
+        if pair >= policy.pair_limit:
+            raise TooManyAttempts(await self._retry_after(attempt.pair))
+        if known == 0:
+            if by_account >= policy.account_limit:
+                raise TooManyAttempts(await self._retry_after(attempt.account))
+            if by_ip >= policy.ip_limit:
+                raise TooManyAttempts(await self._retry_after(attempt.ip))
         return attempt
+
+    async def _retry_after(self, key: str) -> int:
+        # At least a second: the window may have ended since the counts were read.
+        return max(1, await self._store.seconds_left(key))
 
     async def login_failed(self, attempt: LoginAttempt) -> None:
         """Count a wrong password or unknown user against the pair, account and IP."""
@@ -90,15 +94,14 @@ class Throttler:
 
     async def login_succeeded(self, attempt: LoginAttempt) -> None:
         """Forgive the pair and remember it as a place the owner logs in from."""
-        await self._store.clear([attempt.pair])
-        await self._store.hit(
-            [attempt.known], int(self._policy.known_pair_lifetime.total_seconds())
+        await self._store.settle(
+            [attempt.pair], [attempt.known], int(self._policy.known_pair_lifetime.total_seconds())
         )
 
     async def check_registration(self, ip: str | None) -> None:
         """Count a registration attempt from `ip`; TooManyAttempts past the limit."""
         key = f"register:{_digest(ip or 'unknown')}"
-        (counter,) = await self._store.read([key])
-        if counter.count >= self._policy.registration_limit:
-            raise TooManyAttempts(counter.seconds_left)
+        (count,) = await self._store.counts([key])
+        if count >= self._policy.registration_limit:
+            raise TooManyAttempts(await self._retry_after(key))
         await self._store.hit([key], int(self._policy.registration_window.total_seconds()))

@@ -1,14 +1,13 @@
 """Failure counters for throttling, in Redis (shared by replicas) or in process memory.
 
-A counter counts hits within a window that starts at its first hit; reading returns the
-count and the seconds until the window ends, for Retry-After. All keys of one login are
-read in one round trip.
+A counter counts hits within a window that starts at its first hit. The counts of one
+login are read in one round trip (an MGET); the seconds left in a window, for
+Retry-After, are read only when a request is refused.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 from redis import asyncio as redis_asyncio
@@ -16,25 +15,27 @@ from redis.exceptions import RedisError
 
 from auth_service.errors import StoreUnavailable
 
-__all__ = ["Counter", "MemoryThrottleStore", "RedisThrottleStore", "ThrottleStore"]
-
-
-@dataclass(frozen=True)
-class Counter:
-    """Hits in the current window and the seconds left in it (0 when empty)."""
-
-    count: int
-    seconds_left: int
+__all__ = ["MemoryThrottleStore", "RedisThrottleStore", "ThrottleStore"]
 
 
 class ThrottleStore(Protocol):
     """Windowed counters keyed by opaque strings."""
 
-    async def read(self, keys: list[str]) -> list[Counter]: ...
+    async def counts(self, keys: list[str]) -> list[int]:
+        """Hits in each key's current window (0 when none)."""
+        ...
 
-    async def hit(self, keys: list[str], window_seconds: int) -> None: ...
+    async def seconds_left(self, key: str) -> int:
+        """Seconds until the key's window ends (0 when it has none)."""
+        ...
 
-    async def clear(self, keys: list[str]) -> None: ...
+    async def hit(self, keys: list[str], window_seconds: int) -> None:
+        """Count one hit on each key; a key's window starts at its first hit."""
+        ...
+
+    async def settle(self, clear: list[str], hit: list[str], window_seconds: int) -> None:
+        """Forget `clear` and hit `hit`, in one round trip."""
+        ...
 
 
 class RedisThrottleStore:
@@ -44,30 +45,32 @@ class RedisThrottleStore:
         self._redis = client
         self._prefix = f"{prefix}throttle:"
 
-    async def read(self, keys: list[str]) -> list[Counter]:
+    async def counts(self, keys: list[str]) -> list[int]:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.get(self._prefix + key)
-                    pipe.ttl(self._prefix + key)
-                raw = await pipe.execute()
+            raw = await self._redis.mget([self._prefix + key for key in keys])
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
-        return [Counter(int(raw[i] or 0), max(0, int(raw[i + 1]))) for i in range(0, len(raw), 2)]
+        return [int(value or 0) for value in raw]
+
+    async def seconds_left(self, key: str) -> int:
+        try:
+            ttl = await self._redis.ttl(self._prefix + key)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+        return max(0, int(ttl))
 
     async def hit(self, keys: list[str], window_seconds: int) -> None:
+        await self.settle([], keys, window_seconds)
+
+    async def settle(self, clear: list[str], hit: list[str], window_seconds: int) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
+                if clear:
+                    pipe.delete(*(self._prefix + key for key in clear))
+                for key in hit:
                     pipe.incr(self._prefix + key)
                     pipe.expire(self._prefix + key, window_seconds, nx=True)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
-
-    async def clear(self, keys: list[str]) -> None:
-        try:
-            await self._redis.delete(*(self._prefix + key for key in keys))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
 
@@ -80,14 +83,17 @@ class MemoryThrottleStore:
     def __init__(self) -> None:
         self._counters: dict[str, tuple[int, float]] = {}
 
-    async def read(self, keys: list[str]) -> list[Counter]:
+    async def counts(self, keys: list[str]) -> list[int]:
         now = time.monotonic()
         result = []
         for key in keys:
             count, ends = self._counters.get(key, (0, now))
-            live = ends > now
-            result.append(Counter(count if live else 0, int(ends - now + 0.999) if live else 0))
+            result.append(count if ends > now else 0)
         return result
+
+    async def seconds_left(self, key: str) -> int:
+        _, ends = self._counters.get(key, (0, 0.0))
+        return max(0, int(ends - time.monotonic() + 0.999))
 
     async def hit(self, keys: list[str], window_seconds: int) -> None:
         now = time.monotonic()
@@ -99,6 +105,7 @@ class MemoryThrottleStore:
                 count, ends = 0, now + window_seconds
             self._counters[key] = (count + 1, ends)
 
-    async def clear(self, keys: list[str]) -> None:
-        for key in keys:
+    async def settle(self, clear: list[str], hit: list[str], window_seconds: int) -> None:
+        for key in clear:
             self._counters.pop(key, None)
+        await self.hit(hit, window_seconds)
