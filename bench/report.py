@@ -260,6 +260,11 @@ def _backend_section(name: str, backend: dict[str, Any], meta: dict[str, Any]) -
             lambda cell: _num(cell.get("cpu_outside_argon2_ms"), 2),
         ),
         _row(
+            "queued logins still hashing after the cell ended (s, waited out)",
+            backend["login"],
+            lambda cell: _num(cell.get("drained_after_s"), 1),
+        ),
+        _row(
             "other processes' CPU during the cell (cores)",
             backend["login"],
             lambda cell: _num(cell.get("other_processes_cores"), 2),

@@ -334,6 +334,37 @@ class Server:
                 loop += used(Path(f"/proc/{pid}/task/{pid}/stat"))
         return loop, total - loop
 
+    def wait_until_hashing_drained(self, timeout_s: float = 60.0) -> float:
+        """Wait (bounded) until no argon2 job runs or waits in the server; the seconds waited.
+
+        A login cell ends with its clients' last requests still queued for the hashing pool
+        (up to c of them, ~0.1-0.2 s of CPU each): without this, they would run during the
+        next ceiling or "idle" cell.
+        """
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            status, text = self._get_text("/metrics")
+            busy = [
+                float(line.split()[-1])
+                for line in text.splitlines()
+                if line.startswith("auth_password_hash_in_flight")
+            ]
+            if status != 200 or not busy:
+                break  # a version without the gauge: nothing to wait for
+            if sum(busy) == 0:
+                break
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def _get_text(self, path: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        finally:
+            connection.close()
+
     def reset_peak_rss(self) -> bool:
         """Reset VmHWM to the current RSS (Linux clear_refs 5); False where not allowed."""
         try:
@@ -634,6 +665,7 @@ class Bench:
                 self.job([self.login], c, duration_s=self.plan.login_s),
                 self.helpers,
             )
+            cell["drained_after_s"] = self.server.wait_until_hashing_drained()
             after = argon2_ceiling(self.params, self.plan.ceiling_s, threads)
             ceilings += [before, after]
             around = (before["verifies_per_s"] + after["verifies_per_s"]) / 2
@@ -665,6 +697,7 @@ class Bench:
                 )
                 cell = measured(self.server, self.primary, job, self.helpers)
                 cell["background_logins"] = _brief(self.background.result())
+                cell["drained_after_s"] = self.server.wait_until_hashing_drained()
                 cells[name][str(c)] = cell
         return cells
 
@@ -702,6 +735,7 @@ class Bench:
                 ),
                 self.helpers,
             )
+            cells[str(c)]["drained_after_s"] = self.server.wait_until_hashing_drained()
         return cells
 
     def enumeration_timing(self) -> dict[str, Any]:
@@ -755,6 +789,7 @@ class Bench:
             self.job([self.login], self.plan.rss_concurrency),
             self.helpers,
         )
+        drained = self.server.wait_until_hashing_drained()  # its tail counts for the peak
         after = self.server.memory_kib()
         pool_kib = self.params.threads * self.params.memory_kib
         whole_run_peak = max(before["VmHWM"], after["VmHWM"])
@@ -769,6 +804,7 @@ class Bench:
             "rss_after_kib": after["VmRSS"],
             "growth_kib": whole_run_peak - self.ready_rss_kib,
             "hash_pool_memory_kib": pool_kib,
+            "drained_after_s": drained,
             "logins": _brief(result),
         }
 
@@ -862,6 +898,7 @@ def compare_two_workers(
                     server, bench.primary, bench.job([users_me], 16), bench.helpers
                 )
                 cells["c16_loaded"]["background_logins"] = _brief(bench.background.result())
+                server.wait_until_hashing_drained()
                 out[label] = cells
             finally:
                 bench.close()
