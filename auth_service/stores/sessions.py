@@ -173,14 +173,13 @@ Executor = PgConnection | AsyncConnection | AsyncSession
 async def open_session(
     db: PgConnection | AsyncConnection, record: SessionRow, *, token_hash: str
 ) -> None:
-    """Insert a session with its first refresh token, atomically; the caller commits."""
+    """Insert a session with its first refresh token, atomically; the caller commits.
+
+    `db` comes from hot_connection(): a PgConnection, or an SQLite AsyncConnection."""
     values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
     params = {**values, "token_hash": token_hash, "now": record.created_at}
     if isinstance(db, PgConnection):
         await _PG_OPEN_RUN.rows(db, params)
-        return
-    if db.dialect.name == "postgresql":
-        await db.execute(_PG_OPEN, params)
         return
     insert_session = _SQLITE_INSERT_SESSION.compiled(db.dialect)
     insert_token = _SQLITE_INSERT_TOKEN.compiled(db.dialect)
@@ -230,15 +229,12 @@ async def rotate_refresh_token(
 ) -> bool:
     """Claim the token, the one atomic compare-and-set that makes it single-use; if this
     call won, record its successor and the session's use. False if another rotation came
-    first. The caller commits."""
+    first. The caller commits. `db` comes from hot_connection(), as for open_session."""
     touch = {"now": now, "idle": idle_expires_at, "ip": ip, "agent": user_agent}
     claim = {"hash": token_hash, "now": now, "sealed": sealed_successor}
     if isinstance(db, PgConnection):
         found = await _PG_ROTATE_RUN.rows(db, {**claim, "successor": successor_hash, **touch})
         return bool(found[0][0] == 1)
-    if db.dialect.name == "postgresql":
-        claimed = await db.scalar(_PG_ROTATE, {**claim, "successor": successor_hash, **touch})
-        return claimed == 1
     successor = {"token_hash": successor_hash, "session_id": session_id, "issued_at": now}
     claim_token = _SQLITE_CLAIM.compiled(db.dialect)
     insert_token = _SQLITE_INSERT_TOKEN.compiled(db.dialect)
