@@ -27,6 +27,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from auth_service.db.engine import core_engine
 
 __all__ = [
+    "HotLookup",
     "PgConnection",
     "PgStatement",
     "SQLiteStatement",
@@ -335,3 +336,26 @@ async def _wrapped(
         connection_invalidated=gone,
         dialect=db.dialect,
     )
+
+
+class HotLookup:
+    """A SELECT of at most one row, run by whatever holds it: asyncpg on a PgConnection,
+    aiosqlite on an SQLite AsyncConnection, SQLAlchemy on anything else (ORM sessions)."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self._statement = statement
+        self._pg = PgStatement(statement)
+        self._sqlite = SQLiteStatement(statement)
+
+    async def first(
+        self, db: PgConnection | AsyncConnection | AsyncSession, params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """The first row for `params`, or None."""
+        if isinstance(db, PgConnection):
+            rows = await self._pg.rows(db, params)
+        elif isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
+            rows = await self._sqlite.rows(db, params)
+        else:
+            found: Sequence[Any] | None = (await db.execute(self._statement, params)).one_or_none()
+            return found
+        return rows[0] if rows else None

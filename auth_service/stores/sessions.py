@@ -17,7 +17,13 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.hot import PgConnection, PgStatement, SQLiteStatement, sqlite_transaction
+from auth_service.db.hot import (
+    HotLookup,
+    PgConnection,
+    PgStatement,
+    SQLiteStatement,
+    sqlite_transaction,
+)
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
@@ -154,13 +160,12 @@ _PG_OPEN = (
     )
 )
 
-_PG_FIND_FAMILY = PgStatement(_FIND_FAMILY)
 _PG_ROTATE_RUN = PgStatement(_PG_ROTATE)
 _PG_OPEN_RUN = PgStatement(_PG_OPEN)
 
 # SQLite runs the hot statements through aiosqlite directly: the read in one thread hop,
 # each write transaction (its statements, then COMMIT) in one more.
-_SQLITE_FIND_FAMILY = SQLiteStatement(_FIND_FAMILY)
+_FIND_FAMILY_LOOKUP = HotLookup(_FIND_FAMILY)
 _SQLITE_CLAIM = SQLiteStatement(_CLAIM.returning(_TOKENS.c.token_hash))
 _SQLITE_INSERT_TOKEN = SQLiteStatement(_INSERT_TOKEN, ["token_hash", "session_id", "issued_at"])
 _SQLITE_INSERT_SESSION = SQLiteStatement(_INSERT_SESSION, [c.name for c in _SESSION_COLUMNS])
@@ -194,15 +199,7 @@ async def open_session(
 
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
     """The token row, its session and its user's state in one SELECT, or None."""
-    params = {"hash": token_hash}
-    if isinstance(db, PgConnection):
-        found = await _PG_FIND_FAMILY.rows(db, params)
-        row = found[0] if found else None
-    elif isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
-        found = await _SQLITE_FIND_FAMILY.rows(db, params)
-        row = found[0] if found else None
-    else:
-        row = (await db.execute(_FIND_FAMILY, params)).one_or_none()
+    row = await _FIND_FAMILY_LOOKUP.first(db, {"hash": token_hash})
     if row is None:
         return None
     end = _TOKEN_WIDTH + _SESSION_WIDTH

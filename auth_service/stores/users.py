@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.hot import PgConnection, PgStatement, SQLiteStatement
+from auth_service.db.hot import HotLookup, PgConnection
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
@@ -56,23 +56,14 @@ _RECORD_COLUMNS = (
 
 # Built once (the login path): execute() binds the name, the compiled form is reused.
 _BY_USERNAME = select(*_RECORD_COLUMNS).where(_USERS.c.username_canonical == bindparam("name"))
-_SQLITE_BY_USERNAME = SQLiteStatement(_BY_USERNAME)
-_PG_BY_USERNAME = PgStatement(_BY_USERNAME)
+_BY_USERNAME_LOOKUP = HotLookup(_BY_USERNAME)
 
 
 async def get_user_by_username(
     db: PgConnection | AsyncConnection | AsyncSession, canonical_name: str
 ) -> UserRecord | None:
     """Look a user up by the case-folded username."""
-    params = {"name": canonical_name}
-    if isinstance(db, PgConnection):
-        found = await _PG_BY_USERNAME.rows(db, params)
-        row = found[0] if found else None
-    elif isinstance(db, AsyncConnection) and db.dialect.name == "sqlite":
-        found = await _SQLITE_BY_USERNAME.rows(db, params)
-        row = found[0] if found else None
-    else:
-        row = (await db.execute(_BY_USERNAME, params)).one_or_none()
+    row = await _BY_USERNAME_LOOKUP.first(db, {"name": canonical_name})
     return UserRecord(*row) if row is not None else None
 
 
