@@ -26,20 +26,12 @@ class UserProfile:
 
 
 class ProfileCache:
-    """Active users' profiles by id: at most `max_entries` (LRU), each for at most `ttl`.
-
-    A zero `ttl` disables it: every read goes to SQL.
-    """
+    """Active users' profiles by id: at most `max_entries` (LRU), each for at most `ttl`."""
 
     def __init__(self, *, max_entries: int, ttl: timedelta) -> None:
         self._max_entries = max_entries
         self._ttl = ttl
         self._entries: OrderedDict[str, tuple[UserProfile, datetime]] = OrderedDict()
-
-    @property
-    def enabled(self) -> bool:
-        """False when every read goes to SQL."""
-        return self._ttl > timedelta(0) and self._max_entries > 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -58,8 +50,6 @@ class ProfileCache:
 
     def put(self, profile: UserProfile, now: datetime) -> None:
         """Remember an active user's profile until now + ttl; evict the least recently used."""
-        if not self.enabled:
-            return
         self._entries[profile.id] = (profile, now + self._ttl)
         self._entries.move_to_end(profile.id)
         while len(self._entries) > self._max_entries:
