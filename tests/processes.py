@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth_service.config import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST
+from tests.conftest import TEST_ARGON2
 
 __all__ = ["Replica", "free_port", "run_cli", "running_service", "service_env"]
 
@@ -107,10 +107,8 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
         "AUTH_HOST": "127.0.0.1",
         "AUTH_PORT": str(port),
         "AUTH_DATA_DIR": str(directory),
-        # argon2id at OWASP's floor, as in-process tests use (conftest.TEST_ARGON2)
-        "AUTH_PASSWORD_HASH_MEMORY_KIB": str(OWASP_MIN_MEMORY_KIB),
-        "AUTH_PASSWORD_HASH_TIME_COST": str(OWASP_MIN_TIME_COST),
-        "AUTH_PASSWORD_HASH_PARALLELISM": "1",
+        # argon2id at OWASP's floor, as in-process tests use
+        **{f"AUTH_{name.upper()}": str(value) for name, value in TEST_ARGON2.items()},
         **settings,
     }
     return env
