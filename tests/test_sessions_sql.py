@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth_service.db import create_engine, create_session_factory
 from auth_service.db.hot import (
@@ -183,26 +184,6 @@ async def test_sqlite_statement_errors_are_sqlalchemy_errors(sqlite_url: str) ->
         await engine.dispose()
 
 
-async def test_sqlite_statement_on_a_dead_connection_is_a_database_error(
-    sqlite_url: str,
-) -> None:
-    """As from SQLAlchemy itself: OperationalError (so a 503), and the pool drops it."""
-    engine = create_engine(sqlite_url)
-    lookup = SQLiteStatement(select(User.id).where(User.id == "nobody"))
-    try:
-        async with engine.connect() as db:
-            driver = (await db.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.close()
-            with pytest.raises(OperationalError) as raised:
-                await lookup.rows(db, {})
-            assert raised.value.connection_invalidated
-        async with engine.connect() as db:
-            assert await lookup.rows(db, {}) == []
-    finally:
-        await engine.dispose()
-
-
 async def test_pg_statement_on_a_cut_connection_is_a_database_error(postgres_url: str) -> None:
     """As from SQLAlchemy itself: a 503-class error, the pool invalidated, then recovery."""
     engine = create_engine(postgres_url)
@@ -262,9 +243,20 @@ async def test_pg_statement_cancelled_midway_retires_its_connection(postgres_url
         await engine.dispose()
 
 
-async def test_sqlite_transaction_on_a_dead_connection_is_a_database_error(
-    sqlite_url: str,
+_NOBODY = SQLiteStatement(select(User.id).where(User.id == "nobody"))
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        pytest.param(lambda db: _NOBODY.rows(db, {}), id="statement"),
+        pytest.param(lambda db: sqlite_transaction(db, lambda connection: []), id="transaction"),
+    ],
+)
+async def test_sqlite_hot_path_on_a_dead_connection_is_a_database_error(
+    sqlite_url: str, run: Callable[[AsyncConnection], Awaitable[list[Any]]]
 ) -> None:
+    """As from SQLAlchemy itself: OperationalError (so a 503), and the pool drops it."""
     engine = create_engine(sqlite_url)
     try:
         async with engine.connect() as db:
@@ -272,9 +264,9 @@ async def test_sqlite_transaction_on_a_dead_connection_is_a_database_error(
             assert driver is not None
             await driver.close()
             with pytest.raises(OperationalError) as raised:
-                await sqlite_transaction(db, lambda connection: None)
+                await run(db)
             assert raised.value.connection_invalidated
         async with engine.connect() as db:
-            assert await sqlite_transaction(db, lambda connection: 7) == 7
+            assert await run(db) == []
     finally:
         await engine.dispose()
