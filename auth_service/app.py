@@ -196,12 +196,13 @@ async def open_runtime(
         "argon2 jobs running or waiting for a pool thread",
         registry=audit.registry,
     ).set_function(lambda: hasher.in_flight)
+    sessions = create_session_factory(engine)
     try:
         await hasher.start()
         if isinstance(revocations, RedisStore):
             await revocations.warn_if_evicting()
         services = ServiceContext(
-            sessions=create_session_factory(engine),
+            sessions=sessions,
             hasher=hasher,
             policy=PasswordPolicy(
                 min_length=settings.password_min_length,
@@ -238,6 +239,7 @@ async def open_runtime(
         await revocations.close()
         if redis is not None:
             await redis.aclose()
+        await sessions.aclose()
         await engine.dispose()
 
 

@@ -1,32 +1,28 @@
 """The hot session statements at the store level, on both backends.
 
 Rotation is one compare-and-set however it is run (one CTE on asyncpg directly on
-PostgreSQL, aiosqlite directly on SQLite); values written by that path read back exactly
-as SQLAlchemy's own, and the driver's errors surface as SQLAlchemy's.
+PostgreSQL, a transaction on the SQLiteWorker's connection on SQLite); values written by
+that path read back exactly as SQLAlchemy's own, and the driver's errors surface as
+SQLAlchemy's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.db import create_engine, create_session_factory
-from auth_service.db.hot import (
-    PgConnection,
-    PgStatement,
-    SQLiteStatement,
-    hot_connection,
-    sqlite_transaction,
-)
+from auth_service.db.engine import SessionFactory
+from auth_service.db.hot import PgConnection, PgStatement, hot_connection
+from auth_service.db.statements import Statement
 from auth_service.models import RefreshToken, Session, User
 from auth_service.stores import sessions as rows
 from auth_service.stores import users
@@ -58,6 +54,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+async def factory(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
+    """The session factory the hot paths take (on SQLite, with its worker thread)."""
+    factory = create_session_factory(engine)
+    yield factory
+    await factory.aclose()
+
+
 def _session(now: datetime) -> rows.SessionRow:
     return rows.SessionRow(
         id=secrets.token_hex(8),
@@ -73,8 +77,8 @@ def _session(now: datetime) -> rows.SessionRow:
     )
 
 
-async def _rotate(engine: AsyncEngine, old: str, new: str, sid: str, now: datetime) -> bool:
-    async with hot_connection(create_session_factory(engine)) as db:
+async def _rotate(factory: SessionFactory, old: str, new: str, sid: str, now: datetime) -> bool:
+    async with hot_connection(factory) as db:
         won = await rows.rotate_refresh_token(
             db,
             old,
@@ -90,10 +94,12 @@ async def _rotate(engine: AsyncEngine, old: str, new: str, sid: str, now: dateti
     return won
 
 
-async def test_open_then_read_back_the_same_values(engine: AsyncEngine) -> None:
+async def test_open_then_read_back_the_same_values(
+    engine: AsyncEngine, factory: SessionFactory
+) -> None:
     now = datetime.now(UTC).replace(microsecond=123456)
     record = _session(now)
-    async with hot_connection(create_session_factory(engine)) as db:
+    async with hot_connection(factory) as db:
         await rows.open_session(db, record, token_hash="a" * 64)
         await db.commit()
     async with engine.connect() as db:
@@ -106,19 +112,21 @@ async def test_open_then_read_back_the_same_values(engine: AsyncEngine) -> None:
     assert found.user_active is True
     assert stored.created_at == now
     assert stored.created_at.tzinfo is not None
-    async with hot_connection(create_session_factory(engine)) as db:
+    async with hot_connection(factory) as db:
         assert await rows.find_refresh_family(db, "a" * 64) == found
 
 
-async def test_rotation_has_exactly_one_winner(engine: AsyncEngine) -> None:
+async def test_rotation_has_exactly_one_winner(
+    engine: AsyncEngine, factory: SessionFactory
+) -> None:
     now = datetime.now(UTC)
     record = _session(now)
-    async with hot_connection(create_session_factory(engine)) as db:
+    async with hot_connection(factory) as db:
         await rows.open_session(db, record, token_hash="b" * 64)
         await db.commit()
     later = now + timedelta(seconds=5)
     outcomes = await asyncio.gather(
-        *(_rotate(engine, "b" * 64, f"{i:064x}", record.id, later) for i in range(8))
+        *(_rotate(factory, "b" * 64, f"{i:064x}", record.id, later) for i in range(8))
     )
     assert outcomes.count(True) == 1
     async with engine.connect() as db:
@@ -135,29 +143,31 @@ async def test_rotation_has_exactly_one_winner(engine: AsyncEngine) -> None:
         "ua2",
     )
     assert session.idle_expires_at == later + timedelta(hours=2)
-    assert not await _rotate(engine, "b" * 64, "f" * 64, record.id, later)
+    assert not await _rotate(factory, "b" * 64, "f" * 64, record.id, later)
 
 
-async def test_a_failed_rotation_leaves_the_token_unspent(engine: AsyncEngine) -> None:
+async def test_a_failed_rotation_leaves_the_token_unspent(
+    engine: AsyncEngine, factory: SessionFactory
+) -> None:
     """The claim, the successor and the session's use commit together or not at all."""
     now = datetime.now(UTC)
     first, second = _session(now), _session(now)
-    async with hot_connection(create_session_factory(engine)) as db:
+    async with hot_connection(factory) as db:
         await rows.open_session(db, first, token_hash="d" * 64)
         await rows.open_session(db, second, token_hash="e" * 64)
         await db.commit()
     with pytest.raises(IntegrityError):  # the successor's hash is taken
-        await _rotate(engine, "d" * 64, "e" * 64, first.id, now + timedelta(seconds=1))
+        await _rotate(factory, "d" * 64, "e" * 64, first.id, now + timedelta(seconds=1))
     async with engine.connect() as db:
         found = await rows.find_refresh_family(db, "d" * 64)
     assert found is not None
     assert (found.token.used_at, found.token.sealed_successor) == (None, None)
     assert found.session == first
-    assert await _rotate(engine, "d" * 64, "f" * 64, first.id, now + timedelta(seconds=2))
+    assert await _rotate(factory, "d" * 64, "f" * 64, first.id, now + timedelta(seconds=2))
 
 
-async def test_unknown_token_and_user(engine: AsyncEngine) -> None:
-    async with hot_connection(create_session_factory(engine)) as db:
+async def test_unknown_token_and_user(factory: SessionFactory) -> None:
+    async with hot_connection(factory) as db:
         assert await rows.find_refresh_family(db, "0" * 64) is None
         assert await users.get_user_by_username(db, "nobody") is None
         user = await users.get_user_by_username(db, "sql")
@@ -167,20 +177,25 @@ async def test_unknown_token_and_user(engine: AsyncEngine) -> None:
 
 async def test_sqlite_statement_errors_are_sqlalchemy_errors(sqlite_url: str) -> None:
     engine = create_engine(sqlite_url)
+    factory = create_session_factory(engine)
+    worker = factory.sqlite_worker
+    assert worker is not None
     now = datetime.now(UTC)
-    insert_token = SQLiteStatement(
+    insert_token = Statement(
         RefreshToken.__table__.insert(),  # type: ignore[attr-defined]
         ["token_hash", "session_id", "issued_at"],
     )
     try:
+        with pytest.raises(IntegrityError):  # no such session: the foreign key refuses
+            await worker.rows(
+                insert_token, {"token_hash": "c" * 64, "session_id": "none", "issued_at": now}
+            )
+        with pytest.raises(OperationalError):
+            await worker.rows(Statement(select(func.no_such_function())), {})
         async with engine.connect() as db:
-            with pytest.raises(IntegrityError):  # no such session: the foreign key refuses
-                await insert_token.rows(
-                    db, {"token_hash": "c" * 64, "session_id": "none", "issued_at": now}
-                )
-            await db.rollback()
             assert (await db.execute(select(RefreshToken))).all() == []
     finally:
+        await factory.aclose()
         await engine.dispose()
 
 
@@ -239,34 +254,5 @@ async def test_pg_statement_cancelled_midway_retires_its_connection(postgres_url
         async with PgConnection(engine) as db:
             assert db.driver.get_server_pid() != pid
             assert await PgStatement(select(func.count()).select_from(User)).rows(db, {})
-    finally:
-        await engine.dispose()
-
-
-_NOBODY = SQLiteStatement(select(User.id).where(User.id == "nobody"))
-
-
-@pytest.mark.parametrize(
-    "run",
-    [
-        pytest.param(lambda db: _NOBODY.rows(db, {}), id="statement"),
-        pytest.param(lambda db: sqlite_transaction(db, lambda connection: []), id="transaction"),
-    ],
-)
-async def test_sqlite_hot_path_on_a_dead_connection_is_a_database_error(
-    sqlite_url: str, run: Callable[[AsyncConnection], Awaitable[list[Any]]]
-) -> None:
-    """As from SQLAlchemy itself: OperationalError (so a 503), and the pool drops it."""
-    engine = create_engine(sqlite_url)
-    try:
-        async with engine.connect() as db:
-            driver = (await db.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.close()
-            with pytest.raises(OperationalError) as raised:
-                await run(db)
-            assert raised.value.connection_invalidated
-        async with engine.connect() as db:
-            assert await run(db) == []
     finally:
         await engine.dispose()

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from auth_service.audit import Audit
+from auth_service.db.engine import SessionFactory
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
@@ -36,7 +35,7 @@ class SessionPolicy:
 class ServiceContext:
     """Database sessions, hashing, password policy, tokens, revocation state and the clock."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: SessionFactory
     hasher: PasswordHasher
     policy: PasswordPolicy
     tokens: TokenService

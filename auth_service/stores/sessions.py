@@ -2,8 +2,8 @@
 
 The login and refresh statements are SQLAlchemy Core on the tables, built once, and read
 into plain frozen records. They go to the driver directly: on PostgreSQL to asyncpg on a
-PgConnection, each write a single autocommitted statement (PgStatement); on SQLite to
-aiosqlite (SQLiteStatement), each write transaction in one hop to its thread.
+PgConnection, each write a single autocommitted statement (PgStatement); on SQLite to the
+SQLiteWorker, each write transaction one job (committed with whatever else was queued).
 """
 
 from __future__ import annotations
@@ -17,13 +17,8 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.hot import (
-    HotLookup,
-    PgConnection,
-    PgStatement,
-    SQLiteStatement,
-    sqlite_transaction,
-)
+from auth_service.db.hot import HotConnection, HotLookup, PgConnection, PgStatement
+from auth_service.db.statements import Statement
 from auth_service.models import RefreshToken, RevokedAccessToken, Session, User
 
 __all__ = [
@@ -163,24 +158,23 @@ _PG_OPEN = (
 _PG_ROTATE_RUN = PgStatement(_PG_ROTATE)
 _PG_OPEN_RUN = PgStatement(_PG_OPEN)
 
-# SQLite runs the hot statements through aiosqlite directly: the read in one thread hop,
-# each write transaction (its statements, then COMMIT) in one more.
+# SQLite runs the hot statements on the SQLiteWorker: the read as one job, each write
+# transaction (its statements in the worker's thread) as one more.
 _FIND_FAMILY_LOOKUP = HotLookup(_FIND_FAMILY)
-_SQLITE_CLAIM = SQLiteStatement(_CLAIM.returning(_TOKENS.c.token_hash))
-_SQLITE_INSERT_TOKEN = SQLiteStatement(_INSERT_TOKEN, ["token_hash", "session_id", "issued_at"])
-_SQLITE_INSERT_SESSION = SQLiteStatement(_INSERT_SESSION, [c.name for c in _SESSION_COLUMNS])
-_SQLITE_TOUCH = SQLiteStatement(_TOUCH)
+_SQLITE_CLAIM = Statement(_CLAIM.returning(_TOKENS.c.token_hash))
+_SQLITE_INSERT_TOKEN = Statement(_INSERT_TOKEN, ["token_hash", "session_id", "issued_at"])
+_SQLITE_INSERT_SESSION = Statement(_INSERT_SESSION, [c.name for c in _SESSION_COLUMNS])
+_SQLITE_TOUCH = Statement(_TOUCH)
 
-# What runs these: hot_connection() on the hot paths, an ORM session elsewhere.
-Executor = PgConnection | AsyncConnection | AsyncSession
+# What runs these: hot_connection() on the hot paths, a Core connection or ORM session
+# elsewhere (tests read back that way).
+Executor = HotConnection | AsyncConnection | AsyncSession
 
 
-async def open_session(
-    db: PgConnection | AsyncConnection, record: SessionRow, *, token_hash: str
-) -> None:
+async def open_session(db: HotConnection, record: SessionRow, *, token_hash: str) -> None:
     """Insert a session with its first refresh token, atomically; the caller commits.
 
-    `db` comes from hot_connection(): a PgConnection, or an SQLite AsyncConnection."""
+    `db` comes from hot_connection()."""
     values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
     params = {**values, "token_hash": token_hash, "now": record.created_at}
     if isinstance(db, PgConnection):
@@ -194,7 +188,7 @@ async def open_session(
         insert_session.run(connection, values)
         insert_token.run(connection, token)
 
-    await sqlite_transaction(db, insert)
+    await db.transaction(insert)
 
 
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
@@ -213,7 +207,7 @@ async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | 
 
 
 async def rotate_refresh_token(
-    db: PgConnection | AsyncConnection,
+    db: HotConnection,
     token_hash: str,
     *,
     now: datetime,
@@ -244,7 +238,7 @@ async def rotate_refresh_token(
         touch_session.run(connection, {"sid": session_id, **touch})
         return True
 
-    return await sqlite_transaction(db, rotate)
+    return await db.transaction(rotate)
 
 
 async def list_open_sessions(session: AsyncSession, user_id: str, now: datetime) -> list[Session]:

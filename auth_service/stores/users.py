@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_service.db.hot import HotLookup, PgConnection
+from auth_service.db.hot import HotConnection, HotLookup
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
 
@@ -60,7 +60,7 @@ _BY_USERNAME_LOOKUP = HotLookup(_BY_USERNAME)
 
 
 async def get_user_by_username(
-    db: PgConnection | AsyncConnection | AsyncSession, canonical_name: str
+    db: HotConnection | AsyncConnection | AsyncSession, canonical_name: str
 ) -> UserRecord | None:
     """Look a user up by the case-folded username."""
     row = await _BY_USERNAME_LOOKUP.first(db, {"name": canonical_name})

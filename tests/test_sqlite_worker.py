@@ -1,0 +1,121 @@
+"""The SQLite hot paths' worker: batches, group commit, failures that stay their own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from auth_service.db.sqlite_worker import SQLiteWorker
+
+WAIT_SECONDS = 5
+
+
+@pytest.fixture
+async def worker(tmp_path: Path) -> AsyncIterator[SQLiteWorker]:
+    """A worker on a fresh file with one table, `item(name UNIQUE)`."""
+    path = tmp_path / "worker.db"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE item (name TEXT PRIMARY KEY)")
+    setup.close()
+    worker = SQLiteWorker(str(path), SQLiteDialect_aiosqlite())
+    yield worker
+    await worker.close()
+
+
+def _insert(name: str) -> Callable[[sqlite3.Connection], str]:
+    def work(connection: sqlite3.Connection) -> str:
+        connection.execute("INSERT INTO item (name) VALUES (?)", (name,))
+        return name
+
+    return work
+
+
+async def _names(worker: SQLiteWorker) -> list[str]:
+    def read(connection: sqlite3.Connection) -> list[str]:
+        return [row[0] for row in connection.execute("SELECT name FROM item ORDER BY name")]
+
+    return await worker.transaction(read)
+
+
+class _Gate:
+    """A job that holds the worker's thread until the test opens it, recording every
+    statement the connection runs from then on."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.statements: list[str] = []
+
+    def __call__(self, connection: sqlite3.Connection) -> None:
+        connection.set_trace_callback(self.statements.append)
+        self.entered.set()
+        assert self.opened.wait(WAIT_SECONDS)
+
+    async def hold(self, worker: SQLiteWorker) -> asyncio.Task[None]:
+        held = asyncio.create_task(worker.transaction(self))
+        assert await asyncio.to_thread(self.entered.wait, WAIT_SECONDS)
+        return held
+
+
+async def test_writes_queued_meanwhile_commit_together(worker: SQLiteWorker) -> None:
+    gate = _Gate()
+    held = await gate.hold(worker)
+    queued = [asyncio.create_task(worker.transaction(_insert(f"n{i}"))) for i in range(5)]
+    await asyncio.sleep(0.05)  # let every task put its job in the queue
+    assert not any(task.done() for task in queued)  # nobody answered before a COMMIT
+    gate.opened.set()
+    await held
+    assert await asyncio.gather(*queued) == [f"n{i}" for i in range(5)]
+    # The gate's own transaction commits, then the five writes with one COMMIT (one fsync).
+    assert gate.statements.count("COMMIT") == 2
+    assert gate.statements.count("SAVEPOINT job") == 5
+    assert await _names(worker) == [f"n{i}" for i in range(5)]
+
+
+async def test_a_failing_job_undoes_only_its_own_writes(worker: SQLiteWorker) -> None:
+    def insert_then_fail(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO item (name) VALUES ('doomed')")
+        raise LookupError("this job fails after writing")
+
+    gate = _Gate()
+    held = await gate.hold(worker)
+    before = asyncio.create_task(worker.transaction(_insert("before")))
+    failing = asyncio.create_task(worker.transaction(insert_then_fail))
+    duplicate = asyncio.create_task(worker.transaction(_insert("before")))  # UNIQUE refuses
+    after = asyncio.create_task(worker.transaction(_insert("after")))
+    await asyncio.sleep(0.05)
+    gate.opened.set()
+    await held
+    assert await before == "before"
+    with pytest.raises(LookupError):
+        await failing
+    with pytest.raises(IntegrityError):
+        await duplicate
+    assert await after == "after"
+    assert gate.statements.count("COMMIT") == 2
+    assert await _names(worker) == ["after", "before"]
+
+
+async def test_a_closed_connection_answers_503_once_then_is_replaced(worker: SQLiteWorker) -> None:
+    await worker.transaction(_insert("kept"))
+    with pytest.raises(OperationalError) as raised:
+        await worker.transaction(lambda connection: connection.close())
+    assert raised.value.connection_invalidated
+    assert await _names(worker) == ["kept"]
+    assert await worker.transaction(_insert("later")) == "later"
+
+
+async def test_close_finishes_what_is_queued_then_refuses(worker: SQLiteWorker) -> None:
+    writes = [asyncio.create_task(worker.transaction(_insert(f"q{i}"))) for i in range(3)]
+    await asyncio.sleep(0)  # the tasks queue their jobs
+    await worker.close()
+    assert await asyncio.gather(*writes) == ["q0", "q1", "q2"]
+    with pytest.raises(RuntimeError):
+        await worker.transaction(_insert("too late"))
