@@ -21,6 +21,7 @@ from redis import asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
 from auth_service.errors import StoreUnavailable
+from auth_service.stores.coalesced import CoalescedMget
 
 __all__ = ["MemoryStore", "RedisStore", "RevocationStatus", "RevocationStore", "SeedData"]
 
@@ -99,11 +100,13 @@ class RedisStore:
     def __init__(self, client: redis_asyncio.Redis, *, prefix: str = "auth:") -> None:
         self._redis = client
         self._keys = _Keys(prefix)
+        self._reads = CoalescedMget(client.mget)
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
         keys = self._keys
         try:
-            epoch, token, session, user = await self._redis.mget(
+            # Concurrent checks share one MGET; the epoch is read in the same command.
+            epoch, token, session, user = await self._reads.mget(
                 [keys.epoch, keys.token(token_id), keys.session(session_id), keys.user(user_id)]
             )
         except (RedisError, OSError) as exc:
