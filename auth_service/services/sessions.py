@@ -166,8 +166,9 @@ async def refresh(
 ) -> TokenGrant:
     """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent.
 
-    The read and the rotation share one connection: on PostgreSQL two autocommitted
-    statements on asyncpg, on SQLite a SELECT and then one write transaction.
+    The read and the rotation go to the hot connection: on PostgreSQL two autocommitted
+    statements on asyncpg, on SQLite a SELECT and then one write transaction, both run by
+    the SQLiteWorker.
     """
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         raise InvalidGrant("the refresh token is invalid")
