@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     rotate = key_commands.add_parser("rotate", help="sign with the next key; retire the old")
     rotate.add_argument("--force", action="store_true", help="even if published too recently")
     retire = key_commands.add_parser("retire", help="drop retiring keys whose tokens expired")
-    retire.add_argument("--kid", help="only this key")
+    # A kid is a base64url thumbprint and may start with "-": write --kid=KID.
+    retire.add_argument("--kid", help="only this key (write --kid=KID)")
     retire.add_argument("--force", action="store_true", help="even if its tokens may be live")
     keys.set_defaults(run=_keys)
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")

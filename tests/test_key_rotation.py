@@ -97,7 +97,7 @@ def test_keys_cli(
     listing = [line.split("\t") for line in capsys.readouterr().out.splitlines()[-3:]]
     assert [row[2] for row in listing] == ["retiring", "active", "next"]
     assert main(["keys", "retire"]) == 0
-    assert main(["keys", "retire", "--kid", listing[0][0], "--force"]) == 0
+    assert main(["keys", "retire", f"--kid={listing[0][0]}", "--force"]) == 0
     assert f"{listing[0][0]}\tretired" in capsys.readouterr().out
     monkeypatch.delenv("AUTH_KEYS_DIR")
     with pytest.raises(SystemExit):

@@ -170,7 +170,7 @@ async def test_key_rotation_is_a_non_event_and_retirement_ends_old_tokens(
     assert (await http.get("/hello", headers=bearer(new["access_token"]))).status_code == 200
     assert (await http.get("/hello", headers=bearer(old["access_token"]))).status_code == 200
 
-    issuer.cli("keys", "retire", "--kid", old_kid, "--force")
+    issuer.cli("keys", "retire", f"--kid={old_kid}", "--force")
     for _ in range(50):
         if (await http.get("/hello", headers=bearer(old["access_token"]))).status_code == 401:
             break
