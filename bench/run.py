@@ -73,7 +73,7 @@ class Plan:
             return cls(True, warmup_s=0.1, cell_s=0.3, login_s=1.0, ceiling_s=1.0, timing_pairs=8)
         # A default verify takes ~0.1-0.2 s: login cells and ceilings run long enough to
         # count dozens of them.
-        return cls(False, warmup_s=0.5, cell_s=3.0, login_s=6.0, ceiling_s=3.0, timing_pairs=40)
+        return cls(False, warmup_s=0.5, cell_s=3.0, login_s=6.0, ceiling_s=3.0, timing_pairs=80)
 
 
 @dataclass(frozen=True)
