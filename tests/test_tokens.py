@@ -201,6 +201,7 @@ def test_minted_token_round_trips(
         "client_id": "public",
         "scope": "email profile",
         "sid": "session-1",
+        "cred_ver": 0,
     }
     assert len(b64url_decode(raw["jti"])) >= 16  # >= 128 random bits
 

@@ -25,6 +25,9 @@ __all__ = ["AccessClaims", "IssuedToken", "TokenService", "new_token_id", "utc_n
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_LENGTH = 8192
+# The user's credential version (private claim); optional so that tokens minted before it
+# existed stay readable (as version 0).
+CREDENTIAL_VERSION_CLAIM = "cred_ver"
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid")
 # Largest accepted time claim (year 9999): keeps datetime conversion from overflowing.
 _MAX_TIMESTAMP = 253_402_300_799
@@ -65,6 +68,9 @@ class AccessClaims:
     token_id: str
     issued_at: datetime
     expires_at: datetime
+    # The user's credential version at issue (`cred_ver`; 0 in tokens minted before it
+    # existed): a disable denylists every version below the user's new one.
+    credential_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,13 @@ class TokenService:
         return self._audience
 
     def mint_access_token(
-        self, *, subject: str, scopes: Iterable[str], session_id: str, client_id: str
+        self,
+        *,
+        subject: str,
+        scopes: Iterable[str],
+        session_id: str,
+        client_id: str,
+        credential_version: int = 0,
     ) -> IssuedToken:
         """Sign a new access token for `subject` valid for the configured lifetime."""
         now = int(self._clock().timestamp())
@@ -142,6 +154,7 @@ class TokenService:
             "client_id": client_id,
             "scope": " ".join(scope_list),
             "sid": session_id,
+            CREDENTIAL_VERSION_CLAIM: credential_version,
         }
         key = self._signing_key
         token = jwt.encode(
@@ -161,6 +174,7 @@ class TokenService:
                 token_id=token_id,
                 issued_at=datetime.fromtimestamp(now, UTC),
                 expires_at=datetime.fromtimestamp(now + self._ttl, UTC),
+                credential_version=credential_version,
             ),
         )
 
@@ -234,6 +248,9 @@ def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
         raise InvalidToken(f"the access token lacks the claim {missing[0]}")
     times = {name: claims[name] for name in ("exp", "iat", "nbf")}
     strings = {name: claims[name] for name in ("sub", "jti", "client_id", "scope", "sid")}
+    version = claims.get(CREDENTIAL_VERSION_CLAIM, 0)
+    if type(version) is not int or not 0 <= version <= _MAX_TIMESTAMP:
+        raise InvalidToken("the access token has malformed claims")
     if any(
         type(value) is not int or not 0 <= value <= _MAX_TIMESTAMP for value in times.values()
     ) or any(
@@ -254,5 +271,6 @@ def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
             token_id=strings["jti"],
             issued_at=datetime.fromtimestamp(times["iat"], UTC),
             expires_at=datetime.fromtimestamp(times["exp"], UTC),
+            credential_version=version,
         ),
     )

@@ -17,7 +17,13 @@ from auth_service.services.context import ServiceContext
 from auth_service.stores import sessions as session_rows
 from auth_service.stores.revocation import SeedData
 
-__all__ = ["deny_sessions", "deny_token", "deny_user_tokens", "ensure_not_revoked", "reseed"]
+__all__ = [
+    "deny_sessions",
+    "deny_token",
+    "deny_user_tokens",
+    "ensure_not_revoked",
+    "reseed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,11 @@ def _seconds_until(when: datetime, now: datetime) -> int:
 
 
 async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
-    """Raise InvalidToken if the token, its session or its user's tokens were revoked."""
+    """Raise InvalidToken if the token, its session or its user's tokens were revoked.
+
+    The user's entry is the lowest credential version still valid (set by a disable): a
+    token carrying an older one is dead, however close to the disable it was minted.
+    """
     status = await ctx.revocations.status(
         token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
     )
@@ -40,7 +50,7 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     if (
         status.token_revoked
         or status.session_revoked
-        or (user_cut is not None and claims.issued_at.timestamp() < user_cut)
+        or (user_cut is not None and claims.credential_version < user_cut)
     ):
         ctx.audit.denylist_hits.inc()
         raise InvalidToken("the access token has been revoked")
@@ -61,10 +71,7 @@ async def reseed(ctx: ServiceContext) -> None:
         data = SeedData(
             sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
             tokens=[(jti, _seconds_until(exp + horizon, now)) for jti, exp in revoked_tokens],
-            users=[
-                (uid, math.ceil(at.timestamp()), _seconds_until(at + horizon, now))
-                for uid, at in users
-            ],
+            users=[(uid, version, _seconds_until(at + horizon, now)) for uid, version, at in users],
             generation=probe.generation,
         )
         await ctx.revocations.seed(data)
@@ -89,7 +96,8 @@ async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -
     await ctx.revocations.revoke_token(token_id, ttl)
 
 
-async def deny_user_tokens(ctx: ServiceContext, user_id: str, not_before: datetime) -> None:
-    """Kill every access token of a user issued before `not_before` (committed to SQL)."""
+async def deny_user_tokens(ctx: ServiceContext, user_id: str, credential_version: int) -> None:
+    """Kill every access token of a user carrying a credential version below this one."""
     ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
-    await ctx.revocations.set_user_not_before(user_id, math.ceil(not_before.timestamp()), ttl)
+    # The store's per-user "not before" holds a credential version now, not a time.
+    await ctx.revocations.set_user_not_before(user_id, credential_version, ttl)

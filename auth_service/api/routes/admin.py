@@ -30,8 +30,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/users/{username}/disable", status_code=204, summary="Disable a user", responses=_ERRORS
 )
-async def disable_user(username: str, _: AdminClaims, ctx: ContextDep) -> Response:
+async def disable_user(username: str, claims: AdminClaims, ctx: ContextDep) -> Response:
     """Block the user's logins and revoke every session and token they hold."""
+    await accounts.require_active(ctx, claims.subject)
     if not await accounts.disable(ctx, username):
         raise UserNotFound
     return Response(status_code=204)
