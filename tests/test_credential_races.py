@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from auth_service.cli import main
 from auth_service.config import Settings
 from auth_service.errors import StoreUnavailable
+from auth_service.models import Session
 from auth_service.services import sessions as session_service
 from auth_service.services.accounts import disable, set_scopes
 from auth_service.services.context import ServiceContext
@@ -237,6 +239,27 @@ async def test_password_change_with_a_store_fault_is_all_or_nothing(
     assert_invalid_grant(await refresh(client, attacker["refresh_token"]))
     assert_invalid_grant(await password_grant(client))
     assert (await password_grant(client, password=NEW_PASSWORD)).status_code == 200
+
+
+@pytest.mark.settings(refresh_reuse_grace_seconds=0)
+async def test_reuse_detected_while_the_store_fails_is_recorded_in_sql(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register(client)
+    victim = (await password_grant(client)).json()
+    thief = (await refresh(client, victim["refresh_token"])).json()
+    calls = fail_once(monkeypatch, services(app).revocations, "revoke_sessions")
+
+    replay = await refresh(client, victim["refresh_token"])
+    assert calls, "the fault was not reached"
+    assert_invalid_grant(replay)
+    async with services(app).sessions() as db:
+        reason = await db.scalar(select(Session.revoked_reason))
+    assert reason == "refresh_token_reuse"
+
+    # The store works again: the thief's family is dead, refresh and access token alike.
+    assert_invalid_grant(await refresh(client, thief["refresh_token"]))
+    assert (await client.get("/users/me", headers=bearer(thief["access_token"]))).status_code == 401
 
 
 async def test_refresh_checks_the_user_atomically(

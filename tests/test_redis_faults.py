@@ -356,6 +356,24 @@ async def _until_recovered(request: Callable[[], Awaitable[httpx.Response]]) -> 
         await asyncio.sleep(0.1)
 
 
+async def test_reuse_detected_during_an_outage_is_recorded_in_sql(service: Service) -> None:
+    username = await service.new_user(unique_name())
+    victim = await service.login(username)
+    rotated = await service.refresh(victim["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    thief = rotated.json()
+
+    service.redis.stop()
+    # A replay past the grace window (0 here) is theft, recorded although Redis is down.
+    assert_invalid_grant(await service.refresh(victim["refresh_token"]))
+    service.redis.start()
+
+    # After recovery the thief's family is dead: its refresh token and its access token.
+    assert_invalid_grant(await service.refresh(thief["refresh_token"]))
+    me = await _until_recovered(lambda: service.me(thief["access_token"]))
+    assert me.status_code == 401, me.text
+
+
 async def test_password_change_is_all_or_nothing_when_redis_fails(service: Service) -> None:
     username = await service.new_user(unique_name())
     owner = await service.login(username)

@@ -11,7 +11,7 @@ import logging
 import math
 from datetime import datetime
 
-from auth_service.errors import InvalidToken
+from auth_service.errors import InvalidToken, StoreUnavailable
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.stores import sessions as session_rows
@@ -19,6 +19,7 @@ from auth_service.stores.revocation import SeedData
 
 __all__ = [
     "deny_sessions",
+    "deny_sessions_eventually",
     "deny_token",
     "deny_user_tokens",
     "ensure_not_revoked",
@@ -38,6 +39,8 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     The user's entry is the lowest credential version still valid (set by a disable): a
     token carrying an older one is dead, however close to the disable it was minted.
     """
+    if ctx.undelivered_sessions:
+        await _deliver_pending(ctx)
     status = await ctx.revocations.status(
         token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
     )
@@ -88,6 +91,27 @@ async def deny_sessions(ctx: ServiceContext, session_ids: list[str]) -> None:
     if session_ids:
         ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
         await ctx.revocations.revoke_sessions(session_ids, ttl)
+
+
+async def deny_sessions_eventually(ctx: ServiceContext, session_ids: list[str]) -> None:
+    """Push session revocations already committed to SQL; if the store is unreachable, keep
+    them and deliver them before this process trusts the store again (and a reseed after
+    a restart reads them from SQL anyway)."""
+    try:
+        await deny_sessions(ctx, session_ids)
+    except StoreUnavailable:
+        ctx.undelivered_sessions.update(session_ids)
+        log.warning(
+            "revocation store unreachable: %d session revocations (committed to SQL) queued",
+            len(session_ids),
+        )
+
+
+async def _deliver_pending(ctx: ServiceContext) -> None:
+    """Deliver queued session revocations; StoreUnavailable (fail closed) if still down."""
+    pending = sorted(ctx.undelivered_sessions)
+    await deny_sessions(ctx, pending)
+    ctx.undelivered_sessions.difference_update(pending)
 
 
 async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -> None:

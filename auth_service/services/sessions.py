@@ -24,7 +24,7 @@ from auth_service.security.refresh import (
 )
 from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
-from auth_service.services.revocation import deny_sessions
+from auth_service.services.revocation import deny_sessions, deny_sessions_eventually
 from auth_service.stores import sessions as rows
 from auth_service.stores.sessions import RefreshFamily, RefreshTokenRow, SessionRow
 from auth_service.stores.users import UserRecord
@@ -263,7 +263,13 @@ async def _repeat(
                 client_id=record.client_id,
             )
             return grant
-    await revoke_session_ids(ctx, record.user_id, [record.id], reason="refresh_token_reuse")
+    # SQL first, the truth: the family is dead even if the store is unreachable now, and
+    # the store catches up (deny_sessions_eventually) before this process trusts it again.
+    async with ctx.sessions.begin() as db:
+        await rows.mark_sessions_revoked(
+            db, [record.id], now=ctx.clock(), reason="refresh_token_reuse"
+        )
+    await deny_sessions_eventually(ctx, [record.id])
     ctx.audit.record(
         "reuse_detected",
         outcome="session_revoked",
