@@ -778,3 +778,20 @@ def test_the_verified_token_cache_is_bounded(
         service.verify_access_token(token)
     assert len(service._verified) == 8
     assert all(service.verify_access_token(token).subject == "user-123" for token in minted)
+
+
+def test_credential_version_is_read_and_defaults_to_zero(
+    service: TokenService, es256_key: SigningKey, now: datetime
+) -> None:
+    versioned = service.verify_access_token(sign(es256_key, claims_at(now, cred_ver=7)))
+    assert versioned.credential_version == 7
+    # Tokens minted before the claim existed read as version 0 (dead once disabled).
+    assert service.verify_access_token(sign(es256_key, claims_at(now))).credential_version == 0
+
+
+@pytest.mark.parametrize("value", ["1", -1, 1.5, True, None, 10**20])
+def test_malformed_credential_version_is_rejected(
+    value: Any, service: TokenService, es256_key: SigningKey, now: datetime
+) -> None:
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(sign(es256_key, claims_at(now, cred_ver=value)))
