@@ -10,6 +10,7 @@ from auth_service.security.policy import (
     USERNAME_MIN_LENGTH,
     PasswordPolicy,
     canonical_username,
+    context_words,
     load_common_passwords,
     lookup_key,
     normalize_password,
@@ -388,3 +389,9 @@ def test_distinct_usernames_keep_distinct_skeletons() -> None:
 def test_login_lookup_key_ignores_the_registration_only_script_rule() -> None:
     # Accounts created before the script rule must still be found by the name they use.
     assert lookup_key("\u0430lice") == "\u0430lice"
+
+
+def test_context_words_name_the_service_and_its_host() -> None:
+    words = context_words("https://login.acme-corp.example:8443/base")
+    assert {"auth-service", "login.acme-corp.example", "login", "acme-corp"} <= set(words)
+    assert context_words("http://127.0.0.1:8000") == context_words("http://[::1]:8000")

@@ -98,8 +98,10 @@ def normalize_password(raw: str) -> str:
 def context_words(issuer: str) -> tuple[str, ...]:
     """The service's names and its issuer's host labels (`auth`, `example`), for the policy."""
     host = issuer.partition("://")[2].partition("/")[0].rpartition("@")[2].partition(":")[0]
+    if not any(char.isalpha() for char in host):  # an IP address names nothing
+        return SERVICE_NAMES
     labels = tuple(label for label in host.split(".") if len(label) >= 3)
-    return (*SERVICE_NAMES, host, *labels) if host else SERVICE_NAMES
+    return (*SERVICE_NAMES, host, *labels)
 
 
 def _words(text: str) -> list[str]:
