@@ -344,7 +344,7 @@ def test_estimator_work_is_bounded_for_long_passwords(policy: PasswordPolicy) ->
 
 # --- confusable usernames (UTS #39) --------------------------------------------------
 
-MIXED_SCRIPTS = "username must not mix scripts that look alike (such as Latin and Cyrillic)"
+MIXED_SCRIPTS = "username must not mix scripts (such as Latin with Cyrillic or Greek)"
 MIXED_DIGITS = "username must not mix digits from different scripts"
 
 

@@ -205,3 +205,8 @@ async def test_account_made_before_the_script_rule_still_logs_in(
         )
     response = await password_grant(client, name, PASSWORD)
     assert response.status_code == 200, response.text
+
+
+async def test_longest_skeleton_fits_the_column(client: httpx.AsyncClient) -> None:
+    # A Hangul syllable has a 7-character skeleton: 64 of them are the longest name's key.
+    await register(client, "\uaf66" * 64)

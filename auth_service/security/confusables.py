@@ -17,7 +17,7 @@ import icu
 
 __all__ = ["MIXED_DIGITS", "MIXED_SCRIPTS", "script_reasons", "skeleton"]
 
-MIXED_SCRIPTS = "username must not mix scripts that look alike (such as Latin and Cyrillic)"
+MIXED_SCRIPTS = "username must not mix scripts (such as Latin with Cyrillic or Greek)"
 MIXED_DIGITS = "username must not mix digits from different scripts"
 _COMBINING_DOT_ABOVE = "\u0307"
 

@@ -1,10 +1,11 @@
 """Username and password rules (NIST SP 800-63B-4): normalise, then accept or give reasons.
 
-Passwords: NFKC-normalised once (`PasswordPolicy.prepare`, used by registration, login and
-password change alike), length in code points of that form between the configured bounds,
-any Unicode, no composition rules, refused when the whole string is a common password or
-the username, or when zxcvbn finds it guessable (repetition, sequences, keyboard walks,
-words, the username or the service's name; see guessability.py). Usernames: trimmed,
+Passwords: NFKC-normalised, and measured in code points of that form on every path (login
+and current passwords through `PasswordPolicy.prepare`, new ones through `accept`) against
+the configured bounds; any Unicode, no composition rules, refused when the whole string
+is a common password or the username, or when zxcvbn finds it guessable (repetition,
+sequences, keyboard walks, words, the username or the service's name; see
+guessability.py). Usernames: trimmed,
 NFKC-normalised, one script (UTS #39, see confusables.py), compared case-insensitively for
 login and unique on their confusable skeleton.
 """

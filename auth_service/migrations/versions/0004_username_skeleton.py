@@ -33,7 +33,7 @@ _USERS = sa.table(
 
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("username_skeleton", sa.String(256), nullable=True))
+        batch.add_column(sa.Column("username_skeleton", sa.String(512), nullable=True))
     bind = op.get_bind()
     rows = bind.execute(
         sa.select(_USERS.c.id, _USERS.c.username).order_by(_USERS.c.created_at, _USERS.c.id)
