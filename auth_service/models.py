@@ -43,6 +43,10 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_user_id)
     username: Mapped[str] = mapped_column(String(64))
     username_canonical: Mapped[str] = mapped_column(String(256), unique=True)
+    # UTS #39 skeleton: names that look alike collide here. NULL only for accounts made
+    # before it existed whose skeleton an older account already held (migration 0004).
+    # Up to 7 characters per name character (a Hangul syllable): 64 x 7 fits.
+    username_skeleton: Mapped[str | None] = mapped_column(String(512), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(512))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

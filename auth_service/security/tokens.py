@@ -3,11 +3,16 @@
 Verification trusts nothing in the token before the signature: the algorithm must be one
 of ours and match the key named by `kid`, `typ` must be `at+jwt`, JWE and `crit` are
 refused, `jku`/`x5u`/`jwk` headers are ignored, and every claim we rely on is required.
-Every failure, whatever python-jose raised, becomes one `InvalidToken`.
+One token has one string: segments must be unpadded base64url with zero unused bits, and
+ES256 signatures low-S (s <= n/2; minting normalises to it), so a token cannot be re-spelt
+past a denylist, cache or log keyed by its string. Every failure, whatever python-jose
+raised, becomes one `InvalidToken`.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +40,9 @@ _MAX_TIMESTAMP = 253_402_300_799
 # so a hit skips the ECDSA verify (~0.1 ms) and the JOSE parsing. Bounded, least recently
 # used out first; keyed by the whole token, and only valid tokens get in.
 VERIFIED_CACHE_ENTRIES = 4096
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The order n of the P-256 group (FIPS 186-4 D.1.2.3): (r, s) and (r, n - s) both verify.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _JOSE_OPTIONS = {
     # Time claims are checked below against the injectable clock. python-jose turns
     # require_exp/nbf/iat into checks against its own clock without leeway, so their
@@ -163,6 +171,8 @@ class TokenService:
             algorithm=key.algorithm,
             headers={"kid": key.kid, "typ": "at+jwt"},
         )
+        if key.algorithm == "ES256":
+            token = _low_s(token)
         return IssuedToken(
             token=token,
             expires_in=self._ttl,
@@ -213,6 +223,7 @@ class TokenService:
     def _key_for(self, token: str) -> SigningKey:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the access token is not a signed JWT")
+        _require_canonical(token)
         try:
             header = jwt.get_unverified_header(token)
         except (JOSEError, ValueError, TypeError) as exc:
@@ -230,6 +241,8 @@ class TokenService:
             raise InvalidToken("the access token was signed by an unknown key")
         if header.get("alg") != key.algorithm:
             raise InvalidToken("the access token algorithm is not allowed")
+        if key.algorithm == "ES256" and not _is_low_s(token):
+            raise InvalidToken("the access token signature is not in canonical form")
         return key
 
     def _check_times(self, verified: _Verified) -> AccessClaims:
@@ -239,6 +252,41 @@ class TokenService:
         if verified.not_before > now + self._leeway or verified.issued > now + self._leeway:
             raise InvalidToken("the access token is not valid yet")
         return verified.claims
+
+
+def _b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _require_canonical(token: str) -> None:
+    """Refuse any spelling but unpadded base64url whose unused trailing bits are zero."""
+    for segment in token.split("."):
+        if (
+            not _BASE64URL.fullmatch(segment)
+            or len(segment) % 4 == 1
+            or _b64url_encode(_b64url_decode(segment)) != segment
+        ):
+            raise InvalidToken("the access token is not canonically encoded")
+
+
+def _is_low_s(token: str) -> bool:
+    """True for an ES256 signature r||s with s <= n/2 (the one of the two valid forms)."""
+    signature = _b64url_decode(token.rpartition(".")[2])
+    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_ORDER // 2
+
+
+def _low_s(token: str) -> str:
+    """The same ES256 token with s replaced by n - s when s > n/2 (both verify)."""
+    head, _, encoded = token.rpartition(".")
+    signature = _b64url_decode(encoded)
+    s = int.from_bytes(signature[32:], "big")
+    if s <= _P256_ORDER // 2:
+        return token
+    return f"{head}.{_b64url_encode(signature[:32] + (_P256_ORDER - s).to_bytes(32, 'big'))}"
 
 
 def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:

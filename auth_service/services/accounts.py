@@ -16,8 +16,8 @@ from auth_service.errors import (
 from auth_service.security.policy import (
     canonical_username,
     lookup_key,
-    normalize_password,
     normalize_username,
+    username_skeleton,
 )
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
@@ -50,8 +50,7 @@ async def register(
     `ip` is the requester's address for per-IP throttling (None from the command line).
     """
     display_name = normalize_username(username)
-    password = normalize_password(password)
-    ctx.policy.check(password, username=display_name)
+    password = ctx.policy.accept(password, username=display_name)
     if ip is not None:
         await ctx.throttler.check_registration(ip)
     password_hash = await ctx.hasher.hash(password)
@@ -60,6 +59,7 @@ async def register(
             session,
             username=display_name,
             canonical_name=canonical_username(display_name),
+            skeleton=username_skeleton(display_name),
             password_hash=password_hash,
             now=ctx.clock(),
         )
@@ -73,13 +73,14 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     Unknown, malformed and disabled usernames cost one argon2 verify like a wrong password
     and fail with the same error, so neither timing nor the response tells them apart.
     """
-    if len(password) > ctx.policy.max_length:
+    prepared = ctx.policy.prepare(password)
+    if prepared is None:
         raise InvalidRequest(f"password must be at most {ctx.policy.max_length} characters")
+    password = prepared
     if not ctx.hasher.has_capacity():
         # The verify below would be refused: say so before the user lookup. The same for
         # every username, and after the throttle (grants.py), so no answer changes.
         raise HashingBusy
-    password = normalize_password(password)
     canonical = lookup_key(username)
     user = None
     if canonical is not None:
@@ -131,13 +132,13 @@ async def change_password(
         user = await users.get_user_by_id(session, claims.subject)
     if user is None or not user.is_active:
         raise InvalidToken("the account no longer exists or is disabled")
-    if len(current_password) > ctx.policy.max_length:
+    current = ctx.policy.prepare(current_password)
+    if current is None:
         raise WrongCurrentPassword
-    result = await ctx.hasher.verify(normalize_password(current_password), user.password_hash)
+    result = await ctx.hasher.verify(current, user.password_hash)
     if not result.ok:
         raise WrongCurrentPassword
-    new_password = normalize_password(new_password)
-    ctx.policy.check(new_password, username=user.username)
+    new_password = ctx.policy.accept(new_password, username=user.username)
     new_hash = await ctx.hasher.hash(new_password)
     # One transaction: the new hash, the bumped credential version (logins still in flight
     # with the old password cannot open a session) and every other session revoked. The

@@ -100,12 +100,19 @@ async def get_active_profile(
 
 
 async def add_user(
-    session: AsyncSession, *, username: str, canonical_name: str, password_hash: str, now: datetime
+    session: AsyncSession,
+    *,
+    username: str,
+    canonical_name: str,
+    skeleton: str,
+    password_hash: str,
+    now: datetime,
 ) -> User:
-    """Insert a user; the unique index decides races between equal names."""
+    """Insert a user; the unique indexes decide races between equal or confusable names."""
     user = User(
         username=username,
         username_canonical=canonical_name,
+        username_skeleton=skeleton,
         password_hash=password_hash,
         is_active=True,
         credential_version=0,
