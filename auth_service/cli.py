@@ -8,12 +8,14 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
@@ -31,13 +33,66 @@ __all__ = ["main"]
 log = logging.getLogger("auth_service")
 
 
+def _refuse(message: str) -> NoReturn:
+    """One line on stderr naming the variable and what is wrong; exit 2 (usage error)."""
+    sys.stderr.write(f"auth-service: {message}\n")
+    raise SystemExit(2)
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    return f"AUTH_{str(location[0]).upper()}" if location else ""
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Every problem of a ValidationError on one line, each led by its AUTH_* variable."""
+    problems = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        message = message.removeprefix("refusing insecure configuration: ")
+        variable = _variable(error.get("loc", ()))
+        problems.append(f"{variable}: {message}" if variable else message)
+    return "configuration refused: " + "; ".join(problems)
+
+
+def _warn_about_unknown_variables() -> None:
+    """Name misspelled AUTH_* variables (environment and ./.env) with the closest setting."""
+    from dotenv import dotenv_values
+
+    from auth_service.config import unknown_variable_warnings
+
+    names = dict.fromkeys(os.environ, "")
+    if Path(".env").is_file():
+        names |= dict.fromkeys(dotenv_values(".env"), "")
+    for warning in unknown_variable_warnings(names):
+        sys.stderr.write(f"auth-service: warning: {warning}\n")
+
+
 def _load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        messages = [str(error.get("msg", "")) for error in exc.errors()]
-        sys.stderr.write("auth-service: configuration refused:\n  " + "\n  ".join(messages) + "\n")
-        raise SystemExit(2) from None
+        _refuse(_one_line(exc))
+    except SettingsError as exc:
+        # A value the settings sources could not decode at all (before validation).
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _variable((field.group(1),)) if field else "an AUTH_* variable"
+        _refuse(f"configuration refused: {name}: cannot be parsed")
+
+
+def _preflight(settings: Settings, *, database: bool) -> None:
+    """Refuse, in one line, key files and (for `migrate`) a database that cannot work."""
+    from auth_service.startup import StartupRefused, check_database, check_keys
+
+    try:
+        check_keys(settings)
+    except StartupRefused as exc:
+        _refuse(str(exc))
+    if database:
+        try:
+            check_database(settings)
+        except StartupRefused as exc:
+            sys.stderr.write(f"auth-service: {exc}\n")
+            raise SystemExit(1) from None
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -84,8 +139,6 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:
     from auth_service.db.migrate import upgrade_to_head
 
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_to_head(settings.effective_database_url)
     log.info("database schema is up to date")
     return 0
@@ -276,7 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     openapi.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
     openapi.set_defaults(run=_openapi)
     args = parser.parse_args(argv)
+    _warn_about_unknown_variables()
     settings = _load_settings()
+    if args.command in {"serve", "migrate"}:
+        # Before logging starts, so a refusal is the only line. `migrate` checks all that
+        # `serve` will need: an entrypoint that migrates, then serves, stops before touching
+        # the schema. `serve` checks here, in uvicorn's supervisor: a worker failing its
+        # startup would make the supervisor exit 0.
+        _preflight(settings, database=args.command == "migrate")
     _configure_logging(settings)
     try:
         result: int = args.run(settings, args)
