@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auth_service.errors import InvalidClient, InvalidScope
+from auth_service.errors import ClientExists, InvalidClient, InvalidScope
 from auth_service.models import OAuthClient
 from auth_service.security.client_secrets import (
     hash_client_secret,
@@ -114,6 +114,13 @@ async def register_client(
     scopes: frozenset[str],
 ) -> NewClient:
     """Store a client; a confidential one gets a generated secret, returned once."""
+    if client_id == ctx.default_client_id:
+        # Requests naming this id without a secret act as the default public client, so
+        # a stored client of that id would be reachable without its secret.
+        raise ClientExists(
+            f"the id {client_id!r} is reserved for the default public client "
+            "(AUTH_DEFAULT_CLIENT_ID)"
+        )
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
