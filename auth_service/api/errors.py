@@ -24,6 +24,7 @@ from auth_service.errors import (
     SessionNotFound,
     StoreUnavailable,
     TooManyAttempts,
+    UserDeletionRefused,
     UsernameTaken,
     UserNotFound,
     WrongCurrentPassword,
@@ -70,7 +71,7 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
     elif isinstance(exc, OAuthError):
         status = 400
         headers = dict(NO_STORE)
-    elif isinstance(exc, UsernameTaken):
+    elif isinstance(exc, UsernameTaken | UserDeletionRefused):
         status = 409
     elif isinstance(exc, SessionNotFound | UserNotFound):
         status = 404
