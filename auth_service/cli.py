@@ -165,6 +165,66 @@ def _disable_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_users(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import UserSummary, list_users
+
+    async def every_page(ctx: ServiceContext) -> list[UserSummary]:
+        found: list[UserSummary] = []
+        after: str | None = None
+        while True:  # a listing for a shell: every page, in one runtime
+            page = await list_users(ctx, disabled_only=args.disabled, after=after, limit=500)
+            found += page.users
+            if page.next_cursor is None:
+                return found
+            after = page.next_cursor
+
+    for user in _with_services(settings, every_page):
+        state = "active" if user.active else "disabled"
+        print(f"{user.username}\t{state}\t{' '.join(user.scopes)}\t{user.created_at}")
+    return 0
+
+
+def _show_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import show
+
+    user = _with_services(settings, lambda ctx: show(ctx, args.username))
+    if user is None:
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    view = {
+        "id": user.id,
+        "username": user.username,
+        "active": user.active,
+        "scopes": list(user.scopes),
+        "created_at": user.created_at.isoformat(),
+        "updated_at": user.updated_at.isoformat(),
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+        "open_sessions": user.open_sessions,
+    }
+    print(json.dumps(view))
+    return 0
+
+
+def _enable_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import enable
+
+    if not _with_services(settings, lambda ctx: enable(ctx, args.username)):
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    print(f"enabled {args.username}: logins allowed; earlier sessions and tokens stay revoked")
+    return 0
+
+
+def _delete_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import delete
+
+    if not _with_services(settings, lambda ctx: delete(ctx, args.username)):
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    print(f"deleted {args.username} and its sessions")
+    return 0
+
+
 def _with_services(settings: Settings, use: Callable[[ServiceContext], Awaitable[_T]]) -> _T:
     """Run one use case against a fully assembled runtime, then dispose of it."""
     from auth_service.app import open_runtime
@@ -210,10 +270,13 @@ def _add_client(settings: Settings, args: argparse.Namespace) -> int:
 def _list_clients(settings: Settings, _: argparse.Namespace) -> int:
     from auth_service.services.clients import list_clients
 
-    for client in _with_services(settings, list_clients):
+    clients = _with_services(settings, lambda ctx: list_clients(ctx, include_default=True))
+    for client in clients:
         kind = "confidential" if client.confidential else "public"
         grants = ",".join(sorted(client.grant_types))
-        print(f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}")
+        line = f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}"
+        # The default client is not stored; requests naming no client act as it.
+        print(line + "\t(default)" if client.client_id == settings.default_client_id else line)
     return 0
 
 
@@ -245,6 +308,13 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "generate":
             record = directory.generate(settings.signing_algorithm)
+            print(f"{record.kid}\t{record.state}")
+        elif args.keys_command == "import":
+            try:
+                pem = Path(args.pem).read_bytes()
+            except OSError as exc:
+                raise KeyConfigurationError(f"{args.pem}: {exc.strerror or exc}") from None
+            record = directory.import_key(pem, settings.signing_algorithm)
             print(f"{record.kid}\t{record.state}")
         elif args.keys_command == "rotate":
             record = directory.rotate(
@@ -296,6 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     disable = users.add_parser("disable", help="block logins and revoke every session")
     disable.add_argument("username")
     disable.set_defaults(run=_disable_user)
+    listing = users.add_parser("list", help="name, state, scopes, created (every user)")
+    listing.add_argument("--disabled", action="store_true", help="only disabled users")
+    listing.set_defaults(run=_list_users)
+    for name, run, text in [
+        ("show", _show_user, "one user as JSON (state, scopes, open sessions)"),
+        ("enable", _enable_user, "allow logins again (revoked tokens stay revoked)"),
+        ("delete", _delete_user, "delete a user disabled longer than the token lifetime"),
+    ]:
+        command = users.add_parser(name, help=text)
+        command.add_argument("username")
+        command.set_defaults(run=run)
     scopes = users.add_parser("set-scopes", help="replace the scopes a user may be granted")
     scopes.add_argument("username")
     scopes.add_argument("scopes", nargs="*", help="e.g. profile admin")
@@ -318,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     key_commands.add_parser("generate", help="add a key (published as next, or first active)")
     key_commands.add_parser("list", help="kid, algorithm, state, created, published until")
+    import_key = key_commands.add_parser(
+        "import", help="add a PEM key (active if none is: move from AUTH_SIGNING_KEY_FILE)"
+    )
+    import_key.add_argument("pem", help="path of the PEM private key")
     rotate = key_commands.add_parser("rotate", help="sign with the next key; retire the old")
     rotate.add_argument("--force", action="store_true", help="even if published too recently")
     retire = key_commands.add_parser("retire", help="drop retiring keys whose tokens expired")

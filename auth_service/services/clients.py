@@ -138,11 +138,13 @@ async def register_client(
     return NewClient(_view(row, authenticated=False), secret)
 
 
-async def list_clients(ctx: ServiceContext) -> list[Client]:
-    """Every registered client (the default public client is not stored)."""
+async def list_clients(ctx: ServiceContext, *, include_default: bool = False) -> list[Client]:
+    """Every registered client; first the default public client (not stored) if asked
+    for and enabled."""
     async with ctx.sessions() as session:
         rows = await client_rows.list_clients(session)
-    return [_view(row, authenticated=False) for row in rows]
+    default = [_default_client(ctx)] if include_default and ctx.default_client_enabled else []
+    return default + [_view(row, authenticated=False) for row in rows]
 
 
 async def remove_client(ctx: ServiceContext, client_id: str) -> bool:
