@@ -141,3 +141,12 @@ async def test_a_nul_in_the_cursor_is_a_client_error(
     headers = await admin_headers(app, client)
     response = await client.get("/admin/users", params={"after": "a\x00b"}, headers=headers)
     assert response.status_code == 422
+
+
+async def test_method_not_allowed_lists_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    # GET and DELETE /admin/users/{username} are two routes; Starlette named only the first.
+    response = await client.put("/admin/users/alice")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET"
