@@ -128,11 +128,15 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:
+        from auth_service.supervisor import run_workers
+
         # uvicorn's supervisor binds the socket once and starts each worker from an import
         # string; every worker builds its app (and its own pools) with create_app.
-        uvicorn.run(
+        config = uvicorn.Config(
             "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
         )
+        if not run_workers(config):
+            return 3  # uvicorn's own exit code for a startup failure
     return 0
 
 

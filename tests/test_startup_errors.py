@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from auth_service.config import Settings
 from auth_service.startup import StartupRefused, check_keys
 from tests.conftest import REDIS_TEST_URL
-from tests.processes import CLI_TIMEOUT_SECONDS, free_port, service_env
+from tests.processes import CLI_TIMEOUT_SECONDS, Replica, free_port, run_cli, service_env
 
 
 def run(directory: Path, command: str, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -241,3 +243,34 @@ def test_an_unreadable_key_file_is_named_even_when_tests_run_as_root(
     settings = Settings(_env_file=None, signing_key_file=key)  # type: ignore[call-arg]
     with pytest.raises(StartupRefused, match=r"AUTH_SIGNING_KEY_FILE: .* is not readable"):
         check_keys(settings)
+
+
+def test_a_worker_failing_its_startup_makes_serve_exit_non_zero(tmp_path: Path) -> None:
+    # Passes the checks (a missing key directory is created at first start), but the
+    # workers cannot create it under a regular file: their lifespan fails.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    completed = run(
+        tmp_path,
+        "serve",
+        AUTH_KEYS_DIR=str(blocker / "keys"),
+        AUTH_WORKERS="2",
+        AUTH_REDIS_URL=REDIS_TEST_URL,
+    )
+    assert completed.returncode == 3, completed.stderr
+    assert "failed to start" in completed.stderr
+
+
+def test_sigterm_still_stops_two_workers_with_exit_0(tmp_path: Path) -> None:
+    port = free_port()
+    env = service_env(tmp_path / "data", port, AUTH_WORKERS="2", AUTH_REDIS_URL=REDIS_TEST_URL)
+    run_cli(env, tmp_path, "migrate")
+    replica = Replica("two-workers", port, tmp_path / "serve.log")
+    replica.start(env, cwd=tmp_path)
+    try:
+        replica.wait_until_healthy(time.monotonic() + 30)
+        assert replica.process is not None
+        replica.process.send_signal(signal.SIGTERM)
+        assert replica.process.wait(timeout=30) == 0, replica.output()
+    finally:
+        replica.stop()
