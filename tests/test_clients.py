@@ -343,3 +343,16 @@ async def test_metadata_lists_client_authentication_and_endpoints(
         "client_secret_post",
     ]
     assert set(metadata["scopes_supported"]) == {"profile", "admin"}
+
+
+async def test_basic_credentials_are_form_urlencoded(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # RFC 6749 §2.3.1: the id and secret are form-urlencoded before Base64, so '+' is a space.
+    await register(client)
+    secret = await add_client(app, "back end")
+    assert secret is not None
+    response = await token_request(client, basic("back+end", secret))
+    assert response.status_code == 200, response.text
+    assert jwt.get_unverified_claims(response.json()["access_token"])["client_id"] == "back end"
+    assert_error(await token_request(client, basic("back%2Bend", secret)), 401, "invalid_client")
