@@ -280,7 +280,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.http_body_timeout_seconds,
+    )
     app.add_middleware(DocsSameOriginOnly, paths=frozenset({"/docs", "/redoc"}))
     app.add_middleware(RequestContext, client_ip=client_ip, registry=registry)
     # The API routes go into the app's own route list, ahead of the docs routes: matching

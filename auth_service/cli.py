@@ -56,9 +56,8 @@ def worker_app() -> FastAPI:
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn
-
     from auth_service.app import create_app
+    from auth_service.serving import serve
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -69,15 +68,18 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "log_config": None,  # keep the JSON logging configured here
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "http": "auth_service.serving:ServingProtocol",
+        # Slow clients: heads, bodies (BodySizeLimit) and idle keep-alives are timed; past
+        # the connection cap (per worker) requests are answered 503.
+        "header_timeout": settings.http_header_timeout_seconds,
+        "timeout_keep_alive": settings.http_keep_alive_timeout_seconds,
+        "limit_concurrency": settings.http_max_connections,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        serve(create_app(settings), **options)
     else:
         # uvicorn's supervisor binds the socket once and starts each worker from an import
         # string; every worker builds its app (and its own pools) with create_app.
-        uvicorn.run(
-            "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
-        )
+        serve("auth_service.cli:worker_app", factory=True, workers=settings.workers, **options)
     return 0
 
 
