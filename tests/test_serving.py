@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -71,3 +72,18 @@ def test_keep_alive_requests_each_get_a_fresh_header_budget(server: Replica) -> 
     pipelined = get(20_000, keep_alive=True) * 2 + get(20_000)
     answer = exchange(server.port, pipelined)
     assert answer.count(b"HTTP/1.1 200 OK") == 3
+
+
+def test_the_access_log_omits_query_strings(server: Replica) -> None:
+    # Clients put secrets in query strings (`?password=`, `?access_token=`); never log them.
+    target = "/access-log-probe?access_token=eyJsecret.token&password=hunter2-secret"
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    assert exchange(server.port, request).startswith(b"HTTP/1.1 404 Not Found")
+    deadline = time.monotonic() + 5
+    while "access-log-probe" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    output = server.output()
+    assert "hunter2-secret" not in output
+    assert "eyJsecret" not in output
+    assert "GET /access-log-probe HTTP/1.1" in output
