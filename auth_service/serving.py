@@ -45,6 +45,7 @@ def _response(status: bytes, description: bytes) -> bytes:
     body = b'{"error": "invalid_request", "error_description": "' + description + b'"}'
     return (
         b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+        b"x-content-type-options: nosniff\r\n"
         b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
 

@@ -96,8 +96,8 @@ async def _reject(send: Send, status: int, description: str) -> None:
 
 class RequestContext:
     """Per request: an id (a sane X-Request-ID, or a new one) echoed in the response and put
-    with the client address in the logging context; then counts and latency by method,
-    route template and status.
+    with the client address in the logging context, `X-Content-Type-Options: nosniff` on the
+    response; then counts and latency by method, route template and status.
 
     One layer with one send wrapper: each ASGI layer costs every request a few calls.
     """
@@ -144,6 +144,8 @@ class RequestContext:
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
+                    # No response is to be sniffed into another type (HTML, script).
+                    (b"x-content-type-options", b"nosniff"),
                 ]
             await send(message)
 
