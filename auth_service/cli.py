@@ -147,6 +147,7 @@ def _add_client(settings: Settings, args: argparse.Namespace) -> int:
             confidential=args.confidential,
             grant_types=frozenset(args.grants),
             scopes=frozenset(args.scopes),
+            introspection=args.introspection,
         ),
     )
     output = {"client_id": new.client.client_id, "confidential": new.client.confidential}
@@ -161,7 +162,10 @@ def _list_clients(settings: Settings, _: argparse.Namespace) -> int:
 
     for client in _with_services(settings, list_clients):
         kind = "confidential" if client.confidential else "public"
-        grants = ",".join(sorted(client.grant_types))
+        # What the client may do: its grant types, and introspection if granted.
+        grants = ",".join(
+            sorted(client.grant_types | ({"introspection"} if client.introspection else set()))
+        )
         print(f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}")
     return 0
 
@@ -258,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--confidential", action="store_true", help="give it a secret")
     add.add_argument("--grants", nargs="*", default=["password", "refresh_token"])
     add.add_argument("--scopes", nargs="+", default=["profile"])
+    add.add_argument(
+        "--introspection", action="store_true", help="may call /introspect (needs --confidential)"
+    )
     add.set_defaults(run=_add_client)
     clients.add_parser("list", help="list registered clients").set_defaults(run=_list_clients)
     remove = clients.add_parser("remove", help="delete a client")

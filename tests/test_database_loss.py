@@ -60,6 +60,7 @@ async def test_cut_connections_under_mixed_load_are_503_never_500(
                 confidential=True,
                 grant_types=frozenset(),
                 scopes=frozenset(),
+                introspection=True,
             )
         ).secret
         assert secret is not None
