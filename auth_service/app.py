@@ -121,6 +121,7 @@ def _throttle_policy(settings: Settings) -> ThrottlePolicy:
         known_pair_lifetime=timedelta(seconds=settings.known_client_lifetime_seconds),
         registration_limit=settings.register_max_per_ip,
         registration_window=timedelta(seconds=settings.register_window_seconds),
+        in_flight_wait=timedelta(seconds=settings.hash_wait_timeout_seconds),
     )
 
 

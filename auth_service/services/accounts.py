@@ -11,6 +11,7 @@ from auth_service.errors import (
     InvalidRequest,
     InvalidScope,
     InvalidToken,
+    TooManyAttempts,
     WrongCurrentPassword,
 )
 from auth_service.security.policy import (
@@ -105,6 +106,29 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     return user
 
 
+async def _check_current_password(
+    ctx: ServiceContext, user: UserRecord, password: str, ip: str | None
+) -> None:
+    """Verify a token holder's (prepared) current password under the login throttle.
+
+    A token is no licence to guess: each check is reserved in the same counters as a
+    login for the account from `ip`, so logins and password changes share one budget.
+    """
+    try:
+        async with ctx.throttler.password_check(user.username, ip, wrong=WrongCurrentPassword):
+            result = await ctx.hasher.verify(password, user.password_hash)
+            if not result.ok:
+                raise WrongCurrentPassword
+    except TooManyAttempts:
+        ctx.audit.record("password_change", outcome="failure", user_id=user.id, reason="throttled")
+        raise
+    except WrongCurrentPassword:
+        ctx.audit.record(
+            "password_change", outcome="failure", user_id=user.id, reason="bad_credentials"
+        )
+        raise
+
+
 async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
     """The profile of an active user, or None when the account is gone or disabled.
 
@@ -125,9 +149,17 @@ async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
 
 
 async def change_password(
-    ctx: ServiceContext, claims: AccessClaims, *, current_password: str, new_password: str
+    ctx: ServiceContext,
+    claims: AccessClaims,
+    *,
+    current_password: str,
+    new_password: str,
+    ip: str | None = None,
 ) -> None:
-    """Check the current password, apply the policy to the new one, end every other session."""
+    """Check the current password, apply the policy to the new one, end every other session.
+
+    The check is throttled and audited like a login from `ip` (see _check_current_password).
+    """
     async with ctx.sessions() as session:
         user = await users.get_user_by_id(session, claims.subject)
     if user is None or not user.is_active:
@@ -135,9 +167,7 @@ async def change_password(
     current = ctx.policy.prepare(current_password)
     if current is None:
         raise WrongCurrentPassword
-    result = await ctx.hasher.verify(current, user.password_hash)
-    if not result.ok:
-        raise WrongCurrentPassword
+    await _check_current_password(ctx, user, current, ip)
     new_password = ctx.policy.accept(new_password, username=user.username)
     new_hash = await ctx.hasher.hash(new_password)
     # One transaction: the new hash, the bumped credential version (logins still in flight
