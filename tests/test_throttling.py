@@ -226,9 +226,7 @@ async def test_concurrent_registrations_stop_at_the_limit(client: httpx.AsyncCli
     assert sorted(r.status_code for r in responses) == [201] * 3 + [429] * 9
 
 
-async def change_password(
-    client: httpx.AsyncClient, token: str, current: str
-) -> httpx.Response:
+async def change_password(client: httpx.AsyncClient, token: str, current: str) -> httpx.Response:
     body = {"current_password": current, "new_password": "a different long passphrase 42"}
     headers = {"Authorization": f"Bearer {token}"}
     return await client.post("/users/me/password", json=body, headers=headers)

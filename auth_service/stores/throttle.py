@@ -167,7 +167,13 @@ class RedisThrottleStore:
         return int(wait)
 
     async def reserve_login(self, counters: LoginCounters, limits: LoginLimits) -> Reservation:
-        args = [limits.pair, limits.account, limits.ip, limits.window_seconds, counters.pair]
+        args: list[str | int] = [
+            limits.pair,
+            limits.account,
+            limits.ip,
+            limits.window_seconds,
+            counters.pair,
+        ]
         try:
             wait, counted = await self._reserve(keys=self._keys(counters), args=args)
         except (RedisError, OSError) as exc:
@@ -182,7 +188,7 @@ class RedisThrottleStore:
         succeeded: bool,
         known_seconds: int,
     ) -> None:
-        args = [
+        args: list[str | int] = [
             counters.pair,
             int(reservation.counted_on_account),
             int(succeeded),
@@ -276,10 +282,10 @@ class MemoryThrottleStore:
     ) -> None:
         now = time.monotonic()
         account = self._current(counters.account, now)
-        if reservation.counted_on_account and account is not None:
-            if account.sources.get(counters.pair, 0) > 0:
-                account.sources[counters.pair] -= 1
-                account.count -= 1
+        share = 0 if account is None else account.sources.get(counters.pair, 0)
+        if reservation.counted_on_account and account is not None and share > 0:
+            account.sources[counters.pair] -= 1
+            account.count -= 1
         self._lower(counters.ip, now)
         if succeeded:
             self._windows.pop(counters.pair, None)
