@@ -40,6 +40,7 @@ from auth_service.security.keys import (
 from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
+from auth_service.services import hash_population
 from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
@@ -257,6 +258,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)
+            await hash_population.try_refresh(runtime.services)
+            refreshing = asyncio.create_task(
+                hash_population.keep_hash_population_current(
+                    runtime.services, hash_population.REFRESH_EVERY
+                )
+            )
             watching = None
             if runtime.key_watcher is not None:
 
@@ -268,10 +275,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             try:
                 yield
             finally:
-                if watching is not None:
-                    watching.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watching
+                for task in (refreshing, watching):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
 
     # /docs and /redoc load Swagger UI 5, ReDoc and the favicon from files shipped in the
     # fastapi-offline wheel (served under /static-offline-docs), never from a CDN.

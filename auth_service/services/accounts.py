@@ -88,7 +88,7 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
         async with hot_connection(ctx.sessions) as db:
             user = await users.get_user_by_username(db, canonical)
     if user is None:
-        await ctx.hasher.dummy_verify(password)
+        await ctx.hasher.dummy_verify(password, canonical or username)
         raise InvalidGrant
     result = await ctx.hasher.verify(password, user.password_hash)
     if not result.ok or not user.is_active:
