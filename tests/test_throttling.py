@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from redis import asyncio as redis_asyncio
 
-from tests.conftest import PASSWORD, access_token, register
+from auth_service.stores.throttle import (
+    LoginCounters,
+    LoginLimits,
+    MemoryThrottleStore,
+    RedisThrottleStore,
+    ThrottleStore,
+)
+from tests.conftest import PASSWORD, Backend, access_token, register
 from tests.test_token_endpoint import CountingHasher, FullHasher
 
 WRONG = "not the right password at all"
@@ -264,3 +273,59 @@ async def test_a_right_current_password_is_not_counted(client: httpx.AsyncClient
     assert (await change_password(client, token, PASSWORD)).status_code == 204
     for _ in range(9):
         assert (await attempt(client, "alice", WRONG)).status_code == 400
+
+
+@pytest.fixture
+async def throttle_store(backend: Backend) -> AsyncIterator[ThrottleStore]:
+    """The store alone, on the backend's Redis or in memory."""
+    if backend.redis_url is None:
+        yield MemoryThrottleStore()
+        return
+    client = redis_asyncio.Redis.from_url(backend.redis_url)
+    try:
+        yield RedisThrottleStore(client, prefix=backend.redis_prefix)
+    finally:
+        await client.aclose()
+
+
+async def end_window(store: ThrottleStore, backend: Backend, key: str) -> None:
+    """What the passing of time does to one counter."""
+    if isinstance(store, MemoryThrottleStore):
+        store._windows.pop(key)
+    else:
+        async with redis_asyncio.Redis.from_url(str(backend.redis_url)) as client:
+            await client.delete(f"{backend.redis_prefix}throttle:{key}")
+
+
+async def test_one_source_adds_at_most_its_pair_limit_to_an_account_window(
+    throttle_store: ThrottleStore, backend: Backend
+) -> None:
+    limits = LoginLimits(pair=3, account=5, ip=1000, window_seconds=60)
+    attacker = LoginCounters("pair:a", "account:victim", "ip:a", "known:a")
+    stranger = LoginCounters("pair:b", "account:victim", "ip:b", "known:b")
+    for _ in range(2):  # two pair windows within one account window
+        for _ in range(3):
+            assert (await throttle_store.reserve_login(attacker, limits)).retry_after == 0
+        assert (await throttle_store.reserve_login(attacker, limits)).retry_after >= 1
+        await end_window(throttle_store, backend, attacker.pair)
+    # 6 guesses from one source, but the account counts 3 of them: 2 more fit.
+    for _ in range(2):
+        assert (await throttle_store.reserve_login(stranger, limits)).retry_after == 0
+    assert (await throttle_store.reserve_login(stranger, limits)).retry_after >= 1
+
+
+async def test_a_released_reservation_gives_its_place_back(
+    throttle_store: ThrottleStore,
+) -> None:
+    limits = LoginLimits(pair=2, account=100, ip=1000, window_seconds=60)
+    counters = LoginCounters("pair:r", "account:r", "ip:r", "known:r")
+    for _ in range(5):
+        reservation = await throttle_store.reserve_login(counters, limits)
+        assert reservation.retry_after == 0
+        await throttle_store.release_login(counters, reservation, succeeded=False, known_seconds=60)
+    first = await throttle_store.reserve_login(counters, limits)
+    second = await throttle_store.reserve_login(counters, limits)
+    assert (first.retry_after, second.retry_after) == (0, 0)
+    assert (await throttle_store.reserve_login(counters, limits)).retry_after >= 1
+    await throttle_store.release_login(counters, first, succeeded=True, known_seconds=60)
+    assert (await throttle_store.reserve_login(counters, limits)).retry_after == 0
