@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from redis import asyncio as redis_asyncio
 
+from auth_service.security.passwords import VerifyResult
 from auth_service.stores.throttle import (
     LoginCounters,
     LoginLimits,
@@ -143,11 +144,22 @@ async def test_only_the_rightmost_untrusted_hop_counts(client: httpx.AsyncClient
     assert (await attempt(client, "alice", PASSWORD, "203.0.113.10")).status_code == 200
 
 
+class InstantlyWrongHasher(CountingHasher):
+    """Every verify fails at once: ten failures fit in a 1 s window on a busy machine."""
+
+    async def verify(self, password: str, stored_hash: str) -> VerifyResult:
+        self.verifies += 1
+        return VerifyResult(ok=False)
+
+
 @pytest.mark.settings(login_throttle_window_seconds=1)
-async def test_the_refusal_is_temporary(client: httpx.AsyncClient) -> None:
+async def test_the_refusal_is_temporary(app: FastAPI, client: httpx.AsyncClient) -> None:
     await register(client)
+    real = app.state.services.hasher
+    app.state.services = dataclasses.replace(app.state.services, hasher=InstantlyWrongHasher(real))
     for _ in range(10):
-        await attempt(client, "alice", WRONG)
+        assert (await attempt(client, "alice", WRONG)).status_code == 400
+    app.state.services = dataclasses.replace(app.state.services, hasher=real)
     throttled = await attempt(client, "alice", PASSWORD)
     assert_throttled(throttled)
     assert throttled.headers["retry-after"] == "1"
