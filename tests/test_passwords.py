@@ -30,6 +30,7 @@ from auth_service.security.passwords import (
     cost_class,
 )
 from auth_service.services.hash_population import refresh_hash_population
+from auth_service.stores.service_secrets import ensure_secret
 from tests.conftest import TEST_ISSUER, password_grant, register
 
 OWASP = Argon2Parameters(19456, 2, 1)
@@ -474,9 +475,10 @@ async def test_after_a_cost_increase_unknown_users_cost_the_stored_parameters(
     settings: Settings,
 ) -> None:
     """The finding: users hashed at the floor, restart with stronger defaults."""
-    async with serving(settings) as (_, client):
+    async with serving(settings) as (first_run, client):
         for n in range(3):
             await register(client, f"user{n}")
+        key = await refresh_hash_population(first_run.state.services)
     floor = f"$argon2id$v=19$m={OWASP_MIN_MEMORY_KIB},t={OWASP_MIN_TIME_COST},p=1$"
     stronger = settings.model_copy(
         update={"password_hash_memory_kib": 2 * OWASP_MIN_MEMORY_KIB, "password_hash_time_cost": 3}
@@ -499,10 +501,23 @@ async def test_after_a_cost_increase_unknown_users_cost_the_stored_parameters(
             # New users are hashed at the new cost; the next refresh makes it a draw too.
             for n in range(3):
                 await register(client, f"newcomer{n}")
-            await refresh_hash_population(app.state.services)
+            # The draw key is durable: the same after a restart (and on every replica).
+            assert await refresh_hash_population(app.state.services) == key
             draws = {cost_class(pool.dummy_hash_for(f"ghost-{n}")) for n in range(200)}
             assert draws == {floor, cost_class(await pool.hash(PASSWORD))}
         finally:
             async with app.state.engine.begin() as connection:
                 for table in ("refresh_tokens", "sessions", "revoked_access_tokens", "users"):
                     await connection.execute(text(f"DELETE FROM {table}"))
+
+
+async def test_a_service_secret_is_made_once_and_then_kept(settings: Settings) -> None:
+    async with serving(settings) as (app, _):
+        sessions = app.state.services.sessions
+        async with sessions.begin() as session:
+            first = await ensure_secret(session, "test_secret", "first candidate")
+        async with sessions.begin() as session:
+            second = await ensure_secret(session, "test_secret", "second candidate")
+        assert first == second == "first candidate"
+        async with app.state.engine.begin() as connection:
+            await connection.execute(text("DELETE FROM service_secrets WHERE name = 'test_secret'"))

@@ -4,47 +4,46 @@ The hashing pool draws each unknown name's dummy from the parameters of a sample
 stored hashes (see security/passwords.py). This module reads that sample at start and
 again every few minutes, as owners log in and their hashes are upgraded.
 
-The draw is keyed by a digest of the ids of the oldest accounts: the same on every
-replica and after restarts, never shown to anyone but each account's own holder, and
-fixed once those accounts exist (ids never change).
+The draw is keyed by a random secret kept in SQL (made once by the first replica that
+needs it): the same on every replica and after restarts, and never shown to anyone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import secrets
 from datetime import timedelta
 
 from auth_service.services.context import ServiceContext
-from auth_service.stores import users
+from auth_service.stores import service_secrets, users
 
 __all__ = ["keep_hash_population_current", "refresh_hash_population", "try_refresh"]
 
 log = logging.getLogger(__name__)
 
 SAMPLE_SIZE = 1000
-KEY_ACCOUNTS = 16
+KEY_NAME = "dummy_hash_draw"
 REFRESH_EVERY = timedelta(minutes=10)
 REFRESH_TIMEOUT = timedelta(seconds=5)
 
 
-async def refresh_hash_population(ctx: ServiceContext, key: bytes | None = None) -> bytes | None:
+async def refresh_hash_population(ctx: ServiceContext, key: bytes | None = None) -> bytes:
     """Read a sample of the stored hashes and give its parameters to the hashing pool.
 
-    Returns the draw key once it is final (KEY_ACCOUNTS accounts exist), so that later
-    refreshes can pass it back and skip reading it.
+    Returns the draw key, which later refreshes pass back to skip reading it again.
     """
-    async with asyncio.timeout(REFRESH_TIMEOUT.total_seconds()), ctx.sessions() as session:
-        sample = await users.password_hash_sample(session, SAMPLE_SIZE)
+    async with asyncio.timeout(REFRESH_TIMEOUT.total_seconds()):
         if key is None:
-            key_ids = await users.oldest_user_ids(session, KEY_ACCOUNTS)
-            key = hashlib.sha256("\n".join(["dummy-draw", *key_ids]).encode("utf-8")).digest()
-            final = len(key_ids) == KEY_ACCOUNTS
-        else:
-            final = True
+            async with ctx.sessions.begin() as session:
+                value = await service_secrets.ensure_secret(
+                    session, KEY_NAME, secrets.token_hex(32)
+                )
+            key = bytes.fromhex(value)
+        async with ctx.sessions() as session:
+            sample = await users.password_hash_sample(session, SAMPLE_SIZE)
     await ctx.hasher.use_population(sample, key)
-    return key if final else None
+    return key
 
 
 async def try_refresh(ctx: ServiceContext, key: bytes | None = None) -> bytes | None:

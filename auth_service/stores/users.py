@@ -27,7 +27,6 @@ __all__ = [
     "get_user_by_id",
     "get_user_by_username",
     "is_active",
-    "oldest_user_ids",
     "password_hash_sample",
     "replace_password_hash",
     "set_scopes",
@@ -193,13 +192,5 @@ async def password_hash_sample(session: AsyncSession, limit: int) -> list[str]:
     """Up to `limit` stored hashes; ids are random UUIDs, so ordering by id samples evenly."""
     result = await session.execute(
         select(_USERS.c.password_hash).order_by(_USERS.c.id).limit(limit)
-    )
-    return list(result.scalars())
-
-
-async def oldest_user_ids(session: AsyncSession, limit: int) -> list[str]:
-    """The ids of the first `limit` accounts ever created (they never change)."""
-    result = await session.execute(
-        select(_USERS.c.id).order_by(_USERS.c.created_at, _USERS.c.id).limit(limit)
     )
     return list(result.scalars())
