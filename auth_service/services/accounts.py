@@ -158,6 +158,7 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
     await deny_user_tokens(ctx, user.id, now)
     async with ctx.sessions.begin() as session:
         await users.disable_user(session, user.id, now=now)
+    await deny_user_tokens(ctx, user.id, now)  # again, after the commit
     ctx.profiles.discard(user.id)
     await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
     ctx.audit.record("disable", user_id=user.id)

@@ -262,6 +262,7 @@ async def revoke_session_ids(
     await deny_sessions(ctx, ids)
     async with ctx.sessions.begin() as db:
         await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
+    await deny_sessions(ctx, ids)  # again: survives a reseed that read SQL before the commit
     return ids
 
 
