@@ -25,6 +25,7 @@ from auth_service.services.profiles import UserProfile
 from auth_service.services.revocation import deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
 from auth_service.services.sessions import revoke_session_ids
+from auth_service.stores import sessions as session_rows
 from auth_service.stores import users
 from auth_service.stores.users import UserRecord
 
@@ -166,7 +167,12 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
 
 
 async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str]) -> bool:
-    """Replace what the user may be granted; refreshes narrow to it. False if unknown."""
+    """Replace what the user may be granted; False if unknown.
+
+    Every session holding a scope taken away ends at once, with its access tokens (the
+    others live on). The scopes are committed first, so new logins and refreshes get only
+    what is left; a failure after that (store unreachable) is safe to retry.
+    """
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
@@ -178,5 +184,10 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
         if user is None:
             return False
         await users.set_scopes(session, user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
+    async with ctx.sessions() as session:
+        held = await session_rows.unrevoked_session_scopes(session, user.id)
+    wider = [sid for sid, scope in held if not frozenset(scope.split()) <= scopes]
+    if wider:
+        await revoke_session_ids(ctx, user.id, wider, reason="scopes_removed")
     ctx.audit.record("scopes_change", user_id=user.id)
     return True
