@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -55,6 +56,23 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+def _hold_data_dir(settings: Settings, stack: contextlib.ExitStack) -> None:
+    """Without Redis, lock the data dir for this process's life: a second `serve` is refused.
+
+    With one worker (more need Redis) uvicorn runs the app in this very process, so the
+    lock is held by the process whose in-process revocation state it protects.
+    """
+    from auth_service.instance_lock import DataDirInUse, exclusive_data_dir
+
+    if settings.redis_url is not None:
+        return
+    try:
+        stack.enter_context(exclusive_data_dir(settings.data_dir))
+    except DataDirInUse as exc:
+        sys.stderr.write(f"auth-service: {exc}\n")
+        raise SystemExit(1) from None
+
+
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
@@ -71,7 +89,9 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "http": "auth_service.serving:ServingProtocol",
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        with contextlib.ExitStack() as stack:
+            _hold_data_dir(settings, stack)
+            uvicorn.run(create_app(settings), **options)
     else:
         # uvicorn's supervisor binds the socket once and starts each worker from an import
         # string; every worker builds its app (and its own pools) with create_app.
