@@ -29,7 +29,7 @@ from tests.test_redis_faults import RedisProcess, claims, redis_process  # noqa:
 pytestmark = pytest.mark.slow
 
 PREFIX = "stormtest:"
-ROUNDS = 30
+ROUNDS = 20
 LOGOUTS_PER_ROUND = 8
 REVOKES_PER_ROUND = 8
 

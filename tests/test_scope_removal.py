@@ -7,6 +7,7 @@ from the command line beside a running app, and on both backends.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -98,3 +99,32 @@ async def test_adding_a_scope_ends_no_session(app: FastAPI, client: httpx.AsyncC
     plain = (await token_request(client, scope="profile")).json()
     assert await set_scopes(app.state.services, "alice", ALL)
     assert (await client.get("/users/me", headers=bearer(plain["access_token"]))).status_code == 200
+
+
+async def test_a_login_in_flight_across_a_scope_removal_gets_no_wider_token(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = app.state.services
+    await register(client, "alice")
+    assert await set_scopes(ctx, "alice", ALL)
+    verify = ctx.hasher.verify
+    raced = False
+
+    async def verify_then_remove_admin(*args: Any, **kwargs: Any) -> Any:
+        nonlocal raced
+        result = await verify(*args, **kwargs)  # the user's scopes were read before this
+        if not raced:
+            raced = True
+            assert await set_scopes(ctx, "alice", frozenset({"profile"}))
+        return result
+
+    monkeypatch.setattr(ctx.hasher, "verify", verify_then_remove_admin)
+    response = await token_request(client, scope="profile admin")
+    assert raced
+    if response.status_code == 200:
+        token = response.json()["access_token"]
+        used = await client.get("/users/me", headers=bearer(token))
+        assert used.status_code == 401, f"a token minted with a removed scope works: {used.text}"
+    else:
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_grant"
