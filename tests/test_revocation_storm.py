@@ -215,3 +215,23 @@ async def test_a_flush_right_after_a_reseed_does_not_let_a_check_through(
     response = await client.get("/users/me", headers=bearer(doomed))
     assert flushed
     assert response.status_code == 401, response.text
+
+
+async def test_a_store_that_never_keeps_a_restore_fails_closed(
+    storm_app: tuple[FastAPI, httpx.AsyncClient],
+    redis_process: RedisProcess,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app, client = storm_app
+    store = app.state.services.revocations
+    token, _ = await two_sessions(client)
+
+    async def always_lost(data: Any) -> bool:
+        redis_process.flushall()
+        return False
+
+    monkeypatch.setattr(store, "seed", always_lost)
+    redis_process.flushall()
+    response = await client.get("/users/me", headers=bearer(token))
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"]

@@ -46,14 +46,14 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     the store may have been flushed once more in between.
     """
     status = await _status(ctx, claims)
-    for _ in range(MAX_RESEED_ATTEMPTS):
-        if status.seeded:
-            break
+    restores = 0
+    while not status.seeded:
+        if restores == MAX_RESEED_ATTEMPTS:
+            log.warning("revocation store lost its state after every reseed: failing closed")
+            raise StoreUnavailable
+        restores += 1
         await reseed(ctx)
         status = await _status(ctx, claims)
-    else:
-        if not status.seeded:
-            raise StoreUnavailable("the revocation store keeps losing its state")
     user_cut = status.user_not_before
     if (
         status.token_revoked
@@ -86,7 +86,8 @@ async def reseed(ctx: ServiceContext) -> None:
                 )
                 return
             log.warning("revocation store lost its state during a reseed: reading SQL again")
-        raise StoreUnavailable("the revocation store keeps losing its state")
+        log.warning("revocation store could not be reseeded: failing closed")
+        raise StoreUnavailable
 
 
 async def _read_revocations(ctx: ServiceContext, ticket: str) -> SeedData:
