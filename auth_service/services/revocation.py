@@ -21,7 +21,14 @@ from auth_service.services.context import ServiceContext
 from auth_service.stores import sessions as session_rows
 from auth_service.stores.revocation import RevocationStatus, SeedData
 
-__all__ = ["deny_sessions", "deny_token", "deny_user_tokens", "ensure_not_revoked", "reseed"]
+__all__ = [
+    "deny_sessions",
+    "deny_sessions_eventually",
+    "deny_token",
+    "deny_user_tokens",
+    "ensure_not_revoked",
+    "reseed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +49,13 @@ async def _status(ctx: ServiceContext, claims: AccessClaims) -> RevocationStatus
 async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     """Raise InvalidToken if the token, its session or its user's tokens were revoked.
 
-    A negative answer counts only from a seeded store: read again after each restore, as
+    The user's entry is the lowest credential version still valid (set by a disable): a
+    token carrying an older one is dead, however close to the disable it was minted. A
+    negative answer counts only from a seeded store: read again after each restore, as
     the store may have been flushed once more in between.
     """
+    if ctx.undelivered_sessions:
+        await _deliver_pending(ctx)
     status = await _status(ctx, claims)
     restores = 0
     while not status.seeded:
@@ -58,7 +69,7 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     if (
         status.token_revoked
         or status.session_revoked
-        or (user_cut is not None and claims.issued_at.timestamp() < user_cut)
+        or (user_cut is not None and claims.credential_version < user_cut)
     ):
         ctx.audit.denylist_hits.inc()
         raise InvalidToken("the access token has been revoked")
@@ -103,9 +114,7 @@ async def _read_revocations(ctx: ServiceContext, ticket: str) -> SeedData:
         sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
         # An access token is accepted until its exp plus the leeway, not a horizon later.
         tokens=[(jti, ttl) for jti, ttl in tokens if ttl > 0],
-        users=[
-            (uid, math.ceil(at.timestamp()), _seconds_until(at + horizon, now)) for uid, at in users
-        ],
+        users=[(uid, version, _seconds_until(at + horizon, now)) for uid, version, at in users],
         ticket=ticket,
     )
 
@@ -117,6 +126,27 @@ async def deny_sessions(ctx: ServiceContext, session_ids: list[str]) -> None:
         await ctx.revocations.revoke_sessions(session_ids, ttl)
 
 
+async def deny_sessions_eventually(ctx: ServiceContext, session_ids: list[str]) -> None:
+    """Push session revocations already committed to SQL; if the store is unreachable, keep
+    them and deliver them before this process trusts the store again (and a reseed after
+    a restart reads them from SQL anyway)."""
+    try:
+        await deny_sessions(ctx, session_ids)
+    except StoreUnavailable:
+        ctx.undelivered_sessions.update(session_ids)
+        log.warning(
+            "revocation store unreachable: %d session revocations (committed to SQL) queued",
+            len(session_ids),
+        )
+
+
+async def _deliver_pending(ctx: ServiceContext) -> None:
+    """Deliver queued session revocations; StoreUnavailable (fail closed) if still down."""
+    pending = sorted(ctx.undelivered_sessions)
+    await deny_sessions(ctx, pending)
+    ctx.undelivered_sessions.difference_update(pending)
+
+
 async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -> None:
     """Push one access-token revocation to every replica: before the SQL commit and after.
 
@@ -126,8 +156,9 @@ async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -
     await ctx.revocations.revoke_token(token_id, ttl)
 
 
-async def deny_user_tokens(ctx: ServiceContext, user_id: str, not_before: datetime) -> None:
-    """Kill every access token of a user issued before `not_before`: before the SQL commit
-    and after it."""
+async def deny_user_tokens(ctx: ServiceContext, user_id: str, credential_version: int) -> None:
+    """Kill every access token of a user carrying a credential version below this one:
+    before the SQL commit and after it."""
     ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
-    await ctx.revocations.set_user_not_before(user_id, math.ceil(not_before.timestamp()), ttl)
+    # The store's per-user "not before" holds a credential version now, not a time.
+    await ctx.revocations.set_user_not_before(user_id, credential_version, ttl)
