@@ -281,8 +281,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(DocsSameOriginOnly, paths=frozenset({"/docs", "/redoc"}))
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.http_body_timeout_seconds,
+    )
+    docs_pages = {"/docs", "/redoc", app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"}
+    app.add_middleware(DocsSameOriginOnly, paths=frozenset(docs_pages))
     app.add_middleware(RequestContext, client_ip=client_ip, registry=registry)
     # The API routes go into the app's own route list, ahead of the docs routes: matching
     # through included routers costs FastAPI ~0.1 ms per request and per router.

@@ -129,9 +129,8 @@ def _hold_data_dir(settings: Settings, stack: contextlib.ExitStack) -> None:
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn
-
     from auth_service.app import create_app
+    from auth_service.serving import ServingConfig, serve
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -142,17 +141,22 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "log_config": None,  # keep the JSON logging configured here
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "http": "auth_service.serving:ServingProtocol",
+        # Slow clients: heads, bodies (BodySizeLimit) and idle keep-alives are timed; past
+        # the connection cap (per worker) requests are answered 503.
+        "header_timeout": settings.http_header_timeout_seconds,
+        "timeout_keep_alive": settings.http_keep_alive_timeout_seconds,
+        "limit_concurrency": settings.http_max_connections,
     }
     if settings.workers == 1:
         with contextlib.ExitStack() as stack:
             _hold_data_dir(settings, stack)
-            uvicorn.run(create_app(settings), **options)
+            serve(create_app(settings), **options)
     else:
         from auth_service.supervisor import run_workers
 
         # uvicorn's supervisor binds the socket once and starts each worker from an import
         # string; every worker builds its app (and its own pools) with create_app.
-        config = uvicorn.Config(
+        config = ServingConfig(
             "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
         )
         if not run_workers(config):
@@ -282,6 +286,7 @@ def _add_client(settings: Settings, args: argparse.Namespace) -> int:
             confidential=args.confidential,
             grant_types=frozenset(args.grants),
             scopes=frozenset(args.scopes),
+            introspection=args.introspection,
         ),
     )
     output = {"client_id": new.client.client_id, "confidential": new.client.confidential}
@@ -297,7 +302,10 @@ def _list_clients(settings: Settings, _: argparse.Namespace) -> int:
     clients = _with_services(settings, lambda ctx: list_clients(ctx, include_default=True))
     for client in clients:
         kind = "confidential" if client.confidential else "public"
-        grants = ",".join(sorted(client.grant_types))
+        # What the client may do: its grant types, and introspection if granted.
+        grants = ",".join(
+            sorted(client.grant_types | ({"introspection"} if client.introspection else set()))
+        )
         line = f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}"
         # The default client is not stored; requests naming no client act as it.
         print(line + "\t(default)" if client.client_id == settings.default_client_id else line)
@@ -414,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--confidential", action="store_true", help="give it a secret")
     add.add_argument("--grants", nargs="*", default=["password", "refresh_token"])
     add.add_argument("--scopes", nargs="+", default=["profile"])
+    add.add_argument(
+        "--introspection", action="store_true", help="may call /introspect (needs --confidential)"
+    )
     add.set_defaults(run=_add_client)
     clients.add_parser("list", help="list registered clients").set_defaults(run=_list_clients)
     remove = clients.add_parser("remove", help="delete a client")

@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # Slow clients (serving.py, api/middleware.py): a request head must arrive within the
+    # header timeout, its body within the body timeout after the head; an idle keep-alive
+    # connection closes after the keep-alive timeout; past max connections (per worker)
+    # requests are answered 503.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    http_max_connections: int = Field(default=1000, ge=16, le=100_000)
 
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AuthServiceError",
     "ClientExists",
+    "DatabaseUnavailable",
     "HashingBusy",
     "InsufficientScope",
     "InvalidClient",
@@ -186,6 +187,12 @@ class StoreUnavailable(ServiceUnavailable):
     """The revocation store (Redis) did not answer: fail closed rather than trust a token."""
 
     default_description = "revocation state is unreachable, retry shortly"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database connection was lost or refused: retryable, never a 500."""
+
+    default_description = "the database is unavailable, retry shortly"
 
 
 class HashingBusy(ServiceUnavailable):

@@ -2,7 +2,8 @@
 
 The request context lives in context variables set by the HTTP middleware, so every log
 line and audit event of a request carries them without passing them around. Nothing here
-formats secrets: callers log ids, never passwords, hashes or tokens.
+formats secrets: callers log ids, never passwords, hashes or tokens; uvicorn's access log
+gets the path without its query string, where clients put passwords and tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "client_ip_var", "configure_logging", "request_id_var"]
+__all__ = [
+    "JsonFormatter",
+    "PathWithoutQuery",
+    "client_ip_var",
+    "configure_logging",
+    "request_id_var",
+]
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
@@ -44,6 +51,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class PathWithoutQuery(logging.Filter):
+    """Drop the query string from uvicorn's access log lines (`?password=`, `?access_token=`).
+
+    uvicorn logs `'%s - "%s %s HTTP/%s" %d'` with (client, method, path?query, version,
+    status); only the path is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
 def configure_logging(level: str, *, json_format: bool) -> None:
     """Route every logger (ours, uvicorn's, alembic's) to stderr in one format."""
     handler = logging.StreamHandler()
@@ -57,3 +78,7 @@ def configure_logging(level: str, *, json_format: bool) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    for existing in [f for f in access.filters if isinstance(f, PathWithoutQuery)]:
+        access.removeFilter(existing)
+    access.addFilter(PathWithoutQuery())

@@ -120,3 +120,5 @@ class OAuthClient(Base):
     grant_types: Mapped[str] = mapped_column(String(256))
     scopes: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # May call /introspect (RFC 7662); only a confidential client can hold it.
+    introspection: Mapped[bool] = mapped_column(Boolean)

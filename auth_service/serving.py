@@ -1,12 +1,18 @@
-"""uvicorn's httptools protocol with two fixes for production: TCP_NODELAY and a header cap.
+"""uvicorn's httptools protocol hardened for production, and the `serve` entry point.
 
-- With `--workers N` uvicorn's supervisor binds the listening socket with proto 0, so
-  asyncio never sets TCP_NODELAY on accepted connections and Nagle's algorithm meets
-  delayed ACKs (about 40 ms added per response on this kind of machine). The option is set
-  in `connection_made`, whatever created the socket.
-- httptools buffers request headers without any limit (a 2 MB header was accepted). Bytes
-  received before the headers are complete are counted, and past `MAX_HEADER_BYTES` the
-  connection gets 431 and is closed before the parser buffers more.
+- TCP_NODELAY: with `--workers N` uvicorn's supervisor binds the listening socket with
+  proto 0, so asyncio never sets TCP_NODELAY on accepted connections and Nagle's algorithm
+  meets delayed ACKs (about 40 ms added per response). It is set in `connection_made`.
+- A header cap: httptools buffers request headers without any limit (a 2 MB header was
+  accepted). A request head (request line, headers and the blank line) of more than
+  `MAX_HEADER_BYTES` gets 431 and the connection is closed before the parser buffers more.
+- A header read timeout: uvicorn times out only idle keep-alive connections, after a
+  response; a connection that never sends a complete head was held for ever. The head must
+  arrive within `header_timeout` of the connection opening (first request) or of its
+  first byte (later requests), else 408 (or a silent close if nothing was sent).
+
+The body read timeout is the app's (api/middleware.py: BodySizeLimit); the keep-alive
+timeout and the connection cap (503 past it) are uvicorn's own options.
 """
 
 from __future__ import annotations
@@ -14,25 +20,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
+from typing import Any
 
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["MAX_HEADER_BYTES", "ServingProtocol"]
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT_SECONDS",
+    "MAX_HEADER_BYTES",
+    "ServingConfig",
+    "ServingProtocol",
+    "serve",
+]
 
 MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 _SLICE = 8 * 1024
-_BODY = b'{"error": "invalid_request", "error_description": "the request headers are too large"}'
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-    b"connection: close\r\ncontent-length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
-)
+
+
+def _response(status: bytes, description: bytes) -> bytes:
+    body = b'{"error": "invalid_request", "error_description": "' + description + b'"}'
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+        b"x-content-type-options: nosniff\r\n"
+        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+_TOO_LARGE = _response(b"431 Request Header Fields Too Large", b"the request headers are too large")
+_TIMED_OUT = _response(b"408 Request Timeout", b"the request headers took too long")
+
+
+class ServingConfig(uvicorn.Config):
+    """uvicorn's Config plus the header read timeout ServingProtocol enforces."""
+
+    def __init__(
+        self, app: Any, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS, **options: Any
+    ) -> None:
+        super().__init__(app, **options)
+        self.header_timeout = header_timeout
 
 
 class ServingProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol without Nagle's algorithm and with bounded request headers."""
+    """HttpToolsProtocol without Nagle's algorithm, with bounded and timed request heads."""
 
     _header_bytes = 0
     _in_headers = True
+    _request_begun = False
+    _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
@@ -40,27 +77,82 @@ class ServingProtocol(HttpToolsProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        # Feed the parser in slices so the count follows message boundaries: pipelined
-        # requests on one connection each get a full budget (give or take one slice).
-        for start in range(0, len(data), _SLICE):
-            piece = data[start : start + _SLICE]
+        # While a head is being read, the parser gets at most what is left of its budget,
+        # so a head of exactly MAX_HEADER_BYTES passes and one byte more is refused. Each
+        # request's budget starts with the first read after its predecessor completed; a
+        # pipelined request sharing that read has the shared bytes uncounted.
+        start = 0
+        while start < len(data):
             if self._in_headers:
-                self._header_bytes += len(piece)
-                if self._header_bytes > MAX_HEADER_BYTES:
+                budget = MAX_HEADER_BYTES - self._header_bytes
+                if budget <= 0:
+                    self._cancel_header_timer()
                     self.transport.write(_TOO_LARGE)
                     self.transport.close()
                     return
+                piece = data[start : start + budget]
+                self._header_bytes += len(piece)
+            else:
+                piece = data[start : start + _SLICE]
             super().data_received(piece)
             if self.transport.is_closing():
                 return
+            start += len(piece)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._request_begun = True
+        if self._header_timer is None:  # a later request: its head is timed from here
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        self._in_headers = False
+        self._request_begun = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The next byte begins the next request's head, with a full budget.
         self._in_headers = True
         self._header_bytes = 0
 
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
-        super().on_headers_complete()
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        timeout = getattr(self.config, "header_timeout", DEFAULT_HEADER_TIMEOUT_SECONDS)
+        self._header_timer = self.loop.call_later(timeout, self._header_timeout_expired)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout_expired(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head arrives while its predecessor is still being answered.
+            self._arm_header_timer()
+            return
+        if self._request_begun:
+            self.transport.write(_TIMED_OUT)
+        self.transport.close()
+
+
+def serve(app: Any, **options: Any) -> None:
+    """uvicorn.run with a ServingConfig, in this one process (supervisor.py runs workers)."""
+    config = ServingConfig(app, **options)
+    server = uvicorn.Server(config)
+    config.load_app()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

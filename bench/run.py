@@ -246,14 +246,20 @@ class Server:
     def _add_confidential_client(self) -> tuple[str, str] | None:
         """(client_id, secret) of a confidential client for /introspect, where supported."""
         client_id = "bench-resource-server"
-        try:
-            output = run_cli(
-                ["clients", "add", client_id, "--confidential"], self._env, self._workdir
-            )
-            secret: str = json.loads(output.splitlines()[-1])["client_secret"]
-        except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
-            return None  # a version without registered clients: /revoke stands in
-        return client_id, secret
+        # Versions since the introspection permission need --introspection; older ones
+        # refuse the flag and let any confidential client introspect.
+        for extra in (["--introspection"], []):
+            try:
+                output = run_cli(
+                    ["clients", "add", client_id, "--confidential", *extra],
+                    self._env,
+                    self._workdir,
+                )
+                secret: str = json.loads(output.splitlines()[-1])["client_secret"]
+            except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
+                continue
+            return client_id, secret
+        return None  # a version without registered clients: /revoke stands in
 
     def stop(self) -> None:
         """SIGTERM the server by PID, wait up to 15 s, then SIGKILL it and any worker left."""

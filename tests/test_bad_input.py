@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from auth_service.config import Settings
-from tests.conftest import PASSWORD, password_grant, register
+from tests.conftest import PASSWORD, access_token, password_grant, register
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 JSON = {"content-type": "application/json"}
@@ -412,3 +413,37 @@ async def test_wrong_method_is_405_not_500(
     response = await client.request(method, path)
     assert_error(response, 405, "invalid_request")
     assert response.headers["allow"] == allowed
+
+
+# --- NUL characters never reach SQL (PostgreSQL refuses 0x00 in text) ------------------------
+
+
+def basic(credentials: str) -> dict[str, str]:
+    """An Authorization header carrying `credentials` ("id:secret") as given."""
+    return {"authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/token", "grant_type=password&username=alice&password=correct+horse+battery+staple"),
+        ("/revoke", "token=abc"),
+        ("/introspect", "token=abc"),
+    ],
+)
+@pytest.mark.parametrize(
+    "credentials", ["cli\x00ent:secret", "client:sec\x00ret", "cli%00ent:secret", "client:s%00"]
+)
+async def test_nul_in_basic_credentials_is_invalid_client(
+    client: httpx.AsyncClient, path: str, body: str, credentials: str
+) -> None:
+    response = await client.post(path, content=body, headers={**FORM, **basic(credentials)})
+    assert_error(response, 401, "invalid_client")
+
+
+async def test_nul_in_a_session_id_is_not_found(client: httpx.AsyncClient) -> None:
+    headers = {"authorization": f"Bearer {await access_token(client)}"}
+    for session_id in ("%00", "abc%00def"):
+        assert_error(
+            await client.delete(f"/sessions/{session_id}", headers=headers), 404, "not_found"
+        )

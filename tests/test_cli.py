@@ -86,6 +86,10 @@ def test_clients_add_list_remove_and_user_scopes(
     assert len(added["client_secret"]) >= 43
     assert main(["clients", "add", "mobile", "--grants", "password"]) == 0
     assert "client_secret" not in json.loads(capsys.readouterr().out)
+    assert main(["clients", "add", "rs", "--confidential", "--grants", "--introspection"]) == 0
+    capsys.readouterr()
+    assert main(["clients", "add", "app", "--introspection"]) == 1
+    assert "confidential" in capsys.readouterr().err
     assert main(["clients", "add", "backend"]) == 1
     assert "already registered" in capsys.readouterr().err
 
@@ -95,6 +99,7 @@ def test_clients_add_list_remove_and_user_scopes(
         "public\tpublic\tpassword,refresh_token\tadmin profile\t(default)",
         "backend\tconfidential\tpassword,refresh_token\tprofile",
         "mobile\tpublic\tpassword\tprofile",
+        "rs\tconfidential\tintrospection\tprofile",
     ]
     assert added["client_secret"] not in "\n".join(listing)
     assert main(["clients", "remove", "mobile"]) == 0

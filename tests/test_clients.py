@@ -32,6 +32,7 @@ async def add_client(
     confidential: bool = True,
     grants: tuple[str, ...] = ("password", "refresh_token"),
     scopes: tuple[str, ...] = ("profile",),
+    introspection: bool = False,
 ) -> str | None:
     new = await register_client(
         app.state.services,
@@ -39,6 +40,7 @@ async def add_client(
         confidential=confidential,
         grant_types=frozenset(grants),
         scopes=frozenset(scopes),
+        introspection=introspection,
     )
     return new.secret
 
@@ -213,7 +215,7 @@ async def introspect(
 
 @pytest.fixture
 async def resource_secret(app: FastAPI) -> str:
-    secret = await add_client(app, "resource-server", grants=())
+    secret = await add_client(app, "resource-server", grants=(), introspection=True)
     assert secret is not None
     return secret
 
@@ -288,17 +290,21 @@ async def test_introspection_inactive_is_exactly_active_false(
     assert (await introspect(client, expiring, resource_secret)).json() == {"active": False}
 
 
-async def test_introspection_only_for_confidential_clients(
+async def test_introspection_only_for_clients_granted_it(
     app: FastAPI, client: httpx.AsyncClient, resource_secret: str
 ) -> None:
     await register(client)
     token = (await token_request(client)).json()["access_token"]
     await add_client(app, "mobile", confidential=False)
+    backend_secret = await add_client(app, "backend")  # confidential, not granted introspection
+    assert backend_secret is not None
     for headers, form in (
         ({}, {}),
         ({"Authorization": "Basic Og=="}, {}),
         ({}, {"client_id": "mobile"}),
         (basic("resource-server", "wrong"), {}),
+        (basic("backend", backend_secret), {}),
+        ({}, {"client_id": "backend", "client_secret": backend_secret}),
     ):
         response = await client.post("/introspect", data={"token": token, **form}, headers=headers)
         assert_error(response, 401, "invalid_client")
@@ -357,3 +363,16 @@ async def test_the_default_clients_id_is_reserved(
         await add_client(app, "public", confidential=confidential, scopes=("profile",))
     await register(client)
     assert (await token_request(client, client_id="public")).status_code == 200
+
+
+async def test_basic_credentials_are_form_urlencoded(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # RFC 6749 §2.3.1: the id and secret are form-urlencoded before Base64, so '+' is a space.
+    await register(client)
+    secret = await add_client(app, "back end")
+    assert secret is not None
+    response = await token_request(client, basic("back+end", secret))
+    assert response.status_code == 200, response.text
+    assert jwt.get_unverified_claims(response.json()["access_token"])["client_id"] == "back end"
+    assert_error(await token_request(client, basic("back%2Bend", secret)), 401, "invalid_client")

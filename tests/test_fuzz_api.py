@@ -122,7 +122,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     run_cli(env, directory, "users", "set-scopes", reader, "profile", "admin")
     run_cli({**env, "AUTH_NEW_USER_PASSWORD": writer_password}, directory, "create-user", writer)
     client_id = f"fuzz-rs-{secrets.token_hex(4)}"
-    added = json.loads(run_cli(env, directory, "clients", "add", client_id, "--confidential"))
+    added = json.loads(
+        run_cli(env, directory, "clients", "add", client_id, "--confidential", "--introspection")
+    )
     basic = base64.b64encode(f"{client_id}:{added['client_secret']}".encode()).decode()
 
     replica = Replica("fuzz", port, directory / "service.log")

@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from auth_service.db.base import Base
@@ -69,3 +70,32 @@ def test_username_skeleton_backfill_keeps_the_oldest_of_confusable_names(tmp_pat
         stored = dict(db.execute("SELECT id, username_skeleton FROM users").fetchall())
     assert stored == {"u1": "alice", "u2": None, "u3": None, "u4": "bob"}
     assert _schema_differences(url) == []
+
+
+def test_clients_registered_before_the_introspection_permission_keep_their_access(
+    tmp_path: Path,
+) -> None:
+    # Before 0006 every confidential client could introspect; upgrading must not cut off
+    # the resource servers already deployed, and public clients never get it.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'clients.db'}"
+    command.upgrade(alembic_config(url), "0003")
+
+    async def run(*statements: str) -> list[Any]:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                results = [await connection.execute(text(sql)) for sql in statements]
+                return list(results[-1]) if results[-1].returns_rows else []
+        finally:
+            await engine.dispose()
+
+    asyncio.run(
+        run(
+            "INSERT INTO oauth_clients (client_id, secret_hash, confidential, grant_types,"
+            " scopes, created_at) VALUES ('rs', 'h', 1, '', '', '2026-01-01'),"
+            " ('app', NULL, 0, 'password', 'profile', '2026-01-01')"
+        )
+    )
+    upgrade_to_head(url)
+    rows = asyncio.run(run("SELECT client_id, introspection FROM oauth_clients ORDER BY 1"))
+    assert [tuple(row) for row in rows] == [("app", False), ("rs", True)]

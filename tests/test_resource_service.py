@@ -66,7 +66,8 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
     )
     setup = Issuer(f"http://127.0.0.1:{port}", env, "resource-server", "")
     setup.cli("migrate")
-    added = json.loads(setup.cli("clients", "add", "resource-server", "--confidential", "--grants"))
+    add = ("clients", "add", "resource-server", "--confidential", "--grants", "--introspection")
+    added = json.loads(setup.cli(*add))
     setup.client_secret = added["client_secret"]
     process = Replica("issuer", port, directory / "issuer.log")
     process.start(env, cwd=directory)

@@ -58,7 +58,7 @@ async def test_removing_a_scope_ends_the_sessions_that_hold_it(
     assert await set_scopes(app.state.services, "alice", ALL)
     admin = (await token_request(client, scope="profile admin")).json()
     plain = (await token_request(client, scope="profile")).json()
-    secret = await add_client(app, "resource-server", grants=())
+    secret = await add_client(app, "resource-server", grants=(), introspection=True)
     assert secret is not None
     assert (await client.get("/users/me", headers=bearer(admin["access_token"]))).status_code == 200
 

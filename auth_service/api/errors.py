@@ -14,6 +14,7 @@ from starlette.routing import Match
 
 from auth_service.errors import (
     AuthServiceError,
+    DatabaseUnavailable,
     InsufficientScope,
     InvalidClient,
     InvalidToken,
@@ -96,6 +97,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthServiceError)
     if isinstance(exc, StoreUnavailable):
         _count_dependency_error(request, "redis")
+    elif isinstance(exc, DatabaseUnavailable):
+        log.warning("database unavailable: connection lost")
+        _count_dependency_error(request, "database")
     return error_response(exc)
 
 

@@ -7,7 +7,7 @@ of repeated parameters; the token endpoint must answer `invalid_request` instead
 from __future__ import annotations
 
 import base64
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Request
 
@@ -57,8 +57,15 @@ def _basic_credentials(header: str) -> ClientCredentials | None:
     client_id, separator, secret = decoded.partition(":")
     if not separator:
         raise InvalidClient("malformed Basic credentials")
-    # §2.3.1: both parts are form-urlencoded before Base64.
-    client_id, secret = unquote(client_id), unquote(secret)
+    # §2.3.1: both parts are application/x-www-form-urlencoded before Base64 ('+' is a
+    # space); strict UTF-8, and no NUL (PostgreSQL refuses it in text: a 500, not a 401).
+    try:
+        client_id = unquote_plus(client_id, errors="strict")
+        secret = unquote_plus(secret, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidClient("malformed Basic credentials") from exc
+    if "\x00" in client_id or "\x00" in secret:
+        raise InvalidClient("malformed Basic credentials")
     if not client_id and not secret:
         return None  # Swagger UI's "Basic Og==": no client authentication at all
     return ClientCredentials(client_id=client_id, client_secret=secret or None)

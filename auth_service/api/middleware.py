@@ -1,7 +1,8 @@
-"""ASGI middleware: cap request bodies before anything buffers them."""
+"""ASGI middleware: cap and time request bodies before anything buffers them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -22,16 +23,19 @@ MAX_METRIC_SERIES = 1024
 
 
 class BodySizeLimit:
-    """Answer 413 when the declared or the streamed body exceeds `max_bytes`.
+    """Answer 413 when the declared or the streamed body exceeds `max_bytes`, and 408 when
+    it has not fully arrived `timeout_seconds` after the headers.
 
-    The body is read (bounded) before the app runs and replayed to it, so a chunked
-    upload without Content-Length is refused before any parser buffers it, and no parser
-    can turn the refusal into a different error.
+    The body is read (bounded in size and time) before the app runs and replayed to it, so
+    a chunked upload without Content-Length is refused before any parser buffers it, no
+    parser can turn the refusal into a different error, and a client trickling its body
+    holds a connection for at most the timeout.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_seconds: float = 15.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,22 +43,27 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._reject(send)
+                await _reject(send, 413, "the request body is too large")
                 return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away before sending its body
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await _reject(send, 413, "the request body is too large")
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await _reject(send, 408, "the request body took too long")
+            return
         body = b"".join(chunks)
         replayed = False
 
@@ -67,29 +76,28 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    @staticmethod
-    async def _reject(send: Send) -> None:
-        body = json.dumps(
-            {"error": "invalid_request", "error_description": "the request body is too large"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _reject(send: Send, status: int, description: str) -> None:
+    """An invalid_request answer that closes the connection (the body was not all read)."""
+    body = json.dumps({"error": "invalid_request", "error_description": description}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestContext:
     """Per request: an id (a sane X-Request-ID, or a new one) echoed in the response and put
-    with the client address in the logging context; then counts and latency by method,
-    route template and status.
+    with the client address in the logging context, `X-Content-Type-Options: nosniff` on the
+    response; then counts and latency by method, route template and status.
 
     One layer with one send wrapper: each ASGI layer costs every request a few calls.
     """
@@ -136,6 +144,8 @@ class RequestContext:
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
+                    # No response is to be sniffed into another type (HTML, script).
+                    (b"x-content-type-options", b"nosniff"),
                 ]
             await send(message)
 

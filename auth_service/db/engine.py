@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from auth_service.db.sqlite_worker import SQLiteWorker, tune_sqlite
+from auth_service.db.unavailable import translate_connection_loss
 
 __all__ = [
     "POOL_RECYCLE_SECONDS",
@@ -74,16 +75,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", tune_sqlite)
         return engine
     # No pool_pre_ping (a round trip per checkout): a connection broken meanwhile fails its
-    # statement with a disconnect error, SQLAlchemy then invalidates the whole pool and the
-    # request answers 503 (api/errors.py); recycling retires connections that idle timeouts
-    # or failovers may have cut.
-    return _create_async_engine(
+    # statement, SQLAlchemy then invalidates the whole pool and the request answers 503
+    # (db/unavailable.py); recycling retires connections that idle timeouts or failovers
+    # may have cut.
+    engine = _create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=POOL_RECYCLE_SECONDS,
         hide_parameters=True,
     )
+    translate_connection_loss(engine)
+    return engine
 
 
 class SessionFactory(async_sessionmaker[AsyncSession]):

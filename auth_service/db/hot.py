@@ -2,9 +2,10 @@
 
 The token grants' few statements skip SQLAlchemy's per-execute layers (a third or more of
 a refresh's event-loop time). On PostgreSQL each is one asyncpg round trip on a connection
-from the engine's pool, with driver errors raised as SQLAlchemy's, so pool invalidation and
-the 503 mapping work as for any other statement. On SQLite they go to the session
-factory's SQLiteWorker (db/sqlite_worker.py), which commits concurrent writes together.
+from the engine's pool, with driver errors raised as SQLAlchemy's and a lost connection as
+DatabaseUnavailable, so pool invalidation and the 503 work as for any other statement.
+On SQLite they go to the session factory's SQLiteWorker (db/sqlite_worker.py), which
+commits concurrent writes together.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from auth_service.db.engine import SessionFactory
 from auth_service.db.sqlite_worker import SQLiteWorker
 from auth_service.db.statements import Statement
+from auth_service.db.unavailable import is_connection_loss
+from auth_service.errors import DatabaseUnavailable
 
 __all__ = ["HotConnection", "HotLookup", "PgConnection", "PgStatement", "hot_connection"]
 
@@ -78,7 +81,8 @@ class PgConnection:
 
     async def failed(self, sql: str, args: Sequence[Any], error: BaseException) -> BaseException:
         """A driver error as SQLAlchemy would raise it; a lost connection invalidates the
-        pool (the others likely went with it), as on a disconnect found by SQLAlchemy."""
+        pool (the others likely went with it) and is DatabaseUnavailable, as on the ORM
+        paths (db/unavailable.py)."""
         connection, driver = self._connection, self.driver
         assert connection is not None
         assert driver is not None
@@ -86,12 +90,12 @@ class PgConnection:
             # Cancelled mid-statement: the connection's state is unknown, retire it.
             connection.invalidate(error, soft=True)
             return error
-        gone = driver.is_closed()
-        if gone:
+        if driver.is_closed() or is_connection_loss(error):
             pool = self._engine.sync_engine.pool
             await greenlet_spawn(pool._invalidate, connection, error)
+            return DatabaseUnavailable()
         dbapi = self._engine.dialect.loaded_dbapi
-        translated = _pg_translated(dbapi, error, gone=gone)
+        translated = _pg_translated(dbapi, error)
         if translated is None:
             return error
         return DBAPIError.instance(
@@ -100,7 +104,6 @@ class PgConnection:
             translated,
             dbapi.Error,
             hide_parameters=True,
-            connection_invalidated=gone,
             dialect=self._engine.dialect,
         )
 
@@ -110,8 +113,8 @@ class PgStatement(Statement):
 
     The SQL and the bind and result processing are SQLAlchemy's, compiled once; asyncpg
     prepares it once per connection (its statement cache), so a call is one round trip.
-    Driver errors are raised as SQLAlchemy's (a lost connection as OperationalError or
-    InterfaceError, which answer 503), as from a statement SQLAlchemy ran.
+    Driver errors are raised as SQLAlchemy's, as from a statement SQLAlchemy ran; a lost
+    connection as DatabaseUnavailable (503).
     """
 
     async def rows(self, db: PgConnection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
@@ -130,13 +133,11 @@ class PgStatement(Statement):
         return compiled.processed(rows)
 
 
-def _pg_translated(dbapi: Any, error: Exception, *, gone: bool) -> Exception | None:
-    """asyncpg's error as the SQLAlchemy adapter's DBAPI error, None if it is no driver
-    error. Whatever means the database is out of reach becomes OperationalError."""
+def _pg_translated(dbapi: Any, error: Exception) -> Exception | None:
+    """asyncpg's error (not a connection loss) as the SQLAlchemy adapter's DBAPI error,
+    None if it is no driver error."""
     if isinstance(error, asyncpg.InterfaceError):
         kind = dbapi.InterfaceError
-    elif gone or isinstance(error, OSError | asyncpg.PostgresConnectionError):
-        kind = dbapi.OperationalError
     elif isinstance(error, asyncpg.IntegrityConstraintViolationError):
         kind = dbapi.IntegrityError
     elif isinstance(error, asyncpg.PostgresError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auth_service.errors import ClientExists, InvalidClient, InvalidScope
+from auth_service.errors import ClientExists, InvalidClient, InvalidRequest, InvalidScope
 from auth_service.models import OAuthClient
 from auth_service.security.client_secrets import (
     hash_client_secret,
@@ -44,13 +44,15 @@ class ClientCredentials:
 
 @dataclass(frozen=True)
 class Client:
-    """The calling client; `authenticated` is true only when its secret was verified."""
+    """The calling client; `authenticated` is true only when its secret was verified, and
+    `introspection` when it may call /introspect."""
 
     client_id: str
     confidential: bool
     grant_types: frozenset[str]
     scopes: frozenset[str]
     authenticated: bool
+    introspection: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def _view(row: OAuthClient, *, authenticated: bool) -> Client:
         grant_types=frozenset(row.grant_types.split()),
         scopes=frozenset(row.scopes.split()),
         authenticated=authenticated,
+        introspection=row.introspection,
     )
 
 
@@ -112,8 +115,10 @@ async def register_client(
     confidential: bool,
     grant_types: frozenset[str],
     scopes: frozenset[str],
+    introspection: bool = False,
 ) -> NewClient:
-    """Store a client; a confidential one gets a generated secret, returned once."""
+    """Store a client; a confidential one gets a generated secret, returned once, and may
+    be allowed to introspect tokens."""
     if client_id == ctx.default_client_id:
         # Requests naming this id without a secret act as the default public client, so
         # a stored client of that id would be reachable without its secret.
@@ -124,6 +129,8 @@ async def register_client(
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
+    if introspection and not confidential:
+        raise InvalidRequest("only a confidential client may introspect tokens")
     secret = new_client_secret() if confidential else None
     row = OAuthClient(
         client_id=client_id,
@@ -132,6 +139,7 @@ async def register_client(
         grant_types=" ".join(sorted(grant_types & ALL_GRANT_TYPES)),
         scopes=" ".join(sorted(scopes)),
         created_at=ctx.clock(),
+        introspection=introspection,
     )
     async with ctx.sessions.begin() as session:
         await client_rows.add_client(session, row)

@@ -1,4 +1,4 @@
-"""RFC 7662 token introspection for authenticated confidential clients (resource servers).
+"""RFC 7662 token introspection for authenticated clients granted it (resource servers).
 
 Anything not currently usable (unknown, malformed, expired, revoked, rotated, of a
 disabled user, from another issuer) is exactly `{"active": false}`.
@@ -26,8 +26,9 @@ async def introspect(
 ) -> dict[str, Any]:
     """Describe a token to a resource server that proved who it is."""
     client = await authenticate_client(ctx, credentials)
-    if not (client.confidential and client.authenticated):
-        raise InvalidClient("introspection needs an authenticated confidential client")
+    if not (client.confidential and client.authenticated and client.introspection):
+        # One answer for "no client", "wrong secret" and "not allowed": all are 401.
+        raise InvalidClient("introspection needs an authenticated client granted it")
     token = params.get("token")
     if not token:
         raise InvalidRequest("the 'token' parameter is required")

@@ -41,6 +41,8 @@ async def logout(ctx: ServiceContext, claims: AccessClaims, scope: LogoutScope) 
 
 async def delete_session(ctx: ServiceContext, claims: AccessClaims, session_id: str) -> None:
     """Revoke one of the caller's sessions; someone else's looks exactly like a missing one."""
+    if "\x00" in session_id:
+        raise SessionNotFound  # no session has one, and PostgreSQL refuses NUL in text
     revoked = await revoke_session_ids(ctx, claims.subject, [session_id], reason="deleted")
     if not revoked:
         raise SessionNotFound

@@ -5,9 +5,9 @@ Run it next to auth_service:
     AUTH_ISSUER_URL=http://127.0.0.1:8000 .venv/bin/uvicorn --factory \
         examples.resource_service.app:create_app_from_env --port 9000
 
-Set RESOURCE_CLIENT_ID / RESOURCE_CLIENT_SECRET (a confidential client made with
-`auth-service clients add resource-server --confidential --grants`) to make logout bite
-within seconds instead of at token expiry.
+Set RESOURCE_CLIENT_ID / RESOURCE_CLIENT_SECRET (a confidential client granted
+introspection: `auth-service clients add resource-server --confidential --grants
+--introspection`) to make logout bite within seconds instead of at token expiry.
 """
 
 import os

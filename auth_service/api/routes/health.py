@@ -31,7 +31,9 @@ async def readyz(request: Request) -> JSONResponse:
     checks = await check_readiness(request.app.state.engine, request.app.state.services.revocations)
     ready = all(state == "ok" for state in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
 
 
 @router.get(

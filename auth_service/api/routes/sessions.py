@@ -102,11 +102,11 @@ async def revoke(request: Request, ctx: ContextDep) -> Response:
     summary="Introspect a token (RFC 7662)",
     **_token_form_docs(
         'token description, or exactly {"active": false}',
-        "invalid_client: needs a confidential client",
+        "invalid_client: needs a confidential client granted introspection",
     ),
 )
 async def introspect(request: Request, ctx: ContextDep) -> JSONResponse:
-    """Whether a token is active now, and what it says; only for confidential clients."""
+    """Whether a token is active now, and what it says; only for clients granted it."""
     params = await read_form(request)
     body = await introspection.introspect(ctx, params, client_credentials(request, params))
     return JSONResponse(body, headers=NO_STORE)

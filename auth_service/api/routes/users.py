@@ -100,6 +100,7 @@ async def me(claims: ProfileClaims, ctx: ContextDep) -> Response:
             "model": ErrorBody,
             "description": "the current password is wrong, or the body is not UTF-8 JSON",
         },
+        413: {"model": ErrorBody, "description": "body too large"},
         422: {"model": RejectionBody, "description": "new password rejected, with reasons"},
         503: {"model": ErrorBody, "description": "password hashing saturated"},
     },
