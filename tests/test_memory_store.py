@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from auth_service.stores.revocation import MemoryStore, SeedData, announce_change
@@ -64,3 +65,14 @@ async def test_without_a_marker_one_seed_lasts(tmp_path: Path) -> None:
     found = await store.status(token_id="t", session_id="s", user_id="u")
     assert found.seeded
     assert found.token_revoked
+
+
+async def test_writes_never_weaken_an_entry(tmp_path: Path) -> None:
+    store = MemoryStore()
+    await store.set_user_not_before("u", 5, 60)
+    await store.set_user_not_before("u", 3, 1)  # an older cut-off, written late
+    found = await store.status(token_id="t", session_id="s", user_id="u")
+    assert found.user_not_before == 5
+    await store.revoke_token("t", 60)
+    await store.revoke_token("t", 1)
+    assert store._entries["jti:t"][1] - time.monotonic() > 30  # the longer TTL stays

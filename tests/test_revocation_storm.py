@@ -23,6 +23,7 @@ from redis import asyncio as redis_asyncio
 from auth_service.app import create_app
 from auth_service.services.sessions import revoke_session_ids
 from auth_service.stores import sessions as session_rows
+from auth_service.stores.revocation import RedisStore, SeedData
 from tests.conftest import TEST_ISSUER, make_settings, password_grant, register
 from tests.test_redis_faults import RedisProcess, claims, redis_process  # noqa: F401 - fixture
 
@@ -245,3 +246,25 @@ async def test_a_store_that_never_keeps_a_restore_fails_closed(
     response = await client.get("/users/me", headers=bearer(token))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"]
+
+
+async def test_redis_writes_never_weaken_an_entry(
+    redis_process: RedisProcess,  # noqa: F811 - the fixture imported above
+) -> None:
+    client = redis_asyncio.Redis.from_url(redis_process.url, decode_responses=True)
+    store = RedisStore(client, prefix=PREFIX)
+    try:
+        await store.set_user_not_before("u", 5, 60)
+        await store.set_user_not_before("u", 3, 1)  # an older cut-off, written late
+        await store.revoke_token("t", 60)
+        assert await store.seed(
+            SeedData(tokens=[("t", 1)], users=[("u", 4, 1)], ticket=await store.begin_seed())
+        )
+        found = await store.status(token_id="t", session_id="s", user_id="u")
+        assert found.seeded
+        assert found.token_revoked
+        assert found.user_not_before == 5
+        assert await client.ttl(f"{PREFIX}jti:t") > 30
+        assert await client.ttl(f"{PREFIX}unb:u") > 30
+    finally:
+        await client.aclose()
