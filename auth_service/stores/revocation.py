@@ -11,8 +11,8 @@ Invariants (what makes "revoked stays revoked" hold through any sequence of flus
    `begin_seed` (a ticket: in Redis a key of its own, which any flush deletes), then reads
    SQL, then `seed` writes every entry and the epoch in one script, and only if the ticket
    still exists. A flush can neither split the restore nor slip in after its SQL read.
-2. A revocation is written to the store before its SQL commit (so an unreachable store
-   fails the call with nothing half-done) and again after it. The second write lands
+2. Every revocation is written to the store after its SQL commit (most also before it,
+   so an unreachable store fails the call with nothing half-done). That write lands
    after the commit, so a restore whose SQL read missed the commit either finds the entry
    in place when it writes (no flush since its ticket) or is refused (a flush deleted
    its ticket); an entry flushed later takes the epoch with it, and the next restore
