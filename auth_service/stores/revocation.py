@@ -20,8 +20,10 @@ Invariants (what makes "revoked stays revoked" hold through any sequence of flus
 3. Writes never weaken an entry: a user's not-before only grows and no TTL shrinks, so
    a restore from an older SQL read cannot undo a newer revocation.
 
-Hence once a revocation call has returned, every later check either finds its entry or
-finds no epoch and restores from SQL (which holds it) before answering.
+Hence once a revocation's after-commit write has been done, every later check either
+finds its entry or finds no epoch and restores from SQL (which holds it) before
+answering. (Reuse detection queues that write in-process while the store is down; see
+services/revocation.deny_sessions_eventually.)
 """
 
 from __future__ import annotations
