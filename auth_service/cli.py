@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -110,6 +111,23 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+def _hold_data_dir(settings: Settings, stack: contextlib.ExitStack) -> None:
+    """Without Redis, lock the data dir for this process's life: a second `serve` is refused.
+
+    With one worker (more need Redis) uvicorn runs the app in this very process, so the
+    lock is held by the process whose in-process revocation state it protects.
+    """
+    from auth_service.instance_lock import DataDirInUse, exclusive_data_dir
+
+    if settings.redis_url is not None:
+        return
+    try:
+        stack.enter_context(exclusive_data_dir(settings.data_dir))
+    except DataDirInUse as exc:
+        sys.stderr.write(f"auth-service: {exc}\n")
+        raise SystemExit(1) from None
+
+
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
     from auth_service.app import create_app
     from auth_service.serving import ServingConfig, serve
@@ -130,7 +148,9 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "limit_concurrency": settings.http_max_connections,
     }
     if settings.workers == 1:
-        serve(create_app(settings), **options)
+        with contextlib.ExitStack() as stack:
+            _hold_data_dir(settings, stack)
+            serve(create_app(settings), **options)
     else:
         from auth_service.supervisor import run_workers
 

@@ -24,9 +24,10 @@ from auth_service.security.policy import (
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.profiles import UserProfile
-from auth_service.services.revocation import deny_user_tokens
+from auth_service.services.revocation import deny_sessions, deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
-from auth_service.services.sessions import end_sessions_in
+from auth_service.services.sessions import end_sessions_in, revoke_session_ids
+from auth_service.stores import sessions as session_rows
 from auth_service.stores import users
 from auth_service.stores.users import UserRecord
 
@@ -186,9 +187,10 @@ async def change_password(
         )
         if changed is None:
             raise WrongCurrentPassword  # changed or disabled since it was checked
-        await end_sessions_in(
+        ended = await end_sessions_in(
             ctx, session, user.id, reason="password_changed", keep=claims.session_id
         )
+    await deny_sessions(ctx, ended)  # again, after the commit (see services/revocation.py)
     ctx.audit.record("password_change", user_id=user.id)
 
 
@@ -211,7 +213,10 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
         if version is None:
             return False  # deleted meanwhile
         await deny_user_tokens(ctx, user.id, version)
-        await end_sessions_in(ctx, session, user.id, reason="user_disabled")
+        ended = await end_sessions_in(ctx, session, user.id, reason="user_disabled")
+    # Again, after the commit: a reseed that read SQL before it cannot lose them.
+    await deny_user_tokens(ctx, user.id, version)
+    await deny_sessions(ctx, ended)
     ctx.profiles.discard(user.id)
     ctx.audit.record("disable", user_id=user.id)
     return True
@@ -227,7 +232,12 @@ async def require_active(ctx: ServiceContext, user_id: str) -> None:
 
 
 async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str]) -> bool:
-    """Replace what the user may be granted; refreshes narrow to it. False if unknown."""
+    """Replace what the user may be granted; False if unknown.
+
+    Every session holding a scope taken away ends at once, with its access tokens (the
+    others live on). The scopes are committed first, so new logins and refreshes get only
+    what is left; a failure after that (store unreachable) is safe to retry.
+    """
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
@@ -239,5 +249,10 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
         if user is None:
             return False
         await users.set_scopes(session, user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
+    async with ctx.sessions() as session:
+        held = await session_rows.unrevoked_session_scopes(session, user.id)
+    wider = [sid for sid, scope in held if not frozenset(scope.split()) <= scopes]
+    if wider:
+        await revoke_session_ids(ctx, user.id, wider, reason="scopes_removed")
     ctx.audit.record("scopes_change", user_id=user.id)
     return True
