@@ -55,10 +55,29 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+def _wait_for_dependencies(settings: Settings, *, redis: bool) -> None:
+    """Retry an unreachable database (and Redis) with backoff; one line and exit 1 at the end."""
+    from auth_service.startup import DependencyUnreachableError, wait_for_database, wait_for_redis
+
+    async def wait() -> None:
+        bound = settings.startup_wait_seconds
+        await wait_for_database(settings.effective_database_url, bound_seconds=bound)
+        if redis and settings.redis_url is not None:
+            await wait_for_redis(settings.redis_url, bound_seconds=bound)
+
+    try:
+        asyncio.run(wait())
+    except DependencyUnreachableError as exc:
+        sys.stderr.write(f"auth-service: {exc}\n")
+        raise SystemExit(1) from None
+
+
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from auth_service.app import create_app
+
+    _wait_for_dependencies(settings, redis=True)
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -81,13 +100,23 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from auth_service.db.migrate import upgrade_to_head
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.db.migrate import UnknownRevisionError, migrate_to, upgrade_to_head
 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_to_head(settings.effective_database_url)
-    log.info("database schema is up to date")
+    url = settings.effective_database_url
+    _wait_for_dependencies(settings, redis=False)
+    if args.to is None:
+        upgrade_to_head(url)
+        log.info("database schema is up to date")
+        return 0
+    try:
+        migrate_to(url, args.to)
+    except UnknownRevisionError:
+        sys.stderr.write(f"auth-service: migrate --to: no revision {args.to!r} is shipped\n")
+        return 2
+    log.info("database schema is at revision %s", args.to)
     return 0
 
 
@@ -231,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="auth-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve HTTP on AUTH_HOST:AUTH_PORT").set_defaults(run=_serve)
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    migrate = commands.add_parser("migrate", help="apply database migrations (up to head)")
+    migrate.add_argument(
+        "--to", metavar="REVISION", help="upgrade or downgrade to REVISION (an id, head or base)"
+    )
+    migrate.set_defaults(run=_migrate)
     create = commands.add_parser(
         "create-user", help="register a user (password from AUTH_NEW_USER_PASSWORD or a prompt)"
     )

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # How long `serve` and `migrate` retry an unreachable database or Redis at start.
+    startup_wait_seconds: float = Field(default=60, ge=0, le=3600)
 
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None
