@@ -115,7 +115,8 @@ async def test_pg_dump_and_restore_keep_users_and_revocations_without_redis(
     databases: tuple[str, str], redis_server_url: str, tmp_path: Path
 ) -> None:
     original, restored = databases
-    await asyncio.to_thread(upgrade_to_head, _service_url(original))  # the key (data dir) is shared by both runs
+    await asyncio.to_thread(upgrade_to_head, _service_url(original))
+    # Both runs share tmp_path, the data dir holding the (development) signing key.
     async with _serving(
         original, redis_server_url, f"authbk:{secrets.token_hex(4)}:", tmp_path
     ) as (
