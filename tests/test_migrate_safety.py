@@ -65,6 +65,7 @@ def _migrate_concurrently(url: str, directory: Path) -> None:
     assert current_revision(url) == head
 
 
+@pytest.mark.slow
 def test_two_concurrent_migrations_on_fresh_postgres_both_succeed(
     fresh_postgres_databases: list[str], tmp_path: Path
 ) -> None:
@@ -72,6 +73,7 @@ def test_two_concurrent_migrations_on_fresh_postgres_both_succeed(
         _migrate_concurrently(url, tmp_path)
 
 
+@pytest.mark.slow
 def test_two_concurrent_migrations_on_a_fresh_sqlite_file_both_succeed(tmp_path: Path) -> None:
     for round_number in range(ROUNDS):
         url = f"sqlite+aiosqlite:///{tmp_path / f'race-{round_number}.db'}"

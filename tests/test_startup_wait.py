@@ -109,6 +109,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_a_closed_database_port_gives_retries_then_one_line(command: str, tmp_path: Path) -> None:
     closed = free_port()
@@ -132,6 +133,7 @@ def test_a_closed_database_port_gives_retries_then_one_line(command: str, tmp_pa
     assert len(lines) < 20, completed.stderr  # not a tight loop of log lines
 
 
+@pytest.mark.slow
 def test_serve_waits_for_a_closed_redis_port_too(tmp_path: Path) -> None:
     closed = free_port()
     env = service_env(
