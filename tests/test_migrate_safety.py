@@ -18,7 +18,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from auth_service.cli import main
-from auth_service.db.migrate import alembic_config, current_revision
+from auth_service.db.migrate import alembic_config, current_revision, migrate_to
 from tests.conftest import POSTGRES_ADMIN_DSN, _postgres_admin, _service_missing
 from tests.processes import service_env
 
@@ -110,3 +110,19 @@ def test_migrate_to_an_unknown_revision_says_so(
     assert main(["migrate", "--to", "no_such_revision"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("auth-service: migrate --to: no revision 'no_such_revision'")
+
+
+def test_migrate_to_a_revision_and_back_on_postgres(fresh_postgres_databases: list[str]) -> None:
+    url = fresh_postgres_databases[0]
+    script = ScriptDirectory.from_config(alembic_config(url))
+    head = script.get_current_head()
+    assert head is not None
+    previous = script.get_revision(head).down_revision
+    assert isinstance(previous, str)
+    migrate_to(url, "head")
+    migrate_to(url, previous)
+    assert current_revision(url) == previous
+    migrate_to(url, "base")
+    assert current_revision(url) is None
+    migrate_to(url, head)
+    assert current_revision(url) == head
