@@ -38,7 +38,7 @@ from auth_service.security.keys import (
     load_signing_key,
 )
 from auth_service.security.passwords import Argon2Parameters, HashingPool
-from auth_service.security.policy import PasswordPolicy, load_common_passwords
+from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
 from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
@@ -208,6 +208,7 @@ async def open_runtime(
                 min_length=settings.password_min_length,
                 max_length=settings.password_max_length,
                 common_passwords=load_common_passwords(),
+                context_words=context_words(settings.effective_issuer),
             ),
             tokens=TokenService(
                 signing_key=ring.active,

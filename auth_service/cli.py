@@ -8,12 +8,14 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
@@ -31,13 +33,60 @@ __all__ = ["main"]
 log = logging.getLogger("auth_service")
 
 
+def _refuse(message: str) -> NoReturn:
+    """One line on stderr naming the variable and what is wrong; exit 2 (usage error)."""
+    sys.stderr.write(f"auth-service: {message}\n")
+    raise SystemExit(2)
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    return f"AUTH_{str(location[0]).upper()}" if location else ""
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Every problem of a ValidationError on one line, each led by its AUTH_* variable."""
+    problems = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        message = message.removeprefix("refusing insecure configuration: ")
+        variable = _variable(error.get("loc", ()))
+        problems.append(f"{variable}: {message}" if variable else message)
+    return "configuration refused: " + "; ".join(problems)
+
+
+def _warn_about_unknown_variables() -> None:
+    """Name misspelled AUTH_* variables (environment and ./.env) with the closest setting."""
+    from dotenv import dotenv_values
+
+    from auth_service.config import unknown_variable_warnings
+
+    names = dict.fromkeys(os.environ, "")
+    if Path(".env").is_file():
+        names |= dict.fromkeys(dotenv_values(".env"), "")
+    for warning in unknown_variable_warnings(names):
+        sys.stderr.write(f"auth-service: warning: {warning}\n")
+
+
 def _load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        messages = [str(error.get("msg", "")) for error in exc.errors()]
-        sys.stderr.write("auth-service: configuration refused:\n  " + "\n  ".join(messages) + "\n")
-        raise SystemExit(2) from None
+        _refuse(_one_line(exc))
+    except SettingsError as exc:
+        # A value the settings sources could not decode at all (before validation).
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _variable((field.group(1),)) if field else "an AUTH_* variable"
+        _refuse(f"configuration refused: {name}: cannot be parsed")
+
+
+def _preflight(settings: Settings) -> None:
+    """Refuse, in one line, key files that cannot work."""
+    from auth_service.startup import StartupRefused, check_keys
+
+    try:
+        check_keys(settings)
+    except StartupRefused as exc:
+        _refuse(str(exc))
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -77,8 +126,6 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
 
     from auth_service.app import create_app
 
-    _wait_for_dependencies(settings, redis=True)
-
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -92,21 +139,22 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:
+        from auth_service.supervisor import run_workers
+
         # uvicorn's supervisor binds the socket once and starts each worker from an import
         # string; every worker builds its app (and its own pools) with create_app.
-        uvicorn.run(
+        config = uvicorn.Config(
             "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
         )
+        if not run_workers(config):
+            return 3  # uvicorn's own exit code for a startup failure
     return 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.db.migrate import UnknownRevisionError, migrate_to, upgrade_to_head
 
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.effective_database_url
-    _wait_for_dependencies(settings, redis=False)
     if args.to is None:
         upgrade_to_head(url)
         log.info("database schema is up to date")
@@ -138,6 +186,66 @@ def _disable_user(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
         return 1
     print(f"disabled {args.username}: logins blocked, every session and token revoked")
+    return 0
+
+
+def _list_users(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import UserSummary, list_users
+
+    async def every_page(ctx: ServiceContext) -> list[UserSummary]:
+        found: list[UserSummary] = []
+        after: str | None = None
+        while True:  # a listing for a shell: every page, in one runtime
+            page = await list_users(ctx, disabled_only=args.disabled, after=after, limit=500)
+            found += page.users
+            if page.next_cursor is None:
+                return found
+            after = page.next_cursor
+
+    for user in _with_services(settings, every_page):
+        state = "active" if user.active else "disabled"
+        print(f"{user.username}\t{state}\t{' '.join(user.scopes)}\t{user.created_at}")
+    return 0
+
+
+def _show_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import show
+
+    user = _with_services(settings, lambda ctx: show(ctx, args.username))
+    if user is None:
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    view = {
+        "id": user.id,
+        "username": user.username,
+        "active": user.active,
+        "scopes": list(user.scopes),
+        "created_at": user.created_at.isoformat(),
+        "updated_at": user.updated_at.isoformat(),
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+        "open_sessions": user.open_sessions,
+    }
+    print(json.dumps(view))
+    return 0
+
+
+def _enable_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import enable
+
+    if not _with_services(settings, lambda ctx: enable(ctx, args.username)):
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    print(f"enabled {args.username}: logins allowed; earlier sessions and tokens stay revoked")
+    return 0
+
+
+def _delete_user(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.user_admin import delete
+
+    if not _with_services(settings, lambda ctx: delete(ctx, args.username)):
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    print(f"deleted {args.username} and its sessions")
     return 0
 
 
@@ -186,10 +294,13 @@ def _add_client(settings: Settings, args: argparse.Namespace) -> int:
 def _list_clients(settings: Settings, _: argparse.Namespace) -> int:
     from auth_service.services.clients import list_clients
 
-    for client in _with_services(settings, list_clients):
+    clients = _with_services(settings, lambda ctx: list_clients(ctx, include_default=True))
+    for client in clients:
         kind = "confidential" if client.confidential else "public"
         grants = ",".join(sorted(client.grant_types))
-        print(f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}")
+        line = f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}"
+        # The default client is not stored; requests naming no client act as it.
+        print(line + "\t(default)" if client.client_id == settings.default_client_id else line)
     return 0
 
 
@@ -221,6 +332,13 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "generate":
             record = directory.generate(settings.signing_algorithm)
+            print(f"{record.kid}\t{record.state}")
+        elif args.keys_command == "import":
+            try:
+                pem = Path(args.pem).read_bytes()
+            except OSError as exc:
+                raise KeyConfigurationError(f"{args.pem}: {exc.strerror or exc}") from None
+            record = directory.import_key(pem, settings.signing_algorithm)
             print(f"{record.kid}\t{record.state}")
         elif args.keys_command == "rotate":
             record = directory.rotate(
@@ -276,6 +394,17 @@ def main(argv: list[str] | None = None) -> int:
     disable = users.add_parser("disable", help="block logins and revoke every session")
     disable.add_argument("username")
     disable.set_defaults(run=_disable_user)
+    listing = users.add_parser("list", help="name, state, scopes, created (every user)")
+    listing.add_argument("--disabled", action="store_true", help="only disabled users")
+    listing.set_defaults(run=_list_users)
+    for name, run, text in [
+        ("show", _show_user, "one user as JSON (state, scopes, open sessions)"),
+        ("enable", _enable_user, "allow logins again (revoked tokens stay revoked)"),
+        ("delete", _delete_user, "delete a user disabled longer than the token lifetime"),
+    ]:
+        command = users.add_parser(name, help=text)
+        command.add_argument("username")
+        command.set_defaults(run=run)
     scopes = users.add_parser("set-scopes", help="replace the scopes a user may be granted")
     scopes.add_argument("username")
     scopes.add_argument("scopes", nargs="*", help="e.g. profile admin")
@@ -298,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     key_commands.add_parser("generate", help="add a key (published as next, or first active)")
     key_commands.add_parser("list", help="kid, algorithm, state, created, published until")
+    import_key = key_commands.add_parser(
+        "import", help="add a PEM key (active if none is: move from AUTH_SIGNING_KEY_FILE)"
+    )
+    import_key.add_argument("pem", help="path of the PEM private key")
     rotate = key_commands.add_parser("rotate", help="sign with the next key; retire the old")
     rotate.add_argument("--force", action="store_true", help="even if published too recently")
     retire = key_commands.add_parser("retire", help="drop retiring keys whose tokens expired")
@@ -309,8 +442,19 @@ def main(argv: list[str] | None = None) -> int:
     openapi.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
     openapi.set_defaults(run=_openapi)
     args = parser.parse_args(argv)
+    _warn_about_unknown_variables()
     settings = _load_settings()
+    if args.command in {"serve", "migrate"}:
+        # Before logging starts, so a refusal is the only line. `migrate` checks all that
+        # `serve` will need: an entrypoint that migrates, then serves, stops before touching
+        # the schema. `serve` checks here, in uvicorn's supervisor: a worker failing its
+        # startup would make the supervisor exit 0.
+        _preflight(settings)
     _configure_logging(settings)
+    if args.command in {"serve", "migrate"}:
+        # Both wait for what they need, bounded (one log line per failed attempt); a
+        # database that never answers ends in one line, before the schema is touched.
+        _wait_for_dependencies(settings, redis=args.command == "serve")
     try:
         result: int = args.run(settings, args)
     except AuthServiceError as exc:

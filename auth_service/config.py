@@ -6,13 +6,16 @@ plain-HTTP issuer, hashing below OWASP's minimum) so a misconfigured replica nev
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, IPvAnyNetwork, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
     "OWASP_MIN_MEMORY_KIB",
@@ -21,6 +24,7 @@ __all__ = [
     "RFC9106_PARALLELISM",
     "RFC9106_TIME_COST",
     "Settings",
+    "unknown_variable_warnings",
 ]
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1 (the floor).
@@ -37,8 +41,29 @@ Environment = Literal["development", "test", "production"]
 SigningAlgorithm = Literal["ES256", "RS256"]
 
 
+# AUTH_* variables that are not settings but are read elsewhere (entrypoint, CLI, tests).
+OTHER_VARIABLES = frozenset({"AUTH_MIGRATE_ON_START", "AUTH_NEW_USER_PASSWORD"})
+_DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def _default_pool_size() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+def _database_url_problem(url: str) -> str | None:
+    """Why a database URL cannot work, naming the scheme to write; None when it can."""
+    if url.startswith(_DATABASE_SCHEMES):
+        return None
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme.startswith("sqlite"):
+        return "must start with sqlite+aiosqlite:// (the embedded backend's async driver)"
+    if scheme.startswith(("postgres", "postgresql")):
+        return (
+            f"{scheme}:// is not supported: write postgresql+asyncpg:// "
+            "(the service's PostgreSQL driver is asyncpg)"
+        )
+    return "must start with postgresql+asyncpg:// (or sqlite+aiosqlite:// for development)"
 
 
 class Settings(BaseSettings):
@@ -47,6 +72,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUTH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        """`AUTH_X=` (empty) from any source means "not set": the default applies."""
+        # Without this, AUTH_REDIS_URL= passed every "is Redis configured" check as "" and
+        # two workers started with separate in-memory denylists.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
 
     # --- deployment -----------------------------------------------------------------
     environment: Environment = "development"
@@ -99,7 +134,8 @@ class Settings(BaseSettings):
     register_max_per_ip: int = Field(default=20, ge=1)
     register_window_seconds: int = Field(default=3600, ge=1)
     # Peers whose X-Forwarded-For is believed (CIDRs, e.g. the load balancer's).
-    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Production requires it set explicitly: [] says clients connect directly.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
     # --- passwords ------------------------------------------------------------------
     password_min_length: int = Field(default=15, ge=8, le=1024)
@@ -110,6 +146,41 @@ class Settings(BaseSettings):
     hash_pool_size: int = Field(default_factory=_default_pool_size, ge=1, le=64)
     hash_max_waiting: int = Field(default=64, ge=0, le=10_000)
     hash_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_from_json(cls, value: Any) -> Any:
+        """AUTH_TRUSTED_PROXIES is a JSON list of CIDRs; say so when it is anything else."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, list):
+            raise ValueError(
+                'must be a JSON list of CIDRs, e.g. ["10.0.0.0/8"] ([] when clients '
+                "connect directly)"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str | None) -> str | None:
+        """Only the async drivers installed with the service can work."""
+        problem = None if value is None else _database_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        """redis-py needs a scheme; without one it fails only at the first request."""
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError(
+                "needs a scheme: redis://, rediss:// (TLS) or unix://, e.g. redis://redis:6379/0"
+            )
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -165,6 +236,13 @@ class Settings(BaseSettings):
                 problems.append("production needs AUTH_DATABASE_URL pointing at PostgreSQL")
             if not self.effective_issuer.startswith("https://"):
                 problems.append("production needs an https:// AUTH_ISSUER")
+            if "trusted_proxies" not in self.model_fields_set:
+                # Behind the TLS proxy every client would share the proxy's address, and
+                # one attacker's guesses would throttle everyone.
+                problems.append(
+                    "production needs AUTH_TRUSTED_PROXIES set explicitly: a JSON list of "
+                    "the TLS proxy's CIDRs, or [] when clients connect directly"
+                )
         rotation = self.key_rotation_interval_seconds
         if rotation is not None and rotation <= self.jwks_max_age_seconds:
             problems.append(
@@ -174,3 +252,18 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("refusing insecure configuration: " + "; ".join(problems))
         return self
+
+
+def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per AUTH_* variable that is no setting, naming the closest real one."""
+    known = {f"AUTH_{name.upper()}" for name in Settings.model_fields}
+    warnings = []
+    for name in sorted({key.upper() for key in environ if key.upper().startswith("AUTH_")}):
+        if name in known or name in OTHER_VARIABLES or name.startswith("AUTH_TEST_"):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        if close:
+            warnings.append(f"{name} is not a setting; did you mean {close[0]}?")
+        else:
+            warnings.append(f"{name} is not a setting (ignored)")
+    return warnings

@@ -27,6 +27,7 @@ __all__ = [
     "TooManyAttempts",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UserDeletionRefused",
     "UserNotFound",
     "UsernameTaken",
     "WrongCurrentPassword",
@@ -125,6 +126,13 @@ class UserNotFound(AuthServiceError):
 
     code = "not_found"
     default_description = "no such user"
+
+
+class UserDeletionRefused(AuthServiceError):
+    """Only for administrators: the user is active, or its tokens may still be live."""
+
+    code = "conflict"
+    default_description = "the user cannot be deleted yet"
 
 
 class ClientExists(AuthServiceError):

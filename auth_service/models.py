@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, String, Text, TypeDecorator
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,12 +43,20 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_user_id)
     username: Mapped[str] = mapped_column(String(64))
     username_canonical: Mapped[str] = mapped_column(String(256), unique=True)
+    # UTS #39 skeleton: names that look alike collide here. NULL only for accounts made
+    # before it existed whose skeleton an older account already held (migration 0004).
+    # Up to 7 characters per name character (a Hangul syllable): 64 x 7 fits.
+    username_skeleton: Mapped[str | None] = mapped_column(String(512), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(512))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Access tokens issued before this instant are dead (set when the user is disabled).
+    # When the user was disabled: the reseed restores recent disables from it.
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Bumped by a password change and by a disable, in the same transaction. A session opens
+    # only while the version read at authentication time is current; access tokens carry it
+    # (`cred_ver`) and a disable denylists every version below the new one.
+    credential_version: Mapped[int] = mapped_column(Integer, default=0)
     # Space-separated scopes this user may be granted.
     scopes: Mapped[str] = mapped_column(String(1024), default="profile")
 

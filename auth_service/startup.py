@@ -1,9 +1,15 @@
-"""Wait at start for the database and Redis to accept connections: backoff, then give up.
+"""Checks the CLI runs before migrating or serving, each failure one line naming a variable.
 
-A container started before its database, or pointed at a closed port, would otherwise exit
-at once and be restarted in a tight loop by its orchestrator, writing a traceback each time.
-`serve` and `migrate` instead retry with exponential backoff for AUTH_STARTUP_WAIT_SECONDS,
-log one line per attempt, and then exit with one line naming what was unreachable.
+Settings validate what can be judged from the values alone (config.py); these checks need
+the filesystem or the network: the key files can be read and fit the algorithm, the
+database (and, for `serve`, Redis) answers. `migrate` runs them too, so an entrypoint that
+migrates and then serves stops before touching the schema.
+
+A database or Redis that does not answer yet is waited for: a container started before
+its database, or pointed at a closed port, would otherwise exit at once and be restarted
+in a tight loop by its orchestrator. `serve` and `migrate` retry with exponential backoff
+for AUTH_STARTUP_WAIT_SECONDS, log one line per failed attempt, then exit with one line.
+Bad credentials or a missing database are refused at once: waiting cannot fix them.
 """
 
 from __future__ import annotations
@@ -13,25 +19,85 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from auth_service.db.engine import create_engine, is_sqlite
+from auth_service.config import Settings
+from auth_service.db.engine import is_sqlite, probe_database
+from auth_service.security.keyring import KeyDirectory
+from auth_service.security.keys import KeyConfigurationError, load_signing_key
+from auth_service.security.tokens import utc_now
 from auth_service.stores.redis_client import connect as connect_redis
 
 __all__ = [
     "Backoff",
     "DependencyUnreachableError",
+    "StartupRefused",
+    "check_keys",
     "wait_for_database",
     "wait_for_redis",
     "wait_until_reachable",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class StartupRefused(Exception):
+    """A setting points at something that cannot work; the message names the variable."""
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        reason = "does not exist"
+    except IsADirectoryError:
+        reason = "is a directory, not a PEM file"
+    except PermissionError:
+        reason = "is not readable by this user (the container runs as uid 10001)"
+    except OSError as exc:
+        reason = f"cannot be read ({exc.strerror or exc})"
+    raise StartupRefused(f"AUTH_SIGNING_KEY_FILE: {path} {reason}")
+
+
+def check_keys(settings: Settings) -> None:
+    """The configured key file or key directory yields a usable signing key."""
+    if settings.signing_key_file is not None:
+        path = settings.signing_key_file
+        try:
+            load_signing_key(_read_key_file(path), settings.signing_algorithm)
+        except KeyConfigurationError as exc:
+            raise StartupRefused(f"AUTH_SIGNING_KEY_FILE: {path}: {exc}") from None
+    elif settings.keys_dir is not None:
+        directory = settings.keys_dir
+        keys = KeyDirectory(directory, utc_now)
+        try:
+            # An empty or missing directory is fine: the first start creates its first key.
+            if keys.records():
+                keys.load()
+        except KeyConfigurationError as exc:
+            raise StartupRefused(f"AUTH_KEYS_DIR: {directory}: {exc}") from None
+        except OSError as exc:
+            reason = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
+            raise StartupRefused(f"AUTH_KEYS_DIR: {directory}: {reason}") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StartupRefused(
+                f"AUTH_KEYS_DIR: {directory}: keyset.json is not a key list ({exc})"
+            ) from None
+
+
+def _where(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        return parsed.database or ":memory:"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+# --- waiting for the database and Redis ---------------------------------------------------
 
 # Connection errors that may clear up by themselves (server starting, port not yet open).
 _TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, DBAPIError, RedisError)
@@ -53,7 +119,7 @@ class Backoff:
         return float(min(self.longest, self.first * self.factor ** (attempt - 1)))
 
 
-class DependencyUnreachableError(Exception):
+class DependencyUnreachableError(StartupRefused):
     """The database or Redis did not accept a connection within the startup bound."""
 
     def __init__(
@@ -62,11 +128,10 @@ class DependencyUnreachableError(Exception):
         self.what = what
         reason = _one_line(cause)
         if permanent:  # retrying cannot help: say so at once
-            super().__init__(f"{what} refused the connection: {reason}")
+            super().__init__(f"{what}: {reason}")
         else:
             super().__init__(
-                f"{what} did not accept connections within {bound_seconds:g} s "
-                f"(AUTH_STARTUP_WAIT_SECONDS): {reason}"
+                f"{what} within {bound_seconds:g} s (AUTH_STARTUP_WAIT_SECONDS): {reason}"
             )
 
 
@@ -89,7 +154,11 @@ async def wait_until_reachable(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
-    """Run `probe` until it succeeds; the number of attempts, or DependencyUnreachableError."""
+    """Run `probe` until it succeeds; the number of attempts, or DependencyUnreachableError.
+
+    `what` names the variable and the address, e.g. "AUTH_DATABASE_URL: cannot connect to
+    db:5432/auth"; it starts every log line and the final error.
+    """
     deadline = clock() + bound_seconds
     attempt = 0
     while True:
@@ -105,30 +174,20 @@ async def wait_until_reachable(
                 raise DependencyUnreachableError(what, bound_seconds, exc) from exc
             pause = min(backoff.delay(attempt), remaining)
             log.warning(
-                "waiting for %s: %s; attempt %d, next in %.2g s",
-                what,
-                _one_line(exc),
-                attempt,
-                pause,
+                "waiting: %s: %s; attempt %d, next in %.2g s", what, _one_line(exc), attempt, pause
             )
             await sleep(pause)
         else:
             if attempt > 1:
-                log.info("%s accepts connections (after %d attempts)", what, attempt)
+                log.info("%s: connected after %d attempts", what.split(":")[0], attempt)
             return attempt
 
 
-def _safe_database_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _safe_redis_url(url: str) -> str:
+def _redis_where(url: str) -> str:
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
 
 async def wait_for_database(url: str, *, bound_seconds: float) -> None:
@@ -137,14 +196,9 @@ async def wait_for_database(url: str, *, bound_seconds: float) -> None:
         return
 
     async def probe() -> None:
-        engine = create_engine(url, pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        finally:
-            await engine.dispose()
+        await probe_database(url, timeout_seconds=Backoff().attempt_timeout)
 
-    what = f"the database at {_safe_database_url(url)} (AUTH_DATABASE_URL)"
+    what = f"AUTH_DATABASE_URL: cannot connect to {_where(url)}"
     await wait_until_reachable(what, probe, bound_seconds=bound_seconds)
 
 
@@ -158,5 +212,5 @@ async def wait_for_redis(url: str, *, bound_seconds: float) -> None:
         finally:
             await client.aclose()
 
-    what = f"Redis at {_safe_redis_url(url)} (AUTH_REDIS_URL)"
+    what = f"AUTH_REDIS_URL: cannot connect to {_redis_where(url)}"
     await wait_until_reachable(what, probe, bound_seconds=bound_seconds)

@@ -11,7 +11,8 @@ The verifier discovers the JWKS through RFC 8414 metadata, caches it as long as 
 Cache-Control allows, and refetches at most once per `min_refetch_seconds` when a token
 names an unknown `kid` (key rotation needs no restart; bogus kids cannot hammer the
 issuer). It pins the algorithms, requires `typ: at+jwt`, `iss`, `aud`, `exp`, `nbf`, `iat`
-(with leeway), `sub`, `jti`, and the scopes asked for.
+(with leeway), `sub`, `jti`, and the scopes asked for. It accepts one string per token:
+unpadded base64url segments with zero unused bits, and low-S ES256 signatures (s <= n/2).
 
 Local verification cannot see a logout until the token expires (15 minutes by default).
 Pass an `Introspector` to ask the issuer's /introspect as well (results cached for a few
@@ -19,6 +20,7 @@ seconds): logout then bites within that cache time, for one HTTP round trip per 
 """
 
 import asyncio
+import base64
 import hashlib
 import re
 import time
@@ -44,6 +46,9 @@ __all__ = [
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _MAX_TOKEN_LENGTH = 8192
 _MAX_AGE = re.compile(r"max-age=(\d+)")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The order n of the P-256 group (FIPS 186-4 D.1.2.3): (r, s) and (r, n - s) both verify.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _JOSE_OPTIONS = {
     "verify_exp": False,  # checked below with our leeway and clock
     "verify_nbf": False,
@@ -254,6 +259,7 @@ class TokenVerifier:
 def _header(token: str) -> dict[str, str]:
     if len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
         raise TokenError("the token is not a signed JWT")
+    _require_canonical(token)
     try:
         header = jwt.get_unverified_header(token)
     except (JOSEError, ValueError, TypeError) as exc:
@@ -263,7 +269,30 @@ def _header(token: str) -> dict[str, str]:
         raise TokenError("the token is not an access token")
     if not isinstance(kid, str) or not isinstance(alg, str):
         raise TokenError("the token header lacks kid or alg")
+    if alg == "ES256" and not _is_low_s(token):
+        raise TokenError("the token signature is not in canonical form")
     return {"kid": kid, "alg": alg}
+
+
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _require_canonical(token: str) -> None:
+    """Refuse any spelling but unpadded base64url whose unused trailing bits are zero."""
+    for segment in token.split("."):
+        if (
+            not _BASE64URL.fullmatch(segment)
+            or len(segment) % 4 == 1
+            or base64.urlsafe_b64encode(_b64url_decode(segment)).rstrip(b"=").decode() != segment
+        ):
+            raise TokenError("the token is not canonically encoded")
+
+
+def _is_low_s(token: str) -> bool:
+    """True for an ES256 signature r||s with s <= n/2 (the one of the two valid forms)."""
+    signature = _b64url_decode(token.rpartition(".")[2])
+    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_ORDER // 2
 
 
 def require_token(verifier: TokenVerifier, *, scopes: Sequence[str] = ()) -> Callable[..., Any]:

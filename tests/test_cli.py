@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,8 @@ from asgi_lifespan import LifespanManager
 
 from auth_service.app import create_app
 from auth_service.cli import main
-from tests.conftest import PASSWORD, TEST_ISSUER, make_settings
+from auth_service.security.keys import generate_private_key_pem, load_signing_key
+from tests.conftest import PASSWORD, TEST_ISSUER, make_settings, password_grant, register
 
 
 async def test_migrate_then_create_user_then_login(
@@ -90,6 +92,7 @@ def test_clients_add_list_remove_and_user_scopes(
     assert main(["clients", "list"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing == [
+        "public\tpublic\tpassword,refresh_token\tadmin profile\t(default)",
         "backend\tconfidential\tpassword,refresh_token\tprofile",
         "mobile\tpublic\tpassword\tprofile",
     ]
@@ -102,3 +105,111 @@ def test_clients_add_list_remove_and_user_scopes(
     assert "admin profile" in capsys.readouterr().out
     assert main(["users", "set-scopes", "root-user", "superpowers"]) == 1
     assert "unknown scopes: superpowers" in capsys.readouterr().err
+
+
+def test_clients_list_omits_a_switched_off_default_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTH_DEFAULT_CLIENT_ENABLED", "false")
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    assert main(["clients", "list"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_the_default_client_id_cannot_be_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    assert main(["migrate"]) == 0
+    assert main(["clients", "add", "public", "--confidential"]) == 1
+    assert "reserved for the default public client" in capsys.readouterr().err
+
+
+def _age_disable(database: Path, username: str) -> None:
+    """Move a user's disable far into the past, as if its tokens had long expired."""
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "UPDATE users SET tokens_valid_after = '2000-01-01 00:00:00.000000' WHERE username = ?",
+            (username,),
+        )
+
+
+def test_users_list_show_enable_and_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTH_NEW_USER_PASSWORD", PASSWORD)
+    assert main(["migrate"]) == 0
+    for name in ("bob", "Alice"):
+        assert main(["create-user", name]) == 0
+    capsys.readouterr()
+
+    assert main(["users", "list"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [row[:3] for row in rows] == [
+        ["Alice", "active", "profile"],
+        ["bob", "active", "profile"],
+    ]
+    assert main(["users", "disable", "bob"]) == 0
+    capsys.readouterr()
+    assert main(["users", "list", "--disabled"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["bob"]
+
+    assert main(["users", "show", "BOB"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["username"], shown["active"], shown["open_sessions"]) == ("bob", False, 0)
+    assert shown["disabled_at"] is not None
+    assert "password" not in json.dumps(shown)
+
+    assert main(["users", "enable", "bob"]) == 0
+    assert "enabled bob" in capsys.readouterr().out
+    assert main(["users", "delete", "bob"]) == 1
+    assert "disable the user first" in capsys.readouterr().err
+    assert main(["users", "disable", "bob"]) == 0
+    assert main(["users", "delete", "bob"]) == 1
+    assert "may live" in capsys.readouterr().err
+    _age_disable(tmp_path / "auth.db", "bob")
+    assert main(["users", "delete", "bob"]) == 0
+    assert "deleted bob" in capsys.readouterr().out
+    assert main(["users", "show", "bob"]) == 1
+    for command in ("show", "enable", "delete"):
+        assert main(["users", command, "nobody-here"]) == 1
+        assert "no user named 'nobody-here'" in capsys.readouterr().err
+
+
+async def test_keys_import_moves_a_key_file_into_a_key_directory_keeping_live_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pem_file = tmp_path / "signing.pem"
+    pem_file.write_bytes(generate_private_key_pem("ES256"))
+    kid = load_signing_key(pem_file.read_bytes(), "ES256").kid
+    url = f"sqlite+aiosqlite:///{(tmp_path / 'auth.db').resolve()}"
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+
+    with_file = create_app(make_settings(url, tmp_path, signing_key_file=pem_file))
+    async with LifespanManager(with_file):
+        transport = httpx.ASGITransport(app=with_file)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as client:
+            await register(client)
+            token = (await password_grant(client)).json()["access_token"]
+
+    keys = tmp_path / "keys-dir"
+    monkeypatch.setenv("AUTH_KEYS_DIR", str(keys))
+    assert await asyncio.to_thread(main, ["keys", "import", str(pem_file)]) == 0
+    assert capsys.readouterr().out == f"{kid}\tactive\n"
+    assert await asyncio.to_thread(main, ["keys", "import", str(pem_file)]) == 1
+    assert "already in" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["keys", "import", str(tmp_path / "missing.pem")]) == 1
+    assert "missing.pem" in capsys.readouterr().err
+
+    with_dir = create_app(make_settings(url, tmp_path, keys_dir=keys))
+    async with LifespanManager(with_dir):
+        transport = httpx.ASGITransport(app=with_dir)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as client:
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/users/me", headers=bearer)).status_code == 200
+            jwks = (await client.get("/.well-known/jwks.json")).json()
+            assert [key["kid"] for key in jwks["keys"]] == [kid]

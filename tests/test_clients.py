@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from jose import jwt
 from sqlalchemy import select
 
+from auth_service.errors import ClientExists
 from auth_service.models import OAuthClient
 from auth_service.security.keys import generate_private_key_pem, load_signing_key
 from auth_service.security.tokens import TokenService
@@ -343,3 +344,15 @@ async def test_metadata_lists_client_authentication_and_endpoints(
         "client_secret_post",
     ]
     assert set(metadata["scopes_supported"]) == {"profile", "admin"}
+
+
+@pytest.mark.parametrize("confidential", [True, False])
+async def test_the_default_clients_id_is_reserved(
+    app: FastAPI, client: httpx.AsyncClient, confidential: bool
+) -> None:
+    # A confidential "public" client was reachable without its secret: no secret means
+    # the default public client, with every grant and scope.
+    with pytest.raises(ClientExists, match="reserved for the default public client"):
+        await add_client(app, "public", confidential=confidential, scopes=("profile",))
+    await register(client)
+    assert (await token_request(client, client_id="public")).status_code == 200

@@ -20,7 +20,11 @@ import yaml
 from auth_service.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_DOTENV = {"ISSUER_URL": "https://auth.example.com", "POSTGRES_PASSWORD": "secret"}
+SAMPLE_DOTENV = {
+    "ISSUER_URL": "https://auth.example.com",
+    "POSTGRES_PASSWORD": "secret",
+    "AUTH_TRUSTED_PROXIES": '["172.30.57.0/24"]',
+}
 AUTH_IMAGE_SERVICES = ("migrate", "auth")
 
 
@@ -75,10 +79,11 @@ def test_production_settings_are_accepted_and_read_from_dotenv() -> None:
         settings = _settings_of(service, SAMPLE_DOTENV)
         assert settings.environment == "production"
         assert settings.workers >= 1
-        # Defaults: trust the project's own network (the proxy is the only way in from
-        # outside); `migrate` migrates, the app does not.
+        # The documented value: the project's own network (the proxy is the only way in
+        # from outside). By default `migrate` migrates, the app does not.
         subnet = _compose()["networks"]["backend"]["ipam"]["config"][0]["subnet"]
         assert [str(net) for net in settings.trusted_proxies] == [subnet]
+        assert json.dumps([subnet]) in (ROOT / "docker-compose.yml").read_text().replace("\\", "")
         env = service["environment"]
         assert _interpolate(env["AUTH_MIGRATE_ON_START"], SAMPLE_DOTENV) == "false"
         # Both come from .env when set there.
@@ -88,10 +93,12 @@ def test_production_settings_are_accepted_and_read_from_dotenv() -> None:
         assert _interpolate(env["AUTH_MIGRATE_ON_START"], on_start) == "true"
 
 
-def test_missing_dotenv_values_are_refused_by_name() -> None:
+@pytest.mark.parametrize("name", ["ISSUER_URL", "POSTGRES_PASSWORD", "AUTH_TRUSTED_PROXIES"])
+def test_missing_dotenv_values_are_refused_by_name(name: str) -> None:
     auth = _compose()["services"]["auth"]
-    with pytest.raises(AssertionError, match="ISSUER_URL"):
-        _settings_of(auth, {"POSTGRES_PASSWORD": "secret"})
+    dotenv = {key: value for key, value in SAMPLE_DOTENV.items() if key != name}
+    with pytest.raises(AssertionError, match=name):
+        _settings_of(auth, dotenv)
 
 
 def test_the_app_publishes_no_host_port_and_the_proxy_is_the_way_in() -> None:
@@ -180,4 +187,4 @@ def test_the_image_keeps_a_healthcheck_and_a_non_root_user() -> None:
 
 def test_json_valued_settings_survive_compose_interpolation() -> None:
     value = _compose()["services"]["auth"]["environment"]["AUTH_TRUSTED_PROXIES"]
-    assert json.loads(_interpolate(value, {})) == ["172.30.57.0/24"]
+    assert json.loads(_interpolate(value, SAMPLE_DOTENV)) == ["172.30.57.0/24"]

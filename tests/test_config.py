@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from auth_service.config import Settings
+from auth_service.config import Settings, unknown_variable_warnings
 
 PRODUCTION: dict[str, Any] = {
     "environment": "production",
@@ -16,6 +16,7 @@ PRODUCTION: dict[str, Any] = {
     "redis_url": "redis://redis:6379/0",
     "database_url": "postgresql+asyncpg://auth@db/auth",
     "issuer": "https://auth.example.com",
+    "trusted_proxies": [],
 }
 
 KEY_FILE_PROBLEM = "production needs AUTH_SIGNING_KEY_FILE"
@@ -23,7 +24,14 @@ REDIS_PROBLEM = "production needs AUTH_REDIS_URL"
 DATABASE_PROBLEM = "production needs AUTH_DATABASE_URL pointing at PostgreSQL"
 ISSUER_PROBLEM = "production needs an https:// AUTH_ISSUER"
 ARGON2_PROBLEM = "argon2 parameters are below OWASP's minimum"
-ALL_PRODUCTION_PROBLEMS = (KEY_FILE_PROBLEM, REDIS_PROBLEM, DATABASE_PROBLEM, ISSUER_PROBLEM)
+PROXIES_PROBLEM = "production needs AUTH_TRUSTED_PROXIES set explicitly"
+ALL_PRODUCTION_PROBLEMS = (
+    KEY_FILE_PROBLEM,
+    REDIS_PROBLEM,
+    DATABASE_PROBLEM,
+    ISSUER_PROBLEM,
+    PROXIES_PROBLEM,
+)
 
 
 def settings(**values: Any) -> Settings:
@@ -124,6 +132,9 @@ def test_production_with_nothing_configured_lists_every_problem() -> None:
         ),
         pytest.param({"issuer": "http://auth.example.com"}, ISSUER_PROBLEM, id="http-issuer"),
         pytest.param({"issuer": None}, ISSUER_PROBLEM, id="derived-http-issuer"),
+        pytest.param({"redis_url": ""}, REDIS_PROBLEM, id="empty-redis"),
+        pytest.param({"database_url": ""}, DATABASE_PROBLEM, id="empty-database"),
+        pytest.param({"issuer": ""}, ISSUER_PROBLEM, id="empty-issuer"),
     ],
 )
 def test_production_refuses_each_insecure_value(override: dict[str, Any], problem: str) -> None:
@@ -274,3 +285,165 @@ def test_key_rotation_faster_than_the_jwks_cache_is_refused() -> None:
         Settings(_env_file=None, key_rotation_interval_seconds=300, jwks_max_age_seconds=300)  # type: ignore[call-arg]
     ok = Settings(_env_file=None, key_rotation_interval_seconds=3600)  # type: ignore[call-arg]
     assert ok.key_rotation_interval_seconds == 3600
+
+
+# --- empty means unset ---------------------------------------------------------------
+
+OPTIONAL_VARIABLES = [
+    "AUTH_DATABASE_URL",
+    "AUTH_REDIS_URL",
+    "AUTH_ISSUER",
+    "AUTH_SIGNING_KEY_FILE",
+    "AUTH_KEYS_DIR",
+    "AUTH_KEY_ROTATION_INTERVAL_SECONDS",
+]
+
+
+@pytest.mark.parametrize("variable", OPTIONAL_VARIABLES)
+def test_an_empty_optional_variable_means_unset(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "")
+    assert getattr(settings(), variable.removeprefix("AUTH_").lower()) is None
+
+
+def test_an_empty_variable_with_a_default_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_PORT", "")
+    monkeypatch.setenv("AUTH_REDIS_KEY_PREFIX", "")
+    config = settings()
+    assert (config.port, config.redis_key_prefix) == (8000, "auth:")
+
+
+def test_empty_keyword_values_mean_unset_too() -> None:
+    config = settings(redis_url="", signing_key_file="", database_url="")
+    assert (config.redis_url, config.signing_key_file, config.database_url) == (None, None, None)
+    assert config.is_development_setup is True
+
+
+def test_empty_redis_url_with_two_workers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found in the wild: AUTH_REDIS_URL= started 2 workers with per-worker memory denylists.
+    monkeypatch.setenv("AUTH_REDIS_URL", "")
+    monkeypatch.setenv("AUTH_WORKERS", "2")
+    assert "AUTH_WORKERS above 1 needs AUTH_REDIS_URL" in refusal()
+
+
+def test_empty_redis_url_in_production_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_REDIS_URL", "")
+    message = refusal(**{k: v for k, v in PRODUCTION.items() if k != "redis_url"}, workers=2)
+    assert REDIS_PROBLEM in message
+
+
+# --- trusted proxies -------------------------------------------------------------------
+
+
+def test_production_needs_trusted_proxies_set_explicitly() -> None:
+    without = {k: v for k, v in PRODUCTION.items() if k != "trusted_proxies"}
+    message = refusal(**without)
+    assert PROXIES_PROBLEM in message
+    assert "[] when clients connect directly" in message
+
+
+def test_production_accepts_an_explicit_empty_list_of_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_TRUSTED_PROXIES", "[]")
+    without = {k: v for k, v in PRODUCTION.items() if k != "trusted_proxies"}
+    assert settings(**without).trusted_proxies == []
+
+
+def test_production_with_an_empty_proxies_variable_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_TRUSTED_PROXIES", "")
+    without = {k: v for k, v in PRODUCTION.items() if k != "trusted_proxies"}
+    assert PROXIES_PROBLEM in refusal(**without)
+
+
+def test_trusted_proxies_are_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_TRUSTED_PROXIES", '["10.0.0.0/8", "192.0.2.7"]')
+    assert [str(net) for net in settings().trusted_proxies] == ["10.0.0.0/8", "192.0.2.7/32"]
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1", "10.0.0.0/8,10.1.0.0/16", "[10.0.0.1]", '"x"'])
+def test_non_json_trusted_proxies_are_refused_naming_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTH_TRUSTED_PROXIES", value)
+    with pytest.raises(ValidationError) as caught:
+        settings()
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("trusted_proxies",)
+    assert "JSON list" in error["msg"]
+
+
+# --- URLs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("postgres://auth:pw@db/auth", "postgresql+asyncpg://"),
+        ("postgresql://auth:pw@db/auth", "postgresql+asyncpg://"),
+        ("postgresql+psycopg://auth:pw@db/auth", "postgresql+asyncpg://"),
+        ("sqlite:////srv/auth.db", "sqlite+aiosqlite://"),
+        ("mysql://auth:pw@db/auth", "postgresql+asyncpg://"),
+        ("db:5432/auth", "postgresql+asyncpg://"),
+    ],
+)
+def test_database_url_without_the_async_driver_is_refused(url: str, hint: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(database_url=url)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("database_url",)
+    assert hint in error["msg"]
+    assert "pw" not in error["msg"]  # the password is never echoed
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+asyncpg://auth@db/auth", "sqlite+aiosqlite:////srv/auth.db"],
+)
+def test_database_urls_with_the_async_drivers_are_accepted(url: str) -> None:
+    assert settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:6379", "redis:6379/0", "http://redis:6379"])
+def test_redis_url_without_a_redis_scheme_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(redis_url=url)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("redis_url",)
+    assert "redis://" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://redis:6379/0", "rediss://:pw@redis:6380/1", "unix:///run/redis.sock"]
+)
+def test_redis_urls_with_a_scheme_are_accepted(url: str) -> None:
+    assert settings(redis_url=url).redis_url == url
+
+
+# --- misspelled variables ---------------------------------------------------------------
+
+
+def test_misspelled_variables_are_named_with_the_closest_setting() -> None:
+    environ = {
+        "AUTH_ACESS_TOKEN_TTL_SECONDS": "60",
+        "AUTH_REDIS_URI": "redis://x",
+        "AUTH_PORT": "9000",
+        "auth_trusted_proxy": "[]",
+        "AUTH_MIGRATE_ON_START": "true",
+        "AUTH_NEW_USER_PASSWORD": "x",
+        "AUTH_TEST_POSTGRES_DSN": "postgresql://x",
+        "AUTH_QQQQ": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_variable_warnings(environ) == [
+        "AUTH_ACESS_TOKEN_TTL_SECONDS is not a setting; "
+        "did you mean AUTH_ACCESS_TOKEN_TTL_SECONDS?",
+        "AUTH_QQQQ is not a setting (ignored)",
+        "AUTH_REDIS_URI is not a setting; did you mean AUTH_REDIS_URL?",
+        "AUTH_TRUSTED_PROXY is not a setting; did you mean AUTH_TRUSTED_PROXIES?",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -44,4 +45,27 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path: Path) -> None:
     upgrade_to_head(url)
     command.downgrade(alembic_config(url), "base")
     upgrade_to_head(url)
+    assert _schema_differences(url) == []
+
+
+def test_username_skeleton_backfill_keeps_the_oldest_of_confusable_names(tmp_path: Path) -> None:
+    path = tmp_path / "backfill.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    command.upgrade(alembic_config(url), "0003")
+    rows = [  # (id, username, created_at): registered before usernames were checked for looks
+        ("u1", "alice", "2026-01-01 00:00:01"),
+        ("u2", "\u0430lice", "2026-01-01 00:00:02"),  # Cyrillic U+0430: confusable, newer
+        ("u3", "ALİCE", "2026-01-01 00:00:03"),
+        ("u4", "bob", "2026-01-01 00:00:04"),
+    ]
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO users (id, username, username_canonical, password_hash, is_active,"
+            " created_at, updated_at, scopes) VALUES (?, ?, ?, 'x', 1, ?, ?, 'profile')",
+            [(uid, name, name.casefold(), at, at) for uid, name, at in rows],
+        )
+    upgrade_to_head(url)
+    with sqlite3.connect(path) as db:
+        stored = dict(db.execute("SELECT id, username_skeleton FROM users").fetchall())
+    assert stored == {"u1": "alice", "u2": None, "u3": None, "u4": "bob"}
     assert _schema_differences(url) == []

@@ -10,9 +10,12 @@ from auth_service.security.policy import (
     USERNAME_MIN_LENGTH,
     PasswordPolicy,
     canonical_username,
+    context_words,
     load_common_passwords,
+    lookup_key,
     normalize_password,
     normalize_username,
+    username_skeleton,
 )
 
 TOO_SHORT_USERNAME = "username must be at least 3 characters"
@@ -169,8 +172,10 @@ def test_long_password_is_accepted(policy: PasswordPolicy) -> None:
 
 def test_length_bounds_are_inclusive(common_passwords: frozenset[str]) -> None:
     policy = PasswordPolicy(min_length=15, max_length=64, common_passwords=common_passwords)
-    assert policy.check("k" * 14 + "Q", username="alice") is None
-    assert policy.check("k" * 63 + "Q", username="alice") is None
+    # Unguessable strings of exactly the bounds (repeats like "kkkk…" are refused now).
+    strong = "Xq7!rT2@mW9#pLz4vB8$nK3^hF6&jD1*cG5(sA0)eY2+uR7=oI9;wQ4:tZ8<yM1>"
+    assert policy.check(strong[:15], username="alice") is None
+    assert policy.check(strong[:64], username="alice") is None
 
 
 def test_too_short_password_is_rejected_at_the_default_minimum(policy: PasswordPolicy) -> None:
@@ -185,7 +190,7 @@ def test_too_long_password_is_rejected(common_passwords: frozenset[str]) -> None
 def test_length_counts_code_points_not_bytes(policy: PasswordPolicy) -> None:
     # 14 four-byte emoji are 56 bytes but only 14 characters.
     assert reasons_for(policy, "🔐" * 14) == ["password must be at least 15 characters"]
-    assert policy.check("🔐" * 15, username="alice") is None
+    assert policy.check("🔐🐴🔋📎🌵🦉🧭🎻🍄🚲🪁🧊🦔🌶🎲", username="alice") is None
 
 
 def test_common_password_of_at_least_15_characters_is_rejected(
@@ -218,7 +223,10 @@ def test_password_equal_to_the_username_is_rejected() -> None:
     assert reasons_for(policy, "AVeryLongUserName", "averylongusername") == [IS_USERNAME]
     assert reasons_for(policy, "averylongusername", "AVeryLongUsername") == [IS_USERNAME]
     assert reasons_for(policy, "Straße-and-more", "STRASSE-AND-MORE") == [IS_USERNAME]
-    assert policy.check("averylongusername!", username="averylongusername") is None
+    # Not equal, but built on it: NIST's context-specific words, caught by the estimator.
+    assert "password is built on the username or the service name" in reasons_for(
+        policy, "averylongusername!", "averylongusername"
+    )
 
 
 def test_nul_character_is_refused(policy: PasswordPolicy) -> None:
@@ -263,3 +271,127 @@ def test_long_unicode_passphrase_is_accepted(policy: PasswordPolicy, passphrase:
 def test_no_composition_rules(policy: PasswordPolicy) -> None:
     # All lower-case letters and spaces, no digits or symbols: fine under NIST 800-63B-4.
     assert policy.check("just some lowercase words", username="alice") is None
+
+
+# --- one normalisation and one length check for every path (issue 12, item 16) ----------
+
+
+def test_prepare_normalises_once_and_bounds_the_normalised_length(
+    common_passwords: frozenset[str],
+) -> None:
+    policy = PasswordPolicy(min_length=15, max_length=64, common_passwords=common_passwords)
+    decomposed = "e\u0301" * 64  # 128 code points typed, 64 after NFKC
+    assert policy.prepare(decomposed) == "\u00e9" * 64
+    assert policy.prepare("e\u0301" * 65) is None
+    # U+FDFA is one code point typed and 18 after NFKC: the normalised form counts.
+    assert policy.prepare("\ufdfa" * 4) is None
+
+
+def test_accept_checks_the_prepared_form(policy: PasswordPolicy) -> None:
+    typed = "cre\u0301me bru\u0302le\u0301e au chocolat noir"
+    assert policy.accept(typed, username="alice") == normalize_password(typed)
+
+
+# --- guessability: repetition, sequences, keyboard walks, context words ---------------
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("passwordpassword", "repeats"),
+        ("1234567890123456", "common"),
+        ("qwertyuiopasdfgh", "common"),
+        ("password1234567", "common"),
+        ("abcdefghijklmnop", "sequence"),
+        ("aaaaaaaaaaaaaaaa", "repeats"),
+        ("zxcvbnm,./asdfghjkl", "keyboard"),
+        ("🔐" * 15, "repeats"),
+        ("a" * 1024, "repeats"),
+    ],
+)
+def test_guessable_long_passwords_are_refused_with_the_reason(
+    policy: PasswordPolicy, password: str, why: str
+) -> None:
+    reasons = reasons_for(policy, password)
+    assert reasons[0] == "password is too easy to guess"
+    assert any(why in reason for reason in reasons), reasons
+
+
+def test_password_built_on_the_username_is_refused() -> None:
+    policy = PasswordPolicy(min_length=15, max_length=1024, common_passwords=frozenset())
+    reasons = reasons_for(policy, "Margaret.Hamilton1", "margaret.hamilton")
+    assert any("username or the service name" in reason for reason in reasons), reasons
+    # The same password is fine for someone else.
+    assert policy.check("Margaret.Hamilton1", username="bob") is None
+
+
+def test_password_built_on_the_service_name_is_refused() -> None:
+    policy = PasswordPolicy(
+        min_length=15,
+        max_length=1024,
+        common_passwords=frozenset(),
+        context_words=("auth-service", "auth.example.com"),
+    )
+    reasons = reasons_for(policy, "auth-service-2026", "bob")
+    assert any("username or the service name" in reason for reason in reasons), reasons
+
+
+def test_estimator_work_is_bounded_for_long_passwords(policy: PasswordPolicy) -> None:
+    # Only a prefix is estimated: a strong start is enough, a weak one is refused.
+    assert policy.check("correct horse battery staple " + "x" * 990, username="alice") is None
+    assert reasons_for(policy, "1" * 1024)[0] == "password is too easy to guess"
+
+
+# --- confusable usernames (UTS #39) --------------------------------------------------
+
+MIXED_SCRIPTS = "username must not mix scripts (such as Latin with Cyrillic or Greek)"
+MIXED_DIGITS = "username must not mix digits from different scripts"
+
+
+@pytest.mark.parametrize("raw", ["\u0430lice", "abc\u0414\u0440", "p\u0430yp\u0430l"])
+def test_mixed_script_usernames_are_refused(raw: str) -> None:
+    assert username_reasons(raw) == [MIXED_SCRIPTS]
+
+
+def test_usernames_mixing_digit_systems_are_refused() -> None:
+    assert MIXED_DIGITS in username_reasons("bob1\u0663")
+
+
+@pytest.mark.parametrize(
+    "raw", ["Дрова", "παπ", "名前です", "tokyo東京とうきょう", "kim김", "user_名", "Zoë"]
+)
+def test_single_script_and_customary_combinations_are_accepted(raw: str) -> None:
+    assert normalize_username(raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("alice", "ALİCE"),  # dotted capital I casefolds to i + combining dot above
+        ("alice", "ALICE"),
+        ("cope", "\u0441\u043e\u0440\u0435"),  # all-Cyrillic lookalike, single script
+        ("jim", "jirn"),
+        ("bob1", "bobl"),
+        ("Straße", "strasse"),
+    ],
+)
+def test_confusable_usernames_share_a_skeleton(first: str, second: str) -> None:
+    assert username_skeleton(normalize_username(first)) == username_skeleton(
+        normalize_username(second)
+    )
+
+
+def test_distinct_usernames_keep_distinct_skeletons() -> None:
+    names = ["alice", "alicia", "bob", "b0b", "名前です", "Дрова"]
+    assert len({username_skeleton(normalize_username(name)) for name in names}) == len(names)
+
+
+def test_login_lookup_key_ignores_the_registration_only_script_rule() -> None:
+    # Accounts created before the script rule must still be found by the name they use.
+    assert lookup_key("\u0430lice") == "\u0430lice"
+
+
+def test_context_words_name_the_service_and_its_host() -> None:
+    words = context_words("https://login.acme-corp.example:8443/base")
+    assert {"auth-service", "login.acme-corp.example", "login", "acme-corp"} <= set(words)
+    assert context_words("http://127.0.0.1:8000") == context_words("http://[::1]:8000")

@@ -26,6 +26,7 @@ from auth_service.api.forms import client_credentials, read_form
 from auth_service.errors import InvalidClient, InvalidRequest, InvalidToken
 from auth_service.security.keys import generate_private_key_pem, load_signing_key
 from auth_service.security.tokens import AccessClaims, TokenService
+from tests import jws_variants
 from tests.conftest import TEST_ISSUER, FakeClock, register
 
 EXAMPLES = 50
@@ -292,8 +293,10 @@ def test_signed_tokens_with_any_claims_verify_or_raise_invalid_token(
     drawn: tuple[dict[str, Any], bool],
 ) -> None:
     payload, untouched = drawn
-    token = jwt.encode(
-        payload, KEY.private_key, algorithm="ES256", headers={"kid": KEY.kid, "typ": "at+jwt"}
+    token = jws_variants.low_s(
+        jwt.encode(
+            payload, KEY.private_key, algorithm="ES256", headers={"kid": KEY.kid, "typ": "at+jwt"}
+        )
     )
     verified = verify_or_invalid(token)
     if untouched:

@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, text
 
 from auth_service.app import create_app
 from tests.conftest import (
+    PASSWORD,
     TEST_ISSUER,
     _service_missing,
     make_settings,
@@ -343,3 +344,62 @@ async def test_redis_down_fails_closed_and_recovers_by_itself(
     assert (await service.logout(token)).status_code == 204
     assert (await service.me(token)).status_code == 401
     assert_invalid_grant(await service.refresh(grant["refresh_token"]))
+
+
+async def _until_recovered(request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """Repeat `request` while it answers 503 (the app reconnecting), within the timeout."""
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+    while True:
+        response = await request()
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.1)
+
+
+async def test_reuse_detected_during_an_outage_is_recorded_in_sql(service: Service) -> None:
+    username = await service.new_user(unique_name())
+    victim = await service.login(username)
+    rotated = await service.refresh(victim["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    thief = rotated.json()
+
+    service.redis.stop()
+    # A replay past the grace window (0 here) is theft, recorded although Redis is down.
+    assert_invalid_grant(await service.refresh(victim["refresh_token"]))
+    service.redis.start()
+
+    # After recovery the thief's family is dead: its refresh token and its access token.
+    assert_invalid_grant(await service.refresh(thief["refresh_token"]))
+    me = await _until_recovered(lambda: service.me(thief["access_token"]))
+    assert me.status_code == 401, me.text
+
+
+async def test_password_change_is_all_or_nothing_when_redis_fails(service: Service) -> None:
+    username = await service.new_user(unique_name())
+    owner = await service.login(username)
+    attacker = await service.login(username)
+    body = {"current_password": PASSWORD, "new_password": "a completely different passphrase"}
+    headers = {"Authorization": f"Bearer {owner['access_token']}"}
+    hasher = service.app.state.services.hasher
+    real_hash = hasher.hash
+
+    async def hash_then_lose_redis(password: str) -> str:
+        hashed: str = await real_hash(password)
+        service.redis.stop()  # mid-change: after the bearer check and the current password
+        return hashed
+
+    hasher.hash = hash_then_lose_redis
+    try:
+        failed = await service.client.post("/users/me/password", json=body, headers=headers)
+    finally:
+        del hasher.hash
+    assert_unavailable(failed)
+    service.redis.start()
+
+    retried = await _until_recovered(
+        lambda: service.client.post("/users/me/password", json=body, headers=headers)
+    )
+    assert retried.status_code == 204, retried.text
+    assert (await service.me(attacker["access_token"])).status_code == 401
+    assert_invalid_grant(await service.refresh(attacker["refresh_token"]))
+    assert_invalid_grant(await password_grant(service.client, username))

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from auth_service.models import User
-from tests.conftest import PASSWORD, register
+from tests.conftest import PASSWORD, password_grant, register
 
 
 async def test_register_returns_the_user_without_any_hash(
@@ -119,3 +119,94 @@ async def test_missing_fields_are_422_without_echoing_input(client: httpx.AsyncC
     assert body["error"] == "invalid_request"
     assert body["reasons"] == ["body.username: Field required"]
     assert PASSWORD not in response.text
+
+
+# --- issue 12, item 16: one password form everywhere; confusable and weak choices --------
+
+# 1,019 code points after NFKC (under the 1,024 maximum) but 2,009 as typed.
+DECOMPOSED_PASSWORD = "correct horse battery staple " + "e\u0301" * 990
+
+
+async def test_password_registered_in_decomposed_form_logs_in_and_changes(
+    client: httpx.AsyncClient,
+) -> None:
+    await register(client, "erin", DECOMPOSED_PASSWORD)
+    response = await password_grant(client, "erin", DECOMPOSED_PASSWORD)
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    change = await client.post(
+        "/users/me/password",
+        json={"current_password": DECOMPOSED_PASSWORD, "new_password": "a different long phrase"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert change.status_code == 204, change.text
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("alice", "ALİCE"),
+        ("cope", "\u0441\u043e\u0440\u0435"),  # Latin, then an all-Cyrillic lookalike
+        ("jim", "jirn"),
+        ("bob1", "bobl"),
+    ],
+)
+async def test_confusable_username_is_taken(
+    client: httpx.AsyncClient, first: str, second: str
+) -> None:
+    await register(client, first)
+    response = await client.post("/register", json={"username": second, "password": PASSWORD})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "username_taken"
+
+
+async def test_mixed_script_username_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/register", json={"username": "\u0430lice", "password": PASSWORD})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_username"
+    assert any("mix scripts" in reason for reason in response.json()["reasons"])
+
+
+@pytest.mark.parametrize(
+    "password", ["passwordpassword", "1234567890123456", "qwertyuiopasdfgh", "password1234567"]
+)
+async def test_guessable_fifteen_character_passwords_are_refused(
+    client: httpx.AsyncClient, password: str
+) -> None:
+    response = await client.post("/register", json={"username": "frank", "password": password})
+    assert response.status_code == 422, response.text
+    assert "password is too easy to guess" in response.json()["reasons"]
+
+
+async def test_password_built_on_the_service_name_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/register", json={"username": "grace", "password": "auth-service-2026"}
+    )
+    assert response.status_code == 422, response.text
+    assert any("service name" in reason for reason in response.json()["reasons"])
+
+
+async def test_account_made_before_the_script_rule_still_logs_in(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    services = app.state.services
+    name = "\u0430lice"  # Cyrillic U+0430 + Latin: refused now, stored by an older version
+    async with services.sessions.begin() as session:
+        session.add(
+            User(
+                username=name,
+                username_canonical=name.casefold(),
+                username_skeleton=None,  # migration 0004 leaves NULL when a skeleton is taken
+                password_hash=await services.hasher.hash(PASSWORD),
+                is_active=True,
+                created_at=services.clock(),
+                updated_at=services.clock(),
+            )
+        )
+    response = await password_grant(client, name, PASSWORD)
+    assert response.status_code == 200, response.text
+
+
+async def test_longest_skeleton_fits_the_column(client: httpx.AsyncClient) -> None:
+    # A Hangul syllable has a 7-character skeleton: 64 of them are the longest name's key.
+    await register(client, "\uaf66" * 64)

@@ -100,7 +100,7 @@ async def test_open_then_read_back_the_same_values(
     now = datetime.now(UTC).replace(microsecond=123456)
     record = _session(now)
     async with hot_connection(factory) as db:
-        await rows.open_session(db, record, token_hash="a" * 64)
+        assert await rows.open_session(db, record, token_hash="a" * 64, credential_version=0)
         await db.commit()
     async with engine.connect() as db:
         found = await rows.find_refresh_family(db, "a" * 64)
@@ -122,7 +122,7 @@ async def test_rotation_has_exactly_one_winner(
     now = datetime.now(UTC)
     record = _session(now)
     async with hot_connection(factory) as db:
-        await rows.open_session(db, record, token_hash="b" * 64)
+        assert await rows.open_session(db, record, token_hash="b" * 64, credential_version=0)
         await db.commit()
     later = now + timedelta(seconds=5)
     outcomes = await asyncio.gather(
@@ -153,8 +153,8 @@ async def test_a_failed_rotation_leaves_the_token_unspent(
     now = datetime.now(UTC)
     first, second = _session(now), _session(now)
     async with hot_connection(factory) as db:
-        await rows.open_session(db, first, token_hash="d" * 64)
-        await rows.open_session(db, second, token_hash="e" * 64)
+        assert await rows.open_session(db, first, token_hash="d" * 64, credential_version=0)
+        assert await rows.open_session(db, second, token_hash="e" * 64, credential_version=0)
         await db.commit()
     with pytest.raises(IntegrityError):  # the successor's hash is taken
         await _rotate(factory, "d" * 64, "e" * 64, first.id, now + timedelta(seconds=1))
@@ -164,6 +164,52 @@ async def test_a_failed_rotation_leaves_the_token_unspent(
     assert (found.token.used_at, found.token.sealed_successor) == (None, None)
     assert found.session == first
     assert await _rotate(factory, "d" * 64, "f" * 64, first.id, now + timedelta(seconds=2))
+
+
+async def test_a_session_opens_only_at_the_current_credential_version(
+    engine: AsyncEngine, factory: SessionFactory
+) -> None:
+    """A stale version (password changed) or a disabled user: nothing is written."""
+    now = datetime.now(UTC)
+    async with hot_connection(factory) as db:
+        assert not await rows.open_session(
+            db, _session(now), token_hash="1" * 64, credential_version=1
+        )
+    async with factory.begin() as db:
+        assert await users.disable_user(db, "u-sql", now=now) == 1
+    async with hot_connection(factory) as db:
+        assert not await rows.open_session(
+            db, _session(now), token_hash="2" * 64, credential_version=1
+        )
+    async with engine.connect() as db:
+        assert (await db.execute(select(Session))).all() == []
+        assert (await db.execute(select(RefreshToken))).all() == []
+
+
+async def test_a_login_waits_for_a_password_change_in_progress_and_loses(
+    engine: AsyncEngine, factory: SessionFactory
+) -> None:
+    """The session INSERT cannot slip in while a password change holds the user's row
+    uncommitted (and then list the sessions to revoke without it)."""
+    now = datetime.now(UTC)
+    async with factory.begin() as db:
+        assert (
+            await users.change_password_hash(db, "u-sql", expected_version=0, new_hash="y", now=now)
+            == 1
+        )
+
+        async def login() -> bool:
+            async with hot_connection(factory) as hot:
+                return await rows.open_session(
+                    hot, _session(now), token_hash="3" * 64, credential_version=0
+                )
+
+        opening = asyncio.ensure_future(login())
+        await asyncio.sleep(0.2)  # the INSERT runs (or waits) while the change is open
+        assert not opening.done()
+    assert await opening is False
+    async with engine.connect() as db:
+        assert (await db.execute(select(Session))).all() == []
 
 
 async def test_unknown_token_and_user(factory: SessionFactory) -> None:

@@ -63,7 +63,7 @@ async def test_gives_up_at_the_bound_naming_what_and_the_setting() -> None:
 
     with pytest.raises(DependencyUnreachableError) as raised:
         await wait_until_reachable(
-            "the database at db:5432",
+            "AUTH_DATABASE_URL: cannot connect to db:5432/auth",
             probe,
             bound_seconds=20,
             backoff=Backoff(first=1, factor=2, longest=4),
@@ -74,7 +74,7 @@ async def test_gives_up_at_the_bound_naming_what_and_the_setting() -> None:
     assert clock.pauses == [1, 2, 4, 4, 4, 4, 1]
     message = str(raised.value)
     assert "\n" not in message
-    assert message.startswith("the database at db:5432 did not accept connections within 20 s")
+    assert message.startswith("AUTH_DATABASE_URL: cannot connect to db:5432/auth within 20 s")
     assert "AUTH_STARTUP_WAIT_SECONDS" in message
     assert "ConnectionRefusedError" in message
 
@@ -93,7 +93,7 @@ async def test_bad_credentials_fail_at_once_without_waiting() -> None:
             "the database", probe, bound_seconds=60, clock=clock, sleep=clock.sleep
         )
     assert clock.pauses == []
-    assert str(raised.value).startswith("the database refused the connection: OperationalError")
+    assert str(raised.value).startswith("the database: OperationalError")
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -125,10 +125,10 @@ def test_a_closed_database_port_gives_retries_then_one_line(command: str, tmp_pa
     assert "Traceback" not in completed.stderr
     assert SECRET_PASSWORD not in completed.stderr + completed.stdout
     assert lines[-1].startswith(
-        f"auth-service: the database at postgresql+asyncpg://auth:***@127.0.0.1:{closed}/auth "
-        "(AUTH_DATABASE_URL) did not accept connections within 1.5 s (AUTH_STARTUP_WAIT_SECONDS)"
+        f"auth-service: AUTH_DATABASE_URL: cannot connect to 127.0.0.1:{closed}/auth "
+        "within 1.5 s (AUTH_STARTUP_WAIT_SECONDS): ConnectionRefusedError"
     ), lines[-1]
-    retries = [line for line in lines if "waiting for the database" in line]
+    retries = [line for line in lines if "waiting: AUTH_DATABASE_URL" in line]
     assert len(retries) >= 2, completed.stderr  # it did wait, with backoff
     assert len(lines) < 20, completed.stderr  # not a tight loop of log lines
 
@@ -146,4 +146,5 @@ def test_serve_waits_for_a_closed_redis_port_too(tmp_path: Path) -> None:
     assert completed.returncode == 1, completed.stderr
     assert SECRET_PASSWORD not in completed.stderr
     last = completed.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"auth-service: Redis at redis://***@127.0.0.1:{closed}/0"), last
+    expected = f"auth-service: AUTH_REDIS_URL: cannot connect to 127.0.0.1:{closed}/0 within 1 s"
+    assert last.startswith(expected), last

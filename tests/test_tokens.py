@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from jose import jwt
@@ -22,6 +23,8 @@ from jose import jwt
 from auth_service.errors import InvalidToken
 from auth_service.security.keys import SigningKey, generate_private_key_pem, load_signing_key
 from auth_service.security.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenService
+from tests import jws_variants
+from tests.conftest import password_grant, register
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "api"
@@ -61,7 +64,8 @@ def hand_signed(key: SigningKey, header: Any, payload: Any) -> str:
     """A token signed by `key` with exactly this header (python-jose adds `typ` otherwise)."""
     signing_input = f"{segment(header)}.{segment(payload)}"
     # python-jose's EC keys return the raw r||s form that JWS uses.
-    return f"{signing_input}.{b64url(key.private_key.sign(signing_input.encode('ascii')))}"
+    token = f"{signing_input}.{b64url(key.private_key.sign(signing_input.encode('ascii')))}"
+    return jws_variants.low_s(token) if key.algorithm == "ES256" else token
 
 
 def sign(
@@ -75,9 +79,11 @@ def sign(
 ) -> str:
     """Sign `claims` with `key`'s private key; header fields as given."""
     headers: dict[str, Any] = {"kid": key.kid if kid is None else kid, "typ": typ, **extra_headers}
-    return jwt.encode(
+    token = jwt.encode(
         claims, key.private_key, algorithm=algorithm or key.algorithm, headers=headers
     )
+    # python-jose leaves s as OpenSSL made it; verifiers here accept only the low-S form.
+    return jws_variants.low_s(token) if (algorithm or key.algorithm) == "ES256" else token
 
 
 def claims_at(now: datetime, **overrides: Any) -> dict[str, Any]:
@@ -201,6 +207,7 @@ def test_minted_token_round_trips(
         "client_id": "public",
         "scope": "email profile",
         "sid": "session-1",
+        "cred_ver": 0,
     }
     assert len(b64url_decode(raw["jti"])) >= 16  # >= 128 random bits
 
@@ -777,3 +784,92 @@ def test_the_verified_token_cache_is_bounded(
         service.verify_access_token(token)
     assert len(service._verified) == 8
     assert all(service.verify_access_token(token).subject == "user-123" for token in minted)
+
+
+def test_credential_version_is_read_and_defaults_to_zero(
+    service: TokenService, es256_key: SigningKey, now: datetime
+) -> None:
+    versioned = service.verify_access_token(sign(es256_key, claims_at(now, cred_ver=7)))
+    assert versioned.credential_version == 7
+    # Tokens minted before the claim existed read as version 0 (dead once disabled).
+    assert service.verify_access_token(sign(es256_key, claims_at(now))).credential_version == 0
+
+
+@pytest.mark.parametrize("value", ["1", -1, 1.5, True, None, 10**20])
+def test_malformed_credential_version_is_rejected(
+    value: Any, service: TokenService, es256_key: SigningKey, now: datetime
+) -> None:
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(sign(es256_key, claims_at(now, cred_ver=value)))
+
+
+# --- one token, one string (issue 12, item 16) ----------------------------------------
+
+
+def _mint_with_both_alphabet_characters(service: TokenService) -> str:
+    for _ in range(64):
+        token = mint(service)
+        if any(char in token for char in "-_"):
+            return token
+    raise AssertionError("no token with '-' or '_' in 64 tries")
+
+
+def test_minted_es256_signatures_are_low_s(service: TokenService) -> None:
+    for _ in range(32):
+        assert jws_variants.es256_s(mint(service)) <= jws_variants.P256_ORDER // 2
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        jws_variants.padded,
+        jws_variants.standard_alphabet,
+        jws_variants.loose_trailing_bits,
+        jws_variants.flipped_s,
+    ],
+)
+def test_other_spellings_of_a_valid_token_are_rejected(
+    service: TokenService, variant: Callable[[str], str]
+) -> None:
+    token = _mint_with_both_alphabet_characters(service)
+    service.verify_access_token(token)
+    spelled = variant(token)
+    assert spelled != token
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(spelled)
+
+
+def test_rs256_token_in_the_standard_alphabet_is_rejected(
+    rs256_key: SigningKey, now: datetime
+) -> None:
+    service = make_service(rs256_key, now)
+    token = _mint_with_both_alphabet_characters(service)
+    service.verify_access_token(token)
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(jws_variants.standard_alphabet(token))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        jws_variants.padded,
+        jws_variants.standard_alphabet,
+        jws_variants.loose_trailing_bits,
+        jws_variants.flipped_s,
+    ],
+)
+async def test_users_me_refuses_other_spellings_of_a_valid_token(
+    client: httpx.AsyncClient, variant: Callable[[str], str]
+) -> None:
+    await register(client)
+    # Only the 86 signature characters are likely to hold '-' or '_' (~94% of tokens do).
+    for _ in range(20):
+        token = (await password_grant(client)).json()["access_token"]
+        if any(char in token for char in "-_"):
+            break
+    me = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    spelled = variant(token)
+    assert spelled != token
+    response = await client.get("/users/me", headers={"Authorization": f"Bearer {spelled}"})
+    assert response.status_code == 401, response.text

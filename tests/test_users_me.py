@@ -29,6 +29,7 @@ from auth_service.security.keys import (
 from auth_service.security.tokens import TokenService
 from auth_service.services.accounts import disable
 from auth_service.services.profiles import ProfileCache, UserProfile
+from tests import jws_variants
 from tests.conftest import TEST_ISSUER, FakeClock, access_token, register
 
 REALM = "auth_service"
@@ -161,11 +162,13 @@ async def test_control_token_minted_by_a_matching_token_service_is_accepted(
         "/users/me", headers=bearer(mint(token_service(settings, clock), user["id"]))
     )
     assert response.status_code == 200, response.text
-    forged = jwt.encode(
-        valid_claims(user["id"], settings, clock),
-        app_signing_key(settings).private_key,
-        algorithm="ES256",
-        headers={"kid": app_signing_key(settings).kid, "typ": "at+jwt"},
+    forged = jws_variants.low_s(
+        jwt.encode(
+            valid_claims(user["id"], settings, clock),
+            app_signing_key(settings).private_key,
+            algorithm="ES256",
+            headers={"kid": app_signing_key(settings).kid, "typ": "at+jwt"},
+        )
     )
     assert (await client.get("/users/me", headers=bearer(forged))).status_code == 200
 

@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from auth_service import verify
 from auth_service.security.keys import generate_private_key_pem, load_signing_key
 from auth_service.security.tokens import TokenService
 from auth_service.verify import InsufficientScopeError, TokenError, TokenVerifier
+from tests import jws_variants
 from tests.conftest import PASSWORD, TEST_ISSUER, FakeClock, access_token
 
 # Authlib 1.9 forces its "move to httpx2" notice on (simplefilter "always") at import; the
@@ -66,7 +68,9 @@ def _signed(app: FastAPI, clock: FakeClock, **overrides: Any) -> str:
         **overrides,
     }
     headers = {"kid": key.kid, "typ": "at+jwt"}
-    return jwt.encode(claims, key.private_key, algorithm="ES256", headers=headers)
+    return jws_variants.low_s(
+        jwt.encode(claims, key.private_key, algorithm="ES256", headers=headers)
+    )
 
 
 async def test_verifies_a_real_token_and_checks_scopes(
@@ -134,6 +138,38 @@ async def test_refuses_forged_and_confused_tokens(
     for token in forged:
         with pytest.raises(TokenError):
             await verifier.verify(token)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        jws_variants.padded,
+        jws_variants.standard_alphabet,
+        jws_variants.loose_trailing_bits,
+        jws_variants.flipped_s,
+    ],
+)
+async def test_refuses_other_spellings_of_a_valid_token(
+    app: FastAPI, clock: FakeClock, verifier: TokenVerifier, variant: Callable[[str], str]
+) -> None:
+    # Only the 86 signature characters are likely to hold '-' or '_' (~94% of tokens do).
+    tokens = (_signed(app, clock, jti=f"j{attempt}") for attempt in range(40))
+    token = next(token for token in tokens if any(char in token for char in "-_"))
+    await verifier.verify(token)
+    spelled = variant(token)
+    assert spelled != token
+    with pytest.raises(TokenError):
+        await verifier.verify(spelled)
+
+
+async def test_refuses_a_high_s_signature_on_a_token_minted_by_the_issuer(
+    client: httpx.AsyncClient, verifier: TokenVerifier
+) -> None:
+    token = await access_token(client)
+    await verifier.verify(token)
+    assert jws_variants.es256_s(token) <= jws_variants.P256_ORDER // 2
+    with pytest.raises(TokenError):
+        await verifier.verify(jws_variants.flipped_s(token))
 
 
 async def test_refetches_on_unknown_kid_at_most_once_per_interval(

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from auth_service.errors import (
     AuthServiceError,
@@ -24,6 +25,7 @@ from auth_service.errors import (
     SessionNotFound,
     StoreUnavailable,
     TooManyAttempts,
+    UserDeletionRefused,
     UsernameTaken,
     UserNotFound,
     WrongCurrentPassword,
@@ -70,7 +72,7 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
     elif isinstance(exc, OAuthError):
         status = 400
         headers = dict(NO_STORE)
-    elif isinstance(exc, UsernameTaken):
+    elif isinstance(exc, UsernameTaken | UserDeletionRefused):
         status = 409
     elif isinstance(exc, SessionNotFound | UserNotFound):
         status = 404
@@ -121,13 +123,26 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({**body, "reasons": reasons}, status_code=422)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path (Starlette names the first route's only)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = "not_found" if exc.status_code == 404 else "invalid_request"
+    headers = exc.headers
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
     return JSONResponse(
         {"error": code, "error_description": str(exc.detail)},
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers=headers,
     )
 
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AdminUserBody",
+    "AdminUserPage",
     "ErrorBody",
     "HealthBody",
     "JWKSBody",
@@ -93,3 +95,25 @@ class HealthBody(BaseModel):
 
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class AdminUserBody(BaseModel):
+    """An account as administrators see it: never the hash."""
+
+    id: str
+    username: str
+    active: bool
+    scopes: list[str]
+    created_at: datetime
+    updated_at: datetime
+    disabled_at: datetime | None = Field(description="when it was disabled, if it is")
+    open_sessions: int | None = Field(
+        default=None, description="sessions that can still be refreshed (single user only)"
+    )
+
+
+class AdminUserPage(BaseModel):
+    """One page of users by canonical name; `next` is the `after` of the following page."""
+
+    users: list[AdminUserBody]
+    next: str | None = Field(description="pass as `after` for the next page; null on the last")

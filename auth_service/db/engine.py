@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -16,6 +20,8 @@ __all__ = [
     "create_engine",
     "create_session_factory",
     "is_sqlite",
+    "prepare_sqlite_file",
+    "probe_database",
 ]
 
 # PostgreSQL connections older than this are replaced at their next checkout.
@@ -27,6 +33,31 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def prepare_sqlite_file(url: str) -> None:
+    """Create the SQLite file (0600) and its directory (0700) before SQLite would.
+
+    SQLite creates a missing file with the umask's mode (usually 0644, world-readable
+    password hashes); its -wal and -shm files copy the database file's mode.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
+async def probe_database(url: str, *, timeout_seconds: float) -> None:
+    """Open one connection and run `SELECT 1`; raises what the driver raised, or TimeoutError."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with asyncio.timeout(timeout_seconds), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
 def _level(name: str) -> int:
     return logging.getLogger(name).level
 
@@ -35,6 +66,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An AsyncEngine for PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
     # hide_parameters: SQL logging and error messages never show bound values (hashes).
     if is_sqlite(url):
+        prepare_sqlite_file(url)
         # aiosqlite logs every call with its arguments at DEBUG: never let those through.
         logging.getLogger("aiosqlite").setLevel(max(logging.INFO, _level("aiosqlite")))
         # A few connections suffice: SQLite has one writer, and each connection is a thread.

@@ -96,6 +96,21 @@ class KeyDirectory:
             records.append(record)
         return record
 
+    def import_key(self, pem: bytes, algorithm: str) -> KeyRecord:
+        """Add an existing PEM: active if there is none yet (so moving from a key file keeps
+        every live token verifiable and signing unchanged), otherwise published as `next`."""
+        kid = load_signing_key(pem, algorithm).kid  # refuses keys that cannot sign
+        with self._locked() as records:
+            if any(r.kid == kid for r in records):
+                raise KeyConfigurationError(f"key {kid} is already in {self.path}")
+            has_active = any(r.state == ACTIVE for r in records)
+            state = NEXT if has_active else ACTIVE
+            write_private_file(self._pem(kid), pem)
+            now = self._clock().isoformat()
+            record = KeyRecord(kid, algorithm, state, now, now if state == ACTIVE else None)
+            records.append(record)
+        return record
+
     def rotate(
         self,
         algorithm: str,

@@ -71,17 +71,26 @@ def generate_private_key_pem(algorithm: str) -> bytes:
     )
 
 
+def _describe(private: object) -> str:
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return f"an EC key on {private.curve.name}"
+    if isinstance(private, rsa.RSAPrivateKey):
+        return f"a {private.key_size}-bit RSA key"
+    return f"a {type(private).__name__.removeprefix('_')} key"
+
+
 def _check_key_fits(private: object, algorithm: str) -> None:
+    hint = f"the file holds {_describe(private)} (see AUTH_SIGNING_ALGORITHM)"
     if algorithm == "ES256":
         if not (
             isinstance(private, ec.EllipticCurvePrivateKey)
             and isinstance(private.curve, ec.SECP256R1)
         ):
-            raise KeyConfigurationError("ES256 needs an EC private key on curve P-256")
+            raise KeyConfigurationError(f"ES256 needs an EC private key on curve P-256; {hint}")
     elif algorithm == "RS256":
         if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < _RSA_MIN_BITS:
             raise KeyConfigurationError(
-                f"RS256 needs an RSA private key of >= {_RSA_MIN_BITS} bits"
+                f"RS256 needs an RSA private key of >= {_RSA_MIN_BITS} bits; {hint}"
             )
     else:
         raise KeyConfigurationError(f"unsupported signing algorithm {algorithm}")
@@ -101,9 +110,15 @@ def load_signing_key(pem: bytes, algorithm: str) -> SigningKey:
     """Parse a PEM private key once and derive everything signing and JWKS need."""
     try:
         private = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
+    except TypeError as exc:  # cryptography: "Password was not given but ... is encrypted"
         raise KeyConfigurationError(
-            "the signing key is not an unencrypted PEM private key"
+            "the key is encrypted; the service needs it unencrypted "
+            "(`openssl pkey -in KEY -out PLAIN`, then protect PLAIN by file mode)"
+        ) from exc
+    except ValueError as exc:
+        raise KeyConfigurationError(
+            "not a PEM private key (a public key or certificate?); the service needs an "
+            "unencrypted PEM private key"
         ) from exc
     _check_key_fits(private, algorithm)
     private_key = jwk.construct(private, algorithm)
@@ -125,7 +140,9 @@ def load_or_create_development_key(data_dir: Path, algorithm: str) -> SigningKey
     """Reuse `<data_dir>/keys/signing-<alg>.pem`, creating it (mode 0600) on first start."""
     path = data_dir / "keys" / f"signing-{algorithm.lower()}.pem"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # mkdir applies `mode` to the last part only: the data dir itself is made first.
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
         # Write a private temp file, then hard-link it into place: two processes starting
         # at once both end up with the one key that won, never with a half-written file.
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -3,11 +3,16 @@
 Verification trusts nothing in the token before the signature: the algorithm must be one
 of ours and match the key named by `kid`, `typ` must be `at+jwt`, JWE and `crit` are
 refused, `jku`/`x5u`/`jwk` headers are ignored, and every claim we rely on is required.
-Every failure, whatever python-jose raised, becomes one `InvalidToken`.
+One token has one string: segments must be unpadded base64url with zero unused bits, and
+ES256 signatures low-S (s <= n/2; minting normalises to it), so a token cannot be re-spelt
+past a denylist, cache or log keyed by its string. Every failure, whatever python-jose
+raised, becomes one `InvalidToken`.
 """
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +30,9 @@ __all__ = ["AccessClaims", "IssuedToken", "TokenService", "new_token_id", "utc_n
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_LENGTH = 8192
+# The user's credential version (private claim); optional so that tokens minted before it
+# existed stay readable (as version 0).
+CREDENTIAL_VERSION_CLAIM = "cred_ver"
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid")
 # Largest accepted time claim (year 9999): keeps datetime conversion from overflowing.
 _MAX_TIMESTAMP = 253_402_300_799
@@ -32,6 +40,9 @@ _MAX_TIMESTAMP = 253_402_300_799
 # so a hit skips the ECDSA verify (~0.1 ms) and the JOSE parsing. Bounded, least recently
 # used out first; keyed by the whole token, and only valid tokens get in.
 VERIFIED_CACHE_ENTRIES = 4096
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The order n of the P-256 group (FIPS 186-4 D.1.2.3): (r, s) and (r, n - s) both verify.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _JOSE_OPTIONS = {
     # Time claims are checked below against the injectable clock. python-jose turns
     # require_exp/nbf/iat into checks against its own clock without leeway, so their
@@ -65,6 +76,9 @@ class AccessClaims:
     token_id: str
     issued_at: datetime
     expires_at: datetime
+    # The user's credential version at issue (`cred_ver`; 0 in tokens minted before it
+    # existed): a disable denylists every version below the user's new one.
+    credential_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,13 @@ class TokenService:
         return self._audience
 
     def mint_access_token(
-        self, *, subject: str, scopes: Iterable[str], session_id: str, client_id: str
+        self,
+        *,
+        subject: str,
+        scopes: Iterable[str],
+        session_id: str,
+        client_id: str,
+        credential_version: int = 0,
     ) -> IssuedToken:
         """Sign a new access token for `subject` valid for the configured lifetime."""
         now = int(self._clock().timestamp())
@@ -142,6 +162,7 @@ class TokenService:
             "client_id": client_id,
             "scope": " ".join(scope_list),
             "sid": session_id,
+            CREDENTIAL_VERSION_CLAIM: credential_version,
         }
         key = self._signing_key
         token = jwt.encode(
@@ -150,6 +171,8 @@ class TokenService:
             algorithm=key.algorithm,
             headers={"kid": key.kid, "typ": "at+jwt"},
         )
+        if key.algorithm == "ES256":
+            token = _low_s(token)
         return IssuedToken(
             token=token,
             expires_in=self._ttl,
@@ -161,6 +184,7 @@ class TokenService:
                 token_id=token_id,
                 issued_at=datetime.fromtimestamp(now, UTC),
                 expires_at=datetime.fromtimestamp(now + self._ttl, UTC),
+                credential_version=credential_version,
             ),
         )
 
@@ -199,6 +223,7 @@ class TokenService:
     def _key_for(self, token: str) -> SigningKey:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the access token is not a signed JWT")
+        _require_canonical(token)
         try:
             header = jwt.get_unverified_header(token)
         except (JOSEError, ValueError, TypeError) as exc:
@@ -216,6 +241,8 @@ class TokenService:
             raise InvalidToken("the access token was signed by an unknown key")
         if header.get("alg") != key.algorithm:
             raise InvalidToken("the access token algorithm is not allowed")
+        if key.algorithm == "ES256" and not _is_low_s(token):
+            raise InvalidToken("the access token signature is not in canonical form")
         return key
 
     def _check_times(self, verified: _Verified) -> AccessClaims:
@@ -227,6 +254,41 @@ class TokenService:
         return verified.claims
 
 
+def _b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _require_canonical(token: str) -> None:
+    """Refuse any spelling but unpadded base64url whose unused trailing bits are zero."""
+    for segment in token.split("."):
+        if (
+            not _BASE64URL.fullmatch(segment)
+            or len(segment) % 4 == 1
+            or _b64url_encode(_b64url_decode(segment)) != segment
+        ):
+            raise InvalidToken("the access token is not canonically encoded")
+
+
+def _is_low_s(token: str) -> bool:
+    """True for an ES256 signature r||s with s <= n/2 (the one of the two valid forms)."""
+    signature = _b64url_decode(token.rpartition(".")[2])
+    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_ORDER // 2
+
+
+def _low_s(token: str) -> str:
+    """The same ES256 token with s replaced by n - s when s > n/2 (both verify)."""
+    head, _, encoded = token.rpartition(".")
+    signature = _b64url_decode(encoded)
+    s = int.from_bytes(signature[32:], "big")
+    if s <= _P256_ORDER // 2:
+        return token
+    return f"{head}.{_b64url_encode(signature[:32] + (_P256_ORDER - s).to_bytes(32, 'big'))}"
+
+
 def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
     """Check that every claim we rely on is present and well-typed; times are checked later."""
     missing = [name for name in _REQUIRED if name not in claims]
@@ -234,6 +296,9 @@ def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
         raise InvalidToken(f"the access token lacks the claim {missing[0]}")
     times = {name: claims[name] for name in ("exp", "iat", "nbf")}
     strings = {name: claims[name] for name in ("sub", "jti", "client_id", "scope", "sid")}
+    version = claims.get(CREDENTIAL_VERSION_CLAIM, 0)
+    if type(version) is not int or not 0 <= version <= _MAX_TIMESTAMP:
+        raise InvalidToken("the access token has malformed claims")
     if any(
         type(value) is not int or not 0 <= value <= _MAX_TIMESTAMP for value in times.values()
     ) or any(
@@ -254,5 +319,6 @@ def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
             token_id=strings["jti"],
             issued_at=datetime.fromtimestamp(times["iat"], UTC),
             expires_at=datetime.fromtimestamp(times["exp"], UTC),
+            credential_version=version,
         ),
     )

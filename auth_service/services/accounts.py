@@ -16,15 +16,15 @@ from auth_service.errors import (
 from auth_service.security.policy import (
     canonical_username,
     lookup_key,
-    normalize_password,
     normalize_username,
+    username_skeleton,
 )
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.profiles import UserProfile
 from auth_service.services.revocation import deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
-from auth_service.services.sessions import revoke_session_ids
+from auth_service.services.sessions import end_sessions_in
 from auth_service.stores import users
 from auth_service.stores.users import UserRecord
 
@@ -35,6 +35,7 @@ __all__ = [
     "disable",
     "get_profile",
     "register",
+    "require_active",
     "set_scopes",
 ]
 
@@ -49,8 +50,7 @@ async def register(
     `ip` is the requester's address for per-IP throttling (None from the command line).
     """
     display_name = normalize_username(username)
-    password = normalize_password(password)
-    ctx.policy.check(password, username=display_name)
+    password = ctx.policy.accept(password, username=display_name)
     if ip is not None:
         await ctx.throttler.check_registration(ip)
     password_hash = await ctx.hasher.hash(password)
@@ -59,6 +59,7 @@ async def register(
             session,
             username=display_name,
             canonical_name=canonical_username(display_name),
+            skeleton=username_skeleton(display_name),
             password_hash=password_hash,
             now=ctx.clock(),
         )
@@ -72,13 +73,14 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     Unknown, malformed and disabled usernames cost one argon2 verify like a wrong password
     and fail with the same error, so neither timing nor the response tells them apart.
     """
-    if len(password) > ctx.policy.max_length:
+    prepared = ctx.policy.prepare(password)
+    if prepared is None:
         raise InvalidRequest(f"password must be at most {ctx.policy.max_length} characters")
+    password = prepared
     if not ctx.hasher.has_capacity():
         # The verify below would be refused: say so before the user lookup. The same for
         # every username, and after the throttle (grants.py), so no answer changes.
         raise HashingBusy
-    password = normalize_password(password)
     canonical = lookup_key(username)
     user = None
     if canonical is not None:
@@ -130,38 +132,66 @@ async def change_password(
         user = await users.get_user_by_id(session, claims.subject)
     if user is None or not user.is_active:
         raise InvalidToken("the account no longer exists or is disabled")
-    if len(current_password) > ctx.policy.max_length:
+    current = ctx.policy.prepare(current_password)
+    if current is None:
         raise WrongCurrentPassword
-    result = await ctx.hasher.verify(normalize_password(current_password), user.password_hash)
+    result = await ctx.hasher.verify(current, user.password_hash)
     if not result.ok:
         raise WrongCurrentPassword
-    new_password = normalize_password(new_password)
-    ctx.policy.check(new_password, username=user.username)
+    new_password = ctx.policy.accept(new_password, username=user.username)
     new_hash = await ctx.hasher.hash(new_password)
+    # One transaction: the new hash, the bumped credential version (logins still in flight
+    # with the old password cannot open a session) and every other session revoked. The
+    # store is written inside it, so a store failure leaves nothing changed and a retry
+    # with the same body succeeds.
     async with ctx.sessions.begin() as session:
-        await users.set_password_hash(session, user.id, new_hash=new_hash, now=ctx.clock())
-    await revoke_session_ids(ctx, user.id, None, reason="password_changed", keep=claims.session_id)
+        changed = await users.change_password_hash(
+            session,
+            user.id,
+            expected_version=user.credential_version,
+            new_hash=new_hash,
+            now=ctx.clock(),
+        )
+        if changed is None:
+            raise WrongCurrentPassword  # changed or disabled since it was checked
+        await end_sessions_in(
+            ctx, session, user.id, reason="password_changed", keep=claims.session_id
+        )
     ctx.audit.record("password_change", user_id=user.id)
 
 
 async def disable(ctx: ServiceContext, username: str) -> bool:
-    """Block the user's logins and kill all their sessions and tokens; False if unknown."""
+    """Block the user's logins and kill all their sessions and tokens; False if unknown.
+
+    One transaction bumps the credential version (no session opens after it, whatever is in
+    flight), denylists every access token carrying an older one, and revokes every session;
+    the store is written before the commit, so a store failure rolls it all back (retry).
+    """
     canonical = lookup_key(username)
     if canonical is None:
         return False
-    now = ctx.clock()
     async with ctx.sessions() as session:
         user = await users.get_user_by_username(session, canonical)
     if user is None:
         return False
-    # Store first (fails closed, retryable), then the durable record.
-    await deny_user_tokens(ctx, user.id, now)
     async with ctx.sessions.begin() as session:
-        await users.disable_user(session, user.id, now=now)
+        version = await users.disable_user(session, user.id, now=ctx.clock())
+        if version is None:
+            return False  # deleted meanwhile
+        await deny_user_tokens(ctx, user.id, version)
+        await end_sessions_in(ctx, session, user.id, reason="user_disabled")
     ctx.profiles.discard(user.id)
-    await revoke_session_ids(ctx, user.id, None, reason="user_disabled")
     ctx.audit.record("disable", user_id=user.id)
     return True
+
+
+async def require_active(ctx: ServiceContext, user_id: str) -> None:
+    """Raise InvalidToken unless the user is active in SQL (for privileged operations, which
+    should not rest on the denylist alone)."""
+    async with ctx.sessions() as session:
+        active = await users.is_active(session, user_id)
+    if not active:
+        raise InvalidToken("the account no longer exists or is disabled")
 
 
 async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str]) -> bool:

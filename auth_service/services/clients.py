@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auth_service.errors import InvalidClient, InvalidScope
+from auth_service.errors import ClientExists, InvalidClient, InvalidScope
 from auth_service.models import OAuthClient
 from auth_service.security.client_secrets import (
     hash_client_secret,
@@ -114,6 +114,13 @@ async def register_client(
     scopes: frozenset[str],
 ) -> NewClient:
     """Store a client; a confidential one gets a generated secret, returned once."""
+    if client_id == ctx.default_client_id:
+        # Requests naming this id without a secret act as the default public client, so
+        # a stored client of that id would be reachable without its secret.
+        raise ClientExists(
+            f"the id {client_id!r} is reserved for the default public client "
+            "(AUTH_DEFAULT_CLIENT_ID)"
+        )
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
@@ -131,11 +138,13 @@ async def register_client(
     return NewClient(_view(row, authenticated=False), secret)
 
 
-async def list_clients(ctx: ServiceContext) -> list[Client]:
-    """Every registered client (the default public client is not stored)."""
+async def list_clients(ctx: ServiceContext, *, include_default: bool = False) -> list[Client]:
+    """Every registered client; first the default public client (not stored) if asked
+    for and enabled."""
     async with ctx.sessions() as session:
         rows = await client_rows.list_clients(session)
-    return [_view(row, authenticated=False) for row in rows]
+    default = [_default_client(ctx)] if include_default and ctx.default_client_enabled else []
+    return default + [_view(row, authenticated=False) for row in rows]
 
 
 async def remove_client(ctx: ServiceContext, client_id: str) -> bool:

@@ -49,3 +49,6 @@ class ServiceContext:
     profiles: ProfileCache
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
+    # Session revocations committed to SQL while the store was unreachable: delivered to
+    # it before this process trusts it again (services/revocation.py).
+    undelivered_sessions: set[str] = field(default_factory=set, compare=False)

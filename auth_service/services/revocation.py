@@ -11,13 +11,20 @@ import logging
 import math
 from datetime import datetime
 
-from auth_service.errors import InvalidToken
+from auth_service.errors import InvalidToken, StoreUnavailable
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.stores import sessions as session_rows
 from auth_service.stores.revocation import SeedData
 
-__all__ = ["deny_sessions", "deny_token", "deny_user_tokens", "ensure_not_revoked", "reseed"]
+__all__ = [
+    "deny_sessions",
+    "deny_sessions_eventually",
+    "deny_token",
+    "deny_user_tokens",
+    "ensure_not_revoked",
+    "reseed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +34,13 @@ def _seconds_until(when: datetime, now: datetime) -> int:
 
 
 async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
-    """Raise InvalidToken if the token, its session or its user's tokens were revoked."""
+    """Raise InvalidToken if the token, its session or its user's tokens were revoked.
+
+    The user's entry is the lowest credential version still valid (set by a disable): a
+    token carrying an older one is dead, however close to the disable it was minted.
+    """
+    if ctx.undelivered_sessions:
+        await _deliver_pending(ctx)
     status = await ctx.revocations.status(
         token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
     )
@@ -40,7 +53,7 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     if (
         status.token_revoked
         or status.session_revoked
-        or (user_cut is not None and claims.issued_at.timestamp() < user_cut)
+        or (user_cut is not None and claims.credential_version < user_cut)
     ):
         ctx.audit.denylist_hits.inc()
         raise InvalidToken("the access token has been revoked")
@@ -61,10 +74,7 @@ async def reseed(ctx: ServiceContext) -> None:
         data = SeedData(
             sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
             tokens=[(jti, _seconds_until(exp + horizon, now)) for jti, exp in revoked_tokens],
-            users=[
-                (uid, math.ceil(at.timestamp()), _seconds_until(at + horizon, now))
-                for uid, at in users
-            ],
+            users=[(uid, version, _seconds_until(at + horizon, now)) for uid, version, at in users],
             generation=probe.generation,
         )
         await ctx.revocations.seed(data)
@@ -83,13 +93,35 @@ async def deny_sessions(ctx: ServiceContext, session_ids: list[str]) -> None:
         await ctx.revocations.revoke_sessions(session_ids, ttl)
 
 
+async def deny_sessions_eventually(ctx: ServiceContext, session_ids: list[str]) -> None:
+    """Push session revocations already committed to SQL; if the store is unreachable, keep
+    them and deliver them before this process trusts the store again (and a reseed after
+    a restart reads them from SQL anyway)."""
+    try:
+        await deny_sessions(ctx, session_ids)
+    except StoreUnavailable:
+        ctx.undelivered_sessions.update(session_ids)
+        log.warning(
+            "revocation store unreachable: %d session revocations (committed to SQL) queued",
+            len(session_ids),
+        )
+
+
+async def _deliver_pending(ctx: ServiceContext) -> None:
+    """Deliver queued session revocations; StoreUnavailable (fail closed) if still down."""
+    pending = sorted(ctx.undelivered_sessions)
+    await deny_sessions(ctx, pending)
+    ctx.undelivered_sessions.difference_update(pending)
+
+
 async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -> None:
     """Push one access-token revocation (already committed to SQL) to every replica."""
     ttl = _seconds_until(expires_at + ctx.session_policy.access_token_horizon, ctx.clock())
     await ctx.revocations.revoke_token(token_id, ttl)
 
 
-async def deny_user_tokens(ctx: ServiceContext, user_id: str, not_before: datetime) -> None:
-    """Kill every access token of a user issued before `not_before` (committed to SQL)."""
+async def deny_user_tokens(ctx: ServiceContext, user_id: str, credential_version: int) -> None:
+    """Kill every access token of a user carrying a credential version below this one."""
     ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
-    await ctx.revocations.set_user_not_before(user_id, math.ceil(not_before.timestamp()), ttl)
+    # The store's per-user "not before" holds a credential version now, not a time.
+    await ctx.revocations.set_user_not_before(user_id, credential_version, ttl)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from auth_service.db.hot import hot_connection
 from auth_service.errors import InvalidGrant, InvalidScope
@@ -23,12 +24,23 @@ from auth_service.security.refresh import (
 )
 from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
-from auth_service.services.revocation import deny_sessions
+from auth_service.services.revocation import deny_sessions, deny_sessions_eventually
 from auth_service.stores import sessions as rows
 from auth_service.stores.sessions import RefreshFamily, RefreshTokenRow, SessionRow
 from auth_service.stores.users import UserRecord
 
-__all__ = ["ClientInfo", "SessionView", "TokenGrant", "list_sessions", "open_session", "refresh"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = [
+    "ClientInfo",
+    "SessionView",
+    "TokenGrant",
+    "end_sessions_in",
+    "list_sessions",
+    "open_session",
+    "refresh",
+]
 
 
 @dataclass(frozen=True)
@@ -92,11 +104,16 @@ def _grant(
     ctx: ServiceContext,
     record: SessionRow,
     refresh_token: str,
+    credential_version: int,
     scopes: frozenset[str] | None = None,
 ) -> TokenGrant:
     scopes = scopes if scopes is not None else frozenset(record.scope.split())
     issued = ctx.tokens.mint_access_token(
-        subject=record.user_id, scopes=scopes, session_id=record.id, client_id=record.client_id
+        subject=record.user_id,
+        scopes=scopes,
+        session_id=record.id,
+        client_id=record.client_id,
+        credential_version=credential_version,
     )
     return TokenGrant(
         access_token=issued.token,
@@ -114,7 +131,12 @@ async def open_session(
     client_id: str,
     client: ClientInfo,
 ) -> TokenGrant:
-    """Record a new session with its first refresh token; return the first token pair."""
+    """Record a new session with its first refresh token; return the first token pair.
+
+    The session opens only if the user is still active at the credential version read with
+    the password hash: a login in flight across a password change or disable gets
+    InvalidGrant, in the same statement that would have opened it.
+    """
     now = ctx.clock()
     policy = ctx.session_policy
     client = client.clipped()
@@ -133,10 +155,18 @@ async def open_session(
     )
     refresh_token = new_refresh_token()
     async with hot_connection(ctx.sessions) as db:
-        await rows.open_session(db, record, token_hash=hash_refresh_token(refresh_token))
+        opened = await rows.open_session(
+            db,
+            record,
+            token_hash=hash_refresh_token(refresh_token),
+            credential_version=user.credential_version,
+        )
         await db.commit()
+    if not opened:
+        ctx.audit.record("login", outcome="failure", user_id=user.id, reason="credentials_changed")
+        raise InvalidGrant
     ctx.audit.record("login", user_id=user.id, client_id=client_id)
-    return _grant(ctx, record, refresh_token)
+    return _grant(ctx, record, refresh_token, user.credential_version)
 
 
 def _check_family(
@@ -186,7 +216,7 @@ async def refresh(
             now = ctx.clock()
             client = client.clipped()
             successor_token = new_refresh_token()
-            grant = _grant(ctx, record, successor_token, scopes)
+            grant = _grant(ctx, record, successor_token, family.user_credential_version, scopes)
             won = await rows.rotate_refresh_token(
                 db,
                 token_hash,
@@ -233,7 +263,13 @@ async def _repeat(
                 client_id=record.client_id,
             )
             return grant
-    await revoke_session_ids(ctx, record.user_id, [record.id], reason="refresh_token_reuse")
+    # SQL first, the truth: the family is dead even if the store is unreachable now, and
+    # the store catches up (deny_sessions_eventually) before this process trusts it again.
+    async with ctx.sessions.begin() as db:
+        await rows.mark_sessions_revoked(
+            db, [record.id], now=ctx.clock(), reason="refresh_token_reuse"
+        )
+    await deny_sessions_eventually(ctx, [record.id])
     ctx.audit.record(
         "reuse_detected",
         outcome="session_revoked",
@@ -262,6 +298,23 @@ async def revoke_session_ids(
     await deny_sessions(ctx, ids)
     async with ctx.sessions.begin() as db:
         await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
+    return ids
+
+
+async def end_sessions_in(
+    ctx: ServiceContext, db: AsyncSession, user_id: str, *, reason: str, keep: str | None = None
+) -> list[str]:
+    """Inside the caller's transaction, which has already updated (so locked) the user's row:
+    revoke every open session of the user but `keep`; return their ids.
+
+    No session can open for the user until that transaction ends (open_session needs the
+    credential version it changes), so the list is complete. The store is written before
+    the caller commits: if it is unreachable the transaction rolls back whole and a retry
+    is safe; if the commit then fails, the tokens are merely dead a little early.
+    """
+    ids = await rows.matching_session_ids(db, user_id=user_id, keep=keep)
+    await deny_sessions(ctx, ids)
+    await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
     return ids
 
 

@@ -272,7 +272,9 @@ def _stat_marker(marker: Path | None) -> tuple[int, int, int] | None:
 
 def announce_change(marker: Path) -> None:
     """Replace the change marker (atomically): in-process stores watching it reseed."""
-    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the data dir
     staged = marker.with_name(f"{marker.name}.{secrets.token_hex(4)}")
-    staged.write_text(f"{time.time_ns()} {secrets.token_hex(8)}\n")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only dir content
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{time.time_ns()} {secrets.token_hex(8)}\n")
     os.replace(staged, marker)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from auth_service.db.hot import HotConnection, HotLookup, PgConnection, PgStatement
 from auth_service.db.statements import Statement
@@ -79,6 +80,7 @@ class RefreshFamily:
     username: str
     user_active: bool
     user_scopes: str
+    user_credential_version: int
 
 
 _SESSION_COLUMNS = tuple(_SESSIONS.c[field.name] for field in fields(SessionRow))
@@ -87,19 +89,32 @@ _TOKEN_WIDTH, _SESSION_WIDTH = len(_TOKEN_COLUMNS), len(_SESSION_COLUMNS)
 
 # The hot statements are built once: values arrive as execute() parameters, so each call
 # skips statement construction and reuses the memoized cache key and compiled form.
-_INSERT_SESSION = insert(_SESSIONS)
 _INSERT_TOKEN = insert(_TOKENS)
 _FIND_FAMILY = (
     select(
-        *_TOKEN_COLUMNS, *_SESSION_COLUMNS, _USERS.c.username, _USERS.c.is_active, _USERS.c.scopes
+        *_TOKEN_COLUMNS,
+        *_SESSION_COLUMNS,
+        _USERS.c.username,
+        _USERS.c.is_active,
+        _USERS.c.scopes,
+        _USERS.c.credential_version,
     )
     .join_from(_TOKENS, _SESSIONS, _SESSIONS.c.id == _TOKENS.c.session_id)
     .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
     .where(_TOKENS.c.token_hash == bindparam("hash"))
 )
+# A token is claimed only while its session is open and its user active, checked in the
+# claiming statement itself: a disable or revocation committed after the family was read
+# still stops the rotation.
+_FAMILY_OPEN = exists().where(
+    _SESSIONS.c.id == _TOKENS.c.session_id,
+    _SESSIONS.c.revoked_at.is_(None),
+    _USERS.c.id == _SESSIONS.c.user_id,
+    _USERS.c.is_active.is_(True),
+)
 _CLAIM = (
     update(_TOKENS)
-    .where(_TOKENS.c.token_hash == bindparam("hash"), _TOKENS.c.used_at.is_(None))
+    .where(_TOKENS.c.token_hash == bindparam("hash"), _TOKENS.c.used_at.is_(None), _FAMILY_OPEN)
     .values(used_at=bindparam("now"), sealed_successor=bindparam("sealed"))
 )
 _TOUCH = (
@@ -142,16 +157,50 @@ _PG_ROTATE = (
         .cte("touched"),
     )
 )
-# Login: the session and its first token in one INSERT ... WITH.
-_PG_OPEN = (
-    insert(_TOKENS)
-    .values(
-        token_hash=bindparam("token_hash"), session_id=bindparam("id"), issued_at=bindparam("now")
+
+
+def _open_session(*, lock_user: bool) -> Insert:
+    """INSERT the session only while its user is active and the credential version read at
+    authentication time is still current (a password change or disable bumps it).
+
+    On PostgreSQL the user row is read FOR SHARE: a password change or disable holding it
+    makes the login wait for its commit, and the condition is then checked again on the
+    new row (READ COMMITTED re-checks locked rows), so the login fails."""
+    source = select(
+        *(
+            _USERS.c.id if column.name == "user_id" else bindparam(column.name, type_=column.type)
+            for column in _SESSION_COLUMNS
+        )
+    ).where(
+        _USERS.c.id == bindparam("user_id"),
+        _USERS.c.is_active.is_(True),
+        _USERS.c.credential_version == bindparam("credential_version"),
     )
-    .add_cte(
+    if lock_user:
+        source = source.with_for_update(read=True)
+    return (
         insert(_SESSIONS)
-        .values({column.name: bindparam(column.name) for column in _SESSION_COLUMNS})
-        .cte("opened")
+        .from_select([column.name for column in _SESSION_COLUMNS], source)
+        .returning(_SESSIONS.c.id)
+    )
+
+
+# Login: the session and its first token in one statement; the count says if it opened.
+_OPENED = _open_session(lock_user=True).cte("opened")
+_PG_OPEN = (
+    select(func.count())
+    .select_from(_OPENED)
+    .add_cte(
+        insert(_TOKENS)
+        .from_select(
+            ["token_hash", "session_id", "issued_at"],
+            select(
+                bindparam("token_hash", type_=_TOKENS.c.token_hash.type),
+                _OPENED.c.id,
+                bindparam("now", type_=_TOKENS.c.issued_at.type),
+            ),
+        )
+        .cte("first_token")
     )
 )
 
@@ -163,7 +212,7 @@ _PG_OPEN_RUN = PgStatement(_PG_OPEN)
 _FIND_FAMILY_LOOKUP = HotLookup(_FIND_FAMILY)
 _SQLITE_CLAIM = Statement(_CLAIM.returning(_TOKENS.c.token_hash))
 _SQLITE_INSERT_TOKEN = Statement(_INSERT_TOKEN, ["token_hash", "session_id", "issued_at"])
-_SQLITE_INSERT_SESSION = Statement(_INSERT_SESSION, [c.name for c in _SESSION_COLUMNS])
+_SQLITE_OPEN_SESSION = Statement(_open_session(lock_user=False))
 _SQLITE_TOUCH = Statement(_TOUCH)
 
 # What runs these: hot_connection() on the hot paths, a Core connection or ORM session
@@ -171,24 +220,30 @@ _SQLITE_TOUCH = Statement(_TOUCH)
 Executor = HotConnection | AsyncConnection | AsyncSession
 
 
-async def open_session(db: HotConnection, record: SessionRow, *, token_hash: str) -> None:
-    """Insert a session with its first refresh token, atomically; the caller commits.
+async def open_session(
+    db: HotConnection, record: SessionRow, *, token_hash: str, credential_version: int
+) -> bool:
+    """Insert a session with its first refresh token, atomically, if the user is still
+    active at `credential_version`; False (nothing written) if not. The caller commits.
 
     `db` comes from hot_connection()."""
     values = {column.name: getattr(record, column.name) for column in _SESSION_COLUMNS}
+    values["credential_version"] = credential_version
     params = {**values, "token_hash": token_hash, "now": record.created_at}
     if isinstance(db, PgConnection):
-        await _PG_OPEN_RUN.rows(db, params)
-        return
-    insert_session = _SQLITE_INSERT_SESSION.compiled(db.dialect)
+        opened = await _PG_OPEN_RUN.rows(db, params)
+        return bool(opened[0][0] == 1)
+    open_if_current = _SQLITE_OPEN_SESSION.compiled(db.dialect)
     insert_token = _SQLITE_INSERT_TOKEN.compiled(db.dialect)
     token = {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
 
-    def insert(connection: sqlite3.Connection) -> None:
-        insert_session.run(connection, values)
+    def insert(connection: sqlite3.Connection) -> bool:
+        if not open_if_current.run(connection, values):
+            return False
         insert_token.run(connection, token)
+        return True
 
-    await db.transaction(insert)
+    return await db.transaction(insert)
 
 
 async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | None:
@@ -203,6 +258,7 @@ async def find_refresh_family(db: Executor, token_hash: str) -> RefreshFamily | 
         username=row[end],
         user_active=row[end + 1],
         user_scopes=row[end + 2],
+        user_credential_version=row[end + 3],
     )
 
 
@@ -305,9 +361,10 @@ async def record_revoked_access_token(
 
 async def recent_revocations(
     session: AsyncSession, *, since: datetime
-) -> tuple[list[tuple[str, datetime]], list[tuple[str, datetime]], list[tuple[str, datetime]]]:
+) -> tuple[list[tuple[str, datetime]], list[tuple[str, datetime]], list[tuple[str, int, datetime]]]:
     """What the denylist must hold: sessions revoked since `since`, unexpired revoked tokens,
-    and users whose tokens_valid_after is after `since`."""
+    and users disabled since `since` (with the credential version their tokens must reach,
+    and when they were disabled)."""
     sessions = await session.execute(
         select(Session.id, Session.revoked_at).where(Session.revoked_at > since)
     )
@@ -317,10 +374,12 @@ async def recent_revocations(
         )
     )
     users = await session.execute(
-        select(User.id, User.tokens_valid_after).where(User.tokens_valid_after > since)
+        select(User.id, User.credential_version, User.tokens_valid_after).where(
+            User.tokens_valid_after > since
+        )
     )
     return (
         [(sid, when) for sid, when in sessions.all() if when is not None],
         [(jti, when) for jti, when in tokens.all()],
-        [(uid, when) for uid, when in users.all() if when is not None],
+        [(uid, version, when) for uid, version, when in users.all() if when is not None],
     )

@@ -21,12 +21,13 @@ from auth_service.models import User
 __all__ = [
     "UserRecord",
     "add_user",
+    "change_password_hash",
     "disable_user",
     "get_active_profile",
     "get_user_by_id",
     "get_user_by_username",
+    "is_active",
     "replace_password_hash",
-    "set_password_hash",
     "set_scopes",
 ]
 
@@ -43,6 +44,8 @@ class UserRecord:
     password_hash: str
     is_active: bool
     scopes: str
+    # As read with the hash: a session opens only while it is still current.
+    credential_version: int
 
 
 _RECORD_COLUMNS = (
@@ -51,6 +54,7 @@ _RECORD_COLUMNS = (
     _USERS.c.password_hash,
     _USERS.c.is_active,
     _USERS.c.scopes,
+    _USERS.c.credential_version,
 )
 
 
@@ -74,6 +78,14 @@ async def get_user_by_id(session: AsyncSession, user_id: str) -> UserRecord | No
     return UserRecord(*row) if row is not None else None
 
 
+async def is_active(session: AsyncSession, user_id: str) -> bool:
+    """True if the user exists and is not disabled (read from SQL, the truth)."""
+    result = await session.execute(
+        select(_USERS.c.id).where(_USERS.c.id == user_id, _USERS.c.is_active.is_(True))
+    )
+    return result.first() is not None
+
+
 async def get_active_profile(
     session: AsyncSession, user_id: str
 ) -> tuple[str, str, datetime] | None:
@@ -88,14 +100,22 @@ async def get_active_profile(
 
 
 async def add_user(
-    session: AsyncSession, *, username: str, canonical_name: str, password_hash: str, now: datetime
+    session: AsyncSession,
+    *,
+    username: str,
+    canonical_name: str,
+    skeleton: str,
+    password_hash: str,
+    now: datetime,
 ) -> User:
-    """Insert a user; the unique index decides races between equal names."""
+    """Insert a user; the unique indexes decide races between equal or confusable names."""
     user = User(
         username=username,
         username_canonical=canonical_name,
+        username_skeleton=skeleton,
         password_hash=password_hash,
         is_active=True,
+        credential_version=0,
         created_at=now,
         updated_at=now,
     )
@@ -118,22 +138,46 @@ async def replace_password_hash(
     )
 
 
-async def set_password_hash(
-    session: AsyncSession, user_id: str, *, new_hash: str, now: datetime
-) -> None:
-    """Store a new password hash (a password change)."""
-    await session.execute(
-        update(_USERS).where(_USERS.c.id == user_id).values(password_hash=new_hash, updated_at=now)
+async def change_password_hash(
+    session: AsyncSession, user_id: str, *, expected_version: int, new_hash: str, now: datetime
+) -> int | None:
+    """Store a new hash and bump the credential version, unless the version moved since it
+    was read (a concurrent change or disable): then None. Locks the row until commit, so
+    no session can open for the user meanwhile."""
+    result = await session.execute(
+        update(_USERS)
+        .where(
+            _USERS.c.id == user_id,
+            _USERS.c.is_active.is_(True),
+            _USERS.c.credential_version == expected_version,
+        )
+        .values(
+            password_hash=new_hash,
+            credential_version=_USERS.c.credential_version + 1,
+            updated_at=now,
+        )
+        .returning(_USERS.c.credential_version)
     )
+    version = result.scalar_one_or_none()
+    return int(version) if version is not None else None
 
 
-async def disable_user(session: AsyncSession, user_id: str, *, now: datetime) -> None:
-    """Block logins and mark every token issued until now as dead."""
-    await session.execute(
+async def disable_user(session: AsyncSession, user_id: str, *, now: datetime) -> int | None:
+    """Block logins and bump the credential version; the new version (None if no such
+    user). Tokens carrying an older version are dead. Locks the row until commit."""
+    result = await session.execute(
         update(_USERS)
         .where(_USERS.c.id == user_id)
-        .values(is_active=False, tokens_valid_after=now, updated_at=now)
+        .values(
+            is_active=False,
+            credential_version=_USERS.c.credential_version + 1,
+            tokens_valid_after=now,
+            updated_at=now,
+        )
+        .returning(_USERS.c.credential_version)
     )
+    version = result.scalar_one_or_none()
+    return int(version) if version is not None else None
 
 
 async def set_scopes(session: AsyncSession, user_id: str, *, scopes: str, now: datetime) -> None:

@@ -34,13 +34,15 @@ _BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
 # reasons. Lengths are those of the default settings; whole-string checks (common
 # passwords, the password being the username) cannot be written as a schema.
 _USERNAME: dict[str, Any] = {
-    "description": "letters, digits and . _ @ + -; trimmed and NFKC-normalised; unique "
-    "regardless of case",
+    "description": "letters, digits and . _ @ + -; trimmed and NFKC-normalised; one script "
+    "(UTS #39); unique regardless of case and of lookalike characters",
     "pattern": f"^\\s*[\\w.@+-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}\\s*$",
 }
 _PASSWORD: dict[str, Any] = {
-    "description": "any Unicode but NUL (NFKC-normalised); not a common password, not the "
-    "username; length per AUTH_PASSWORD_MIN_LENGTH / AUTH_PASSWORD_MAX_LENGTH",
+    "description": "any Unicode but NUL (NFKC-normalised, length counted after it); not a "
+    "common password, not the username, not easy to guess (repeats, sequences, keyboard "
+    "patterns, the username or the service's name); length per AUTH_PASSWORD_MIN_LENGTH / "
+    "AUTH_PASSWORD_MAX_LENGTH",
     "minLength": Settings.model_fields["password_min_length"].default,
     "maxLength": Settings.model_fields["password_max_length"].default,
     "pattern": "^[^\\x00]*$",
