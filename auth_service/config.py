@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
     http_max_connections: int = Field(default=1000, ge=16, le=100_000)
+    # How long `serve` and `migrate` retry an unreachable database or Redis at start.
+    startup_wait_seconds: float = Field(default=60, ge=0, le=3600)
 
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None
