@@ -15,7 +15,7 @@ import pytest
 
 from auth_service.cli import main
 from auth_service.instance_lock import DataDirInUse, exclusive_data_dir
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, REDIS_TEST_URL
 from tests.processes import Replica, free_port, run_cli, running_service, service_env
 
 EXIT_TIMEOUT_SECONDS = 20.0
@@ -31,7 +31,7 @@ def test_the_lock_is_exclusive_and_released_at_the_end(tmp_path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:9/0"])
+@pytest.mark.parametrize("redis_url", [None, REDIS_TEST_URL])
 def test_serve_locks_the_data_dir_only_without_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str | None
 ) -> None:
