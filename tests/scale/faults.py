@@ -40,7 +40,9 @@ def kill_replica(cluster: Cluster) -> None:
 def rolling_restart(cluster: Cluster) -> None:
     """SIGTERM each replica in turn, start it again, wait until HAProxy has it UP."""
     for host in REPLICAS:
-        cluster.replica(host).stop(signal.SIGTERM)
+        # as an orchestrator does: SIGTERM to the replica's main process (uvicorn's
+        # supervisor), which passes it on to its workers
+        cluster.replica(host).stop(signal.SIGTERM, leader_only=True)
         cluster.replica(host).start()
         cluster.wait_replica_up(host, _deadline())
 

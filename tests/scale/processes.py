@@ -70,10 +70,13 @@ class Proc:
         self.wait(STOP_TIMEOUT_SECONDS)
         self._reap()
 
-    def stop(self, signum: int = signal.SIGTERM) -> float:
-        """Ask the group to stop, SIGKILL it after a bound; seconds it took."""
+    def stop(self, signum: int = signal.SIGTERM, *, leader_only: bool = False) -> float:
+        """Ask the group (or its leader only) to stop, SIGKILL it after a bound; seconds."""
         started = time.monotonic()
-        self.signal_group(signum)
+        if leader_only and self.process is not None:
+            self.process.send_signal(signum)
+        else:
+            self.signal_group(signum)
         if not self.wait(STOP_TIMEOUT_SECONDS):
             self.signal_group(signal.SIGKILL)
             self.wait(STOP_TIMEOUT_SECONDS)
