@@ -346,6 +346,10 @@ defaults
   timeout check 1s
   retries 3
   option redispatch
+  # Resend a request the replica closed without answering: mostly an idle keep-alive
+  # connection it shut before reading the request. A replica killed mid-request lands here
+  # too, so a refresh may be replayed; reuse detection then refuses it (400), which the
+  # verdict counts as a failed request. Nothing that got part of an answer is resent.
   retry-on conn-failure empty-response
   option forwardfor
   # HAProxy's own 503 (no replica UP) says when to retry, like the service's own 503
@@ -364,16 +368,20 @@ backend replicas
         proc.start()
         wait_for("haproxy", self.haproxy_socket.exists, time.monotonic() + 10, proc)
 
-    def haproxy_status(self) -> dict[str, str]:
-        """HAProxy's view of each replica (UP, DOWN, ...), from its stats socket."""
+    def haproxy_command(self, command: str) -> str:
+        """One command on HAProxy's stats socket (a Unix socket: no network involved)."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(2)
             sock.connect(str(self.haproxy_socket))
-            sock.sendall(b"show stat\n")
+            sock.sendall(command.encode() + b"\n")
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
-        lines = data.decode().splitlines()
+        return data.decode()
+
+    def haproxy_status(self) -> dict[str, str]:
+        """HAProxy's view of each replica (UP, DOWN, ...), from its stats socket."""
+        lines = self.haproxy_command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
         status: dict[str, str] = {}
         for line in lines[1:]:

@@ -351,7 +351,10 @@ async def main(config: dict[str, Any]) -> None:
     load_records = len(rec.records)
     for user in users:
         user._end_session()
-    results = await final_checks(config, rec, shared)
+    if config.get("skip_final_checks"):
+        results: dict[str, Any] = {"registered": len(shared.registered)}
+    else:
+        results = await final_checks(config, rec, shared)
     results["load_records"] = load_records
     out = Path(config["out_dir"])
     with (out / "records.jsonl").open("w") as handle:

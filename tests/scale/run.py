@@ -28,10 +28,12 @@ WARMUP_SECONDS = 6.0
 SETTLE_SECONDS = 4.0
 LOAD_MAX_SECONDS = 300.0
 CLIENT_EXIT_TIMEOUT_SECONDS = 240.0
+THROUGHPUT_SECONDS = 20.0
+THROUGHPUT_CPU = "0"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_client(cluster: Cluster, out: Path) -> subprocess.Popen[bytes]:
+def start_client(cluster: Cluster, out: Path, **overrides: Any) -> subprocess.Popen[bytes]:
     config = {
         "lb_url": cluster.lb_url,
         "replica_urls": [cluster.replica_url(h) for h in REPLICAS],
@@ -41,6 +43,7 @@ def start_client(cluster: Cluster, out: Path) -> subprocess.Popen[bytes]:
         "users": 6,
         "think_seconds": 0.05,
         "seed": int(time.time()),
+        **overrides,
     }
     (out / "client.json").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
@@ -104,6 +107,59 @@ def report(verdict: Verdict, out: Path) -> dict[str, Any]:
     return body
 
 
+def pin_replicas(cluster: Cluster, cpu: str) -> None:
+    """Every process of every replica on the same CPU(s): one fixed budget for them all."""
+    for host in REPLICAS:
+        process = cluster.replica(host).process
+        assert process is not None
+        pids = subprocess.run(
+            ["pgrep", "-g", str(process.pid)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.split()
+        for pid in pids:
+            subprocess.run(
+                ["taskset", "-a", "-cp", cpu, pid], capture_output=True, timeout=10, check=False
+            )
+
+
+def measure_throughput(cluster: Cluster, out: Path) -> list[dict[str, Any]]:
+    """Requests/s through HAProxy with 1 and then 3 replicas, all pinned to one CPU."""
+    pin_replicas(cluster, THROUGHPUT_CPU)
+    rows = []
+    for enabled in (1, 3):
+        for index, host in enumerate(REPLICAS):
+            verb = "enable" if index < enabled else "disable"
+            cluster.haproxy_command(f"{verb} server replicas/{host}")
+        time.sleep(2.0)
+        phase = out / f"throughput-{enabled}"
+        phase.mkdir()
+        client = start_client(
+            cluster,
+            phase,
+            max_seconds=THROUGHPUT_SECONDS,
+            users=8,
+            think_seconds=0.0,
+            skip_final_checks=True,
+        )
+        client.wait(timeout=THROUGHPUT_SECONDS + 60)
+        records = [json.loads(line) for line in (phase / "records.jsonl").open()]
+        ok = [r for r in records if r["status"] is not None and r["status"] < 500]
+        span = max(r["t1"] for r in records) - min(r["t0"] for r in records)
+        rows.append(
+            {
+                "replicas": enabled,
+                "cpu_budget": f"CPU {THROUGHPUT_CPU} shared by all replicas",
+                "requests_per_second": round(len(ok) / span, 1),
+                "per_replica": round(len(ok) / span / enabled, 1),
+                "failed": len(records) - len(ok),
+            }
+        )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -118,6 +174,11 @@ def main() -> int:
         default=[],
         choices=[f.name for f in FAULTS],
         help="only these faults (default: all, in order)",
+    )
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="instead of faults: requests/s with 1 and 3 replicas on one CPU",
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -134,6 +195,12 @@ def main() -> int:
         print(f"scale-test: building hosts {cluster.network.suffix}-* in {directory}", flush=True)
         cluster.build()
         print(f"scale-test: up after {time.monotonic() - started:.1f} s; load starts", flush=True)
+        if args.throughput:
+            rows = measure_throughput(cluster, out)
+            (out / "throughput.json").write_text(json.dumps(rows, indent=2))
+            for row in rows:
+                print(json.dumps(row))
+            return 0
         client = start_client(cluster, out)
         windows = run_faults(cluster, args.faults)
         (out / "stop").touch()
