@@ -114,6 +114,19 @@ class VirtualUser:
             await asyncio.sleep(0.5)
         return False
 
+    async def register_another(self, client: httpx.AsyncClient) -> None:
+        """One more account, once (faults included): it must be able to log in at the end."""
+        username = f"{self.username}n{secrets.token_hex(3)}"
+        response = await self.rec.send(
+            client,
+            "register",
+            "POST",
+            f"{self.lb}/register",
+            json={"username": username, "password": PASSWORD},
+        )
+        if response is not None and response.status_code == 201:
+            self.shared.registered.append(username)
+
     async def login(self, client: httpx.AsyncClient) -> None:
         self._end_session()
         response = await self.rec.send(
@@ -149,10 +162,12 @@ class VirtualUser:
             await self.logout(client)
         elif choice < 0.84:
             await self.revoke(client)
-        elif choice < 0.92:
+        elif choice < 0.90:
             await self.replay_revoked_access(client)
-        else:
+        elif choice < 0.97:
             await self.replay_dead_refresh(client)
+        else:
+            await self.register_another(client)
 
     async def me(self, client: httpx.AsyncClient) -> None:
         assert self.access is not None
