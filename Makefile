@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint openapi bench container-test clean
+.PHONY: run test lint openapi bench container-test scale-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 container-test: $(STAMP)  ## build the image with buildah, run it, check health, register, login
 	scripts/ensure-services
 	scripts/container-test
+
+scale-test: $(STAMP)  ## faults across namespaced hosts under load (root; not part of test)
+	scripts/ensure-scale-tools
+	$(BIN)/python -m tests.scale.run
 
 openapi: $(STAMP)  ## regenerate the committed openapi.json
 	$(BIN)/auth-service openapi --output openapi.json

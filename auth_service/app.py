@@ -47,6 +47,7 @@ from auth_service.services.keys import KeyWatcher
 from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import ThrottlePolicy, Throttler
 from auth_service.stores.redis_client import connect as connect_redis
+from auth_service.stores.redis_client import connect_sentinel
 from auth_service.stores.revocation import (
     MemoryStore,
     RedisStore,
@@ -103,6 +104,13 @@ def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
     return KeyRing(active=key, published=(key,))
 
 
+def _redis_client(settings: Settings) -> Redis | None:
+    """The shared Redis: by URL, through Sentinel, or none (development)."""
+    if settings.redis_sentinels is not None and settings.redis_sentinel_master:
+        return connect_sentinel(settings.redis_sentinel_addresses, settings.redis_sentinel_master)
+    return connect_redis(settings.redis_url) if settings.redis_url else None
+
+
 def _stores(settings: Settings, redis: Redis | None) -> tuple[RevocationStore, ThrottleStore]:
     if redis is None:
         marker = settings.data_dir / REVOCATION_CHANGE_MARKER
@@ -143,7 +151,7 @@ def _announce_development_parts(settings: Settings) -> None:
             "DEVELOPMENT SETUP: SQLite database at %s (set AUTH_DATABASE_URL for PostgreSQL)",
             settings.effective_database_url,
         )
-    if settings.redis_url is None:
+    if not settings.uses_redis:
         log.warning("DEVELOPMENT SETUP: in-process revocation state (set AUTH_REDIS_URL)")
     if settings.signing_key_file is None and settings.keys_dir is None:
         log.warning(
@@ -180,7 +188,7 @@ async def open_runtime(
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
     engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
-    redis = connect_redis(settings.redis_url) if settings.redis_url else None
+    redis = _redis_client(settings)
     revocations, throttle_store = _stores(settings, redis)
     hasher = HashingPool(
         Argon2Parameters(

@@ -130,7 +130,7 @@ def _hold_data_dir(settings: Settings, stack: contextlib.ExitStack) -> None:
     """
     from auth_service.instance_lock import DataDirInUse, exclusive_data_dir
 
-    if settings.redis_url is not None:
+    if settings.uses_redis:
         return
     try:
         stack.enter_context(exclusive_data_dir(settings.data_dir))

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=20, ge=1, le=200)
     redis_url: str | None = None
     redis_key_prefix: str = Field(default="auth:", min_length=1, max_length=64)
+    # Redis through Sentinel instead of AUTH_REDIS_URL: "host:port,host:port,..." and the
+    # monitored master's name; the client asks Sentinel for the primary after each failover.
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
 
     # --- tokens ---------------------------------------------------------------------
     issuer: str | None = None
@@ -191,6 +195,21 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        """AUTH_REDIS_SENTINELS as (host, port) pairs; empty when Sentinel is not used."""
+        addresses = []
+        for item in (self.redis_sentinels or "").split(","):
+            host, _, port = item.strip().rpartition(":")
+            if item.strip():
+                addresses.append((host.strip("[]"), int(port)))
+        return addresses
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when Redis is configured, directly by URL or through Sentinel."""
+        return self.redis_url is not None or self.redis_sentinels is not None
+
+    @property
     def effective_database_url(self) -> str:
         """The configured database, or a SQLite file in the data dir (development default)."""
         if self.database_url:
@@ -210,7 +229,7 @@ class Settings(BaseSettings):
     @property
     def is_development_setup(self) -> bool:
         """True when any part runs on an embedded stand-in (SQLite, memory store, own key)."""
-        return self.database_url is None or self.redis_url is None or self.signing_key_file is None
+        return self.database_url is None or not self.uses_redis or self.signing_key_file is None
 
     @model_validator(mode="after")
     def _refuse_insecure_values(self) -> Self:
@@ -222,7 +241,7 @@ class Settings(BaseSettings):
             problems.append(
                 "AUTH_PASSWORD_HASH_MEMORY_KIB must be at least 8 x AUTH_PASSWORD_HASH_PARALLELISM"
             )
-        if self.workers > 1 and self.redis_url is None:
+        if self.workers > 1 and not self.uses_redis:
             # Each worker would keep its own in-process revocation state: a logout served by
             # one worker would not reach the others.
             problems.append("AUTH_WORKERS above 1 needs AUTH_REDIS_URL (shared revocation state)")
@@ -238,7 +257,7 @@ class Settings(BaseSettings):
                 problems.append(
                     "production needs AUTH_SIGNING_KEY_FILE (a PEM private key) or AUTH_KEYS_DIR"
                 )
-            if self.redis_url is None:
+            if not self.uses_redis:
                 problems.append("production needs AUTH_REDIS_URL (shared revocation state)")
             if self.database_url is None or not self.database_url.startswith("postgresql"):
                 problems.append("production needs AUTH_DATABASE_URL pointing at PostgreSQL")
@@ -251,6 +270,7 @@ class Settings(BaseSettings):
                     "production needs AUTH_TRUSTED_PROXIES set explicitly: a JSON list of "
                     "the TLS proxy's CIDRs, or [] when clients connect directly"
                 )
+        problems.extend(self._sentinel_problems())
         rotation = self.key_rotation_interval_seconds
         if rotation is not None and rotation <= self.jwks_max_age_seconds:
             problems.append(
@@ -260,6 +280,22 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("refusing insecure configuration: " + "; ".join(problems))
         return self
+
+    def _sentinel_problems(self) -> list[str]:
+        """Sentinel needs both of its settings, well-formed, and excludes AUTH_REDIS_URL."""
+        if self.redis_sentinels is None and self.redis_sentinel_master is None:
+            return []
+        if self.redis_sentinels is None or not self.redis_sentinel_master:
+            return ["AUTH_REDIS_SENTINELS and AUTH_REDIS_SENTINEL_MASTER go together"]
+        if self.redis_url is not None:
+            return ["set AUTH_REDIS_URL or AUTH_REDIS_SENTINELS, not both"]
+        try:
+            addresses = self.redis_sentinel_addresses
+        except ValueError:
+            addresses = []
+        if not addresses or any(not host for host, _ in addresses):
+            return ["AUTH_REDIS_SENTINELS must be a comma-separated host:port list"]
+        return []
 
 
 def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
