@@ -19,7 +19,7 @@ from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
     from auth_service.security.keyring import KeyDirectory
     from auth_service.services.context import ServiceContext
@@ -43,22 +43,20 @@ def _load_settings() -> Settings:
 def _configure_logging(settings: Settings) -> None:
     from auth_service.logs import configure_logging
 
-    configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    configure_logging(settings.log_level, settings.log_format)
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> ASGIApp:
     """The app of one `serve` worker process: settings read again from the environment."""
-    from auth_service.app import create_app
+    from auth_service.app import create_serving_app
 
     settings = _load_settings()
     _configure_logging(settings)
-    return create_app(settings)
+    return create_serving_app(settings)
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn
-
-    from auth_service.app import create_app
+    from auth_service.server import serve
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -70,15 +68,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "http": "auth_service.serving:ServingProtocol",
     }
-    if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
-    else:
-        # uvicorn's supervisor binds the socket once and starts each worker from an import
-        # string; every worker builds its app (and its own pools) with create_app.
-        uvicorn.run(
-            "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
-        )
-    return 0
+    return serve(settings, options)
 
 
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -282,5 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.run(settings, args)
     except AuthServiceError as exc:
         sys.stderr.write(f"auth-service: {exc.description}\n")
+        return 1
+    except Exception as exc:
+        # One log record (its traceback inside, as JSON; one line as text), not a traceback
+        # dumped past the log format.
+        log.critical("auth-service %s failed", args.command, exc_info=exc)
         return 1
     return result

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth_service.errors import (
     AuthServiceError,
+    HashingBusy,
     InsufficientScope,
     InvalidClient,
     InvalidToken,
@@ -94,6 +95,10 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthServiceError)
     if isinstance(exc, StoreUnavailable):
         _count_dependency_error(request, "redis")
+    elif isinstance(exc, HashingBusy):
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.audit.hash_rejections.inc()
     return error_response(exc)
 
 
