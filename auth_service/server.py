@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the name prometheus-client reads
 _STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
+_SCHEMA_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 @contextlib.contextmanager
@@ -69,7 +70,8 @@ def refuse_outdated_schema(settings: Settings) -> None:
     async def current() -> frozenset[str] | None:
         engine = create_engine(settings.effective_database_url, pool_size=1)
         try:
-            return await database_revisions(engine)
+            async with asyncio.timeout(_SCHEMA_CHECK_TIMEOUT_SECONDS):
+                return await database_revisions(engine)
         except Exception as exc:
             log.warning("could not read the schema revision: %s", type(exc).__name__)
             return None

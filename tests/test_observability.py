@@ -476,8 +476,18 @@ async def test_tracing_spans_requests_sql_redis_and_argon2(
         async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
             await register(http, "tracy")
             form = {"grant_type": "password", "username": "tracy", "password": PASSWORD}
-            assert (await http.post("/token", data=form)).status_code == 200
+            granted = await http.post("/token", data=form)
+            assert granted.status_code == 200
+            tokens = granted.json()
+            bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+            assert (await http.get("/users/me", headers=bearer)).status_code == 200
     spans = exporter.get_finished_spans()
+    recorded = " ".join(
+        f"{span.name} {dict(span.attributes or {})} {[e.attributes for e in span.events]}"
+        for span in spans
+    )
+    for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"], "$argon2"):
+        assert secret not in recorded
     names = {span.name for span in spans}
     assert "POST /token" in names, names
     assert {"argon2 hash", "argon2 verify"} <= names, names
