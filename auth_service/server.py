@@ -34,12 +34,14 @@ _SCHEMA_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 @contextlib.contextmanager
-def metrics_directory() -> Iterator[Path]:
+def metrics_directory(workers: int) -> Iterator[Path | None]:
     """A clean multiprocess metrics directory for this run, set in the environment.
 
     An operator's PROMETHEUS_MULTIPROC_DIR is emptied of earlier runs' files (stale
-    counters would add up with the new ones); otherwise a temporary directory is made for
-    the run and removed at exit. Workers inherit the variable.
+    counters would add up with the new ones); otherwise, with several workers, a temporary
+    directory is made for the run and removed when the supervisor exits. Workers inherit
+    the variable. One worker needs none: its own registry is the whole picture (and
+    uvicorn ends a lone server by re-raising SIGTERM, which would skip the removal).
     """
     given = os.environ.get(MULTIPROCESS_DIR_ENV)
     if given:
@@ -48,6 +50,9 @@ def metrics_directory() -> Iterator[Path]:
         for stale in directory.glob("*.db"):
             stale.unlink()
         yield directory
+        return
+    if workers == 1:
+        yield None
         return
     directory = Path(tempfile.mkdtemp(prefix="auth-service-metrics-"))
     os.environ[MULTIPROCESS_DIR_ENV] = str(directory)
@@ -98,7 +103,7 @@ def serve(settings: Settings, options: dict[str, Any]) -> int:
     from uvicorn.supervisors import Multiprocess
 
     refuse_outdated_schema(settings)
-    with metrics_directory():
+    with metrics_directory(settings.workers):
         if settings.workers == 1:
             from auth_service.app import create_serving_app
 
