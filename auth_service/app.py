@@ -312,7 +312,7 @@ def create_app(
     app.add_middleware(DocsSameOriginOnly, paths=frozenset({"/docs", "/redoc"}))
     app.add_middleware(RequestContext, client_ip=client_ip, registry=registry)
     if tracing is not None:
-        app.add_middleware(tracing.middleware_class(), tracer_provider=tracing.provider)
+        app.add_middleware(tracing.middleware_class(), **tracing.middleware_options())
     # The API routes go into the app's own route list, ahead of the docs routes: matching
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Tracing", "TracingUnavailable", "load_tracing"]
 
 SpanFactory = Callable[[str], AbstractContextManager[object]]
+_SERVER_SPAN = "auth_service.server_span"  # where the request's span waits in the scope
 
 
 class TracingUnavailable(AuthServiceError):
@@ -52,10 +53,20 @@ class Tracing:
 
     @staticmethod
     def middleware_class() -> Any:
-        """ASGI middleware opening a span per request (method and path, status, errors)."""
+        """ASGI middleware opening a span per request (method and route, status, errors)."""
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
         return OpenTelemetryMiddleware
+
+    def middleware_options(self) -> dict[str, Any]:
+        """Options of `middleware_class()`: this provider, spans named by route template."""
+        return {
+            "tracer_provider": self.provider,
+            "default_span_details": _method_only,
+            "server_request_hook": _remember_server_span,
+            "client_response_hook": _name_by_route,
+            "exclude_spans": ["receive"],
+        }
 
     def instrument(self, engine: AsyncEngine, redis: Redis | None) -> None:
         """Spans for this engine's statements and this Redis client's commands."""
@@ -82,6 +93,27 @@ class Tracing:
         if self._owns_provider:
             with contextlib.suppress(Exception):
                 self.provider.shutdown()
+
+
+def _method_only(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return str(scope.get("method", "HTTP")), {}
+
+
+def _remember_server_span(span: Any, scope: dict[str, Any]) -> None:
+    scope[_SERVER_SPAN] = span
+
+
+def _name_by_route(_: Any, scope: dict[str, Any], message: dict[str, Any]) -> None:
+    """Rename the request's span to `METHOD /route/{template}` once routing has matched.
+
+    Named after the raw path (the instrumentation's default), spans would carry user names
+    and session ids (`/admin/users/alice/...`); until routing is done only the method is
+    known.
+    """
+    route = getattr(scope.get("route"), "path", None)
+    server_span = scope.get(_SERVER_SPAN)
+    if message.get("type") == "http.response.start" and server_span is not None:
+        server_span.update_name(f"{scope.get('method', 'HTTP')} {route or 'unmatched'}")
 
 
 def _otlp_provider(settings: Settings) -> Any:

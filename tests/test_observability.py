@@ -481,6 +481,8 @@ async def test_tracing_spans_requests_sql_redis_and_argon2(
             tokens = granted.json()
             bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
             assert (await http.get("/users/me", headers=bearer)).status_code == 200
+            ended = await http.delete("/sessions/not-a-session-of-yours", headers=bearer)
+            assert ended.status_code == 404
     spans = exporter.get_finished_spans()
     recorded = " ".join(
         f"{span.name} {dict(span.attributes or {})} {[e.attributes for e in span.events]}"
@@ -490,6 +492,8 @@ async def test_tracing_spans_requests_sql_redis_and_argon2(
         assert secret not in recorded
     names = {span.name for span in spans}
     assert "POST /token" in names, names
+    assert "DELETE /sessions/{session_id}" in names, names  # the route, not the raw path
+    assert not any("not-a-session-of-yours" in name for name in names), names
     assert {"argon2 hash", "argon2 verify"} <= names, names
     systems = {str(span.attributes.get("db.system")) for span in spans if span.attributes}
     assert systems & {"sqlite", "postgresql"}, names
