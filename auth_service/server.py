@@ -94,7 +94,13 @@ def refuse_outdated_schema(settings: Settings) -> None:
 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise SystemExit(
+            f"auth-service: cannot listen on {host}:{port} for the management endpoints: "
+            f"{exc.strerror} (set AUTH_MANAGEMENT_PORT to a free port)"
+        ) from None
 
 
 def serve(settings: Settings, options: dict[str, Any]) -> int:

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -548,3 +549,17 @@ asyncio.run(main())
     assert lines[0] == "False 200", completed.stdout + completed.stderr
     assert lines[1].startswith("True "), completed.stdout + completed.stderr
     assert "pip install 'auth-service[otel]'" in lines[1]
+
+
+def test_a_taken_management_port_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = service_env(tmp_path, free_port(), AUTH_MANAGEMENT_PORT=str(port))
+        assert _cli(env, tmp_path, "migrate").returncode == 0
+        completed = _cli(env, tmp_path, "serve")
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in completed.stderr
+    assert "AUTH_MANAGEMENT_PORT" in completed.stderr
