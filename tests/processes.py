@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,17 +43,26 @@ class Replica:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # Each replica its own (never the default 9000: tests run side by side).
+    management_port: int = field(default_factory=lambda: free_port())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
     def start(self, env: dict[str, str], cwd: Path) -> None:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "auth_service", "serve"],
-                # Each replica its own management port (never the default 9000).
-                env={**env, "AUTH_PORT": str(self.port), "AUTH_MANAGEMENT_PORT": str(free_port())},
+                env={
+                    **env,
+                    "AUTH_PORT": str(self.port),
+                    "AUTH_MANAGEMENT_PORT": str(self.management_port),
+                },
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -332,7 +332,7 @@ def _worker_counts(directory: Path, name: str, labels: dict[str, str]) -> dict[s
 
 @pytest.mark.slow
 def test_two_workers_counts_add_up_in_one_scrape(tmp_path: Path, redis_server_url: str) -> None:
-    port, management_port = free_port(), free_port()
+    port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"stale file of an earlier run")
@@ -343,12 +343,11 @@ def test_two_workers_counts_add_up_in_one_scrape(tmp_path: Path, redis_server_ur
         AUTH_REDIS_URL=redis_server_url,
         AUTH_REDIS_KEY_PREFIX=f"authtest:observe:{port}:",
         AUTH_HASH_POOL_SIZE="1",
-        AUTH_MANAGEMENT_PORT=str(management_port),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     labels = {"method": "GET", "route": "/healthz", "status": "200"}
     with running_service("workers", env, tmp_path) as server:
-        manage = f"http://127.0.0.1:{management_port}"
+        manage = server.management_url
         assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 404
         assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 404
         deadline = time.monotonic() + 20
