@@ -274,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"auth-service: {exc.description}\n")
         return 1
     except Exception as exc:
+        from auth_service.logs import BRIEF
+
         # One log record (its traceback inside, as JSON; one line as text), not a traceback
         # dumped past the log format.
-        log.critical("auth-service %s failed", args.command, exc_info=exc)
+        log.critical("auth-service %s failed", args.command, exc_info=exc, extra={BRIEF: True})
         return 1
     return result

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 __all__ = [
+    "BRIEF",
     "JsonFormatter",
     "TextFormatter",
     "choose_formatter",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 LogFormat = Literal["auto", "json", "text"]
+BRIEF = "_brief"  # see TextFormatter; underscored, so JSON records leave it out
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
@@ -69,8 +71,9 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger: message`, the level (and uvicorn's highlights) in colour if asked.
 
-    Tracebacks are shown only at DEBUG; otherwise the exception's type and message end
-    the line, so one failure is one line.
+    A record logged with `extra={BRIEF: True}` (a command that failed) shows its
+    exception as `(Type: message)` at the end of its one line, its traceback only at DEBUG;
+    other records keep their tracebacks (a 500 while developing).
     """
 
     def __init__(self, *, colour: bool) -> None:
@@ -84,7 +87,8 @@ class TextFormatter(logging.Formatter):
             message = coloured % record.args if record.args else coloured
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
+            brief = getattr(record, BRIEF, False)
+            if not brief or logging.getLogger().isEnabledFor(logging.DEBUG):
                 message += "\n" + self.formatException(record.exc_info)
             else:
                 message += f" ({type(exc).__name__}: {exc})".replace("\n", " ")

@@ -562,3 +562,18 @@ def test_a_taken_management_port_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in completed.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in completed.stderr
     assert "AUTH_MANAGEMENT_PORT" in completed.stderr
+
+
+def test_text_logs_keep_tracebacks_except_for_a_failed_command() -> None:
+    formatter = choose_formatter("text", io.StringIO())
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        failure = sys.exc_info()
+    unexpected = _record("Exception in ASGI application")
+    unexpected.exc_info = failure
+    assert "Traceback" in formatter.format(unexpected)  # a 500 while developing
+    command = _record("auth-service migrate failed", _brief=True)
+    command.exc_info = failure
+    line = formatter.format(command)
+    assert line.endswith("auth-service migrate failed (RuntimeError: boom)"), line
