@@ -28,6 +28,7 @@ from auth_service.config import Settings
 from auth_service.logs import JsonFormatter, choose_formatter
 from auth_service.services.accounts import disable
 from auth_service.services.clients import register_client
+from auth_service.tracing import load_tracing
 from tests.conftest import PASSWORD, TEST_ISSUER, Backend, make_settings, register
 from tests.processes import free_port, running_service, service_env
 
@@ -577,3 +578,24 @@ def test_text_logs_keep_tracebacks_except_for_a_failed_command() -> None:
     command.exc_info = failure
     line = formatter.format(command)
     assert line.endswith("auth-service migrate failed (RuntimeError: boom)"), line
+
+
+def test_tracing_exports_over_otlp_by_default(tmp_path: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    settings = make_settings(
+        "sqlite+aiosqlite:///unused.db",
+        tmp_path,
+        otel_enabled=True,
+        otel_endpoint="http://127.0.0.1:9/v1/traces",
+        otel_service_name="auth-eu-1",
+    )
+    tracing = load_tracing(settings)
+    assert tracing is not None
+    processor = tracing.provider._active_span_processor._span_processors[0]
+    exporter = processor._batch_processor._exporter
+    assert isinstance(exporter, OTLPSpanExporter)
+    assert exporter._endpoint == "http://127.0.0.1:9/v1/traces"
+    assert tracing.provider.resource.attributes["service.name"] == "auth-eu-1"
+    tracing.close()  # nothing was recorded: nothing to send
+    assert load_tracing(settings.model_copy(update={"otel_enabled": False})) is None
