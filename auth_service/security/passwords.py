@@ -77,8 +77,10 @@ class HashingPool:
         max_waiting: int,
         wait_timeout_seconds: float,
         observe_seconds: Callable[[float], None] | None = None,
+        span: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
     ) -> None:
         self._params = params
+        self._span = span  # tracing: one span per job, queue wait included
         self._context = CryptContext(
             schemes=["argon2", "bcrypt"],
             deprecated=["bcrypt"],
@@ -95,6 +97,8 @@ class HashingPool:
         self._slots = asyncio.Semaphore(workers)
         self._capacity = workers + max_waiting
         self._in_flight = 0
+        self._waiting = 0
+        self._size = workers
         self._wait_timeout = wait_timeout_seconds
         self._dummy_hash = ""
         self._observe = observe_seconds
@@ -103,6 +107,16 @@ class HashingPool:
     def in_flight(self) -> int:
         """Hash jobs running or waiting for a slot right now."""
         return self._in_flight
+
+    @property
+    def size(self) -> int:
+        """Hashing threads."""
+        return self._size
+
+    @property
+    def waiting(self) -> int:
+        """Hash jobs waiting for a free thread right now."""
+        return self._waiting
 
     def has_capacity(self) -> bool:
         """False when every slot and every waiting place is taken (a new job is refused)."""
@@ -117,16 +131,16 @@ class HashingPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def hash(self, password: str) -> str:
-        result: str = await self._run(self._context.hash, password)
+        result: str = await self._run("argon2 hash", self._context.hash, password)
         return result
 
     async def verify(self, password: str, stored_hash: str) -> VerifyResult:
-        ok, new_hash = await self._run(self._verify_sync, password, stored_hash)
+        ok, new_hash = await self._run("argon2 verify", self._verify_sync, password, stored_hash)
         return VerifyResult(ok=ok, new_hash=new_hash)
 
     async def dummy_verify(self, password: str) -> None:
         """Spend exactly the work of a real verify, so unknown users cost the same."""
-        await self._run(self._verify_sync, password, self._dummy_hash)
+        await self._run("argon2 verify", self._verify_sync, password, self._dummy_hash)
 
     def _verify_sync(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
         try:
@@ -162,16 +176,25 @@ class HashingPool:
         if not job.cancelled():
             job.exception()  # mark as retrieved when the caller was cancelled meanwhile
 
-    async def _run(self, func: Callable[..., _T], *args: str) -> _T:
+    async def _run(self, name: str, func: Callable[..., _T], *args: str) -> _T:
         """Run `func` on a hashing thread once a slot frees up, or refuse with HashingBusy."""
+        if self._span is None:
+            return await self._run_untraced(func, *args)
+        with self._span(name):
+            return await self._run_untraced(func, *args)
+
+    async def _run_untraced(self, func: Callable[..., _T], *args: str) -> _T:
         if not self.has_capacity():
             raise HashingBusy
         self._in_flight += 1
         try:
+            self._waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
             except TimeoutError:
                 raise HashingBusy from None
+            finally:
+                self._waiting -= 1
             job = asyncio.get_running_loop().run_in_executor(
                 self._executor, self._timed, func, *args
             )

@@ -63,7 +63,7 @@ async def issue_tokens(
     try:
         attempt = await ctx.throttler.check_login(username, origin.ip)
     except TooManyAttempts:
-        ctx.audit.record("login", outcome="failure", client_id=client.client_id, reason="throttled")
+        ctx.audit.record("login", outcome="throttled", client_id=client.client_id)
         raise
     try:
         user = await authenticate(ctx, username=username, password=password)
