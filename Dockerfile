@@ -2,6 +2,7 @@
 # small runtime with only python3 and CA certificates. Migrations run at start (entrypoint).
 #
 #   docker build -t auth-service .
+#   podman build --format docker -t auth-service .   # OCI format (podman's default) drops HEALTHCHECK
 #   docker run -p 127.0.0.1:8000:8000 auth-service            # embedded default (SQLite, dev key)
 #
 # Build-time pip settings (an index mirror, a proxy's CA) can be passed without landing in

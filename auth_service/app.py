@@ -43,6 +43,7 @@ from auth_service.security.keys import (
 from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
+from auth_service.services import hash_population
 from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
@@ -125,6 +126,7 @@ def _throttle_policy(settings: Settings) -> ThrottlePolicy:
         known_pair_lifetime=timedelta(seconds=settings.known_client_lifetime_seconds),
         registration_limit=settings.register_max_per_ip,
         registration_window=timedelta(seconds=settings.register_window_seconds),
+        in_flight_wait=timedelta(seconds=settings.hash_wait_timeout_seconds),
     )
 
 
@@ -283,6 +285,12 @@ def create_app(
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)
+            await hash_population.try_refresh(runtime.services)
+            refreshing = asyncio.create_task(
+                hash_population.keep_hash_population_current(
+                    runtime.services, hash_population.REFRESH_EVERY
+                )
+            )
             watching = None
             if runtime.key_watcher is not None:
 
@@ -294,10 +302,11 @@ def create_app(
             try:
                 yield
             finally:
-                if watching is not None:
-                    watching.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watching
+                for task in (refreshing, watching):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
 
     # /docs and /redoc load Swagger UI 5, ReDoc and the favicon from files shipped in the
     # fastapi-offline wheel (served under /static-offline-docs), never from a CDN;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -79,20 +80,14 @@ def _load_settings() -> Settings:
         _refuse(f"configuration refused: {name}: cannot be parsed")
 
 
-def _preflight(settings: Settings, *, database: bool) -> None:
-    """Refuse, in one line, key files and (for `migrate`) a database that cannot work."""
-    from auth_service.startup import StartupRefused, check_database, check_keys
+def _preflight(settings: Settings) -> None:
+    """Refuse, in one line, key files that cannot work."""
+    from auth_service.startup import StartupRefused, check_keys
 
     try:
         check_keys(settings)
     except StartupRefused as exc:
         _refuse(str(exc))
-    if database:
-        try:
-            check_database(settings)
-        except StartupRefused as exc:
-            sys.stderr.write(f"auth-service: {exc}\n")
-            raise SystemExit(1) from None
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -108,6 +103,40 @@ def worker_app() -> ASGIApp:
     settings = _load_settings()
     _configure_logging(settings)
     return create_serving_app(settings)
+
+
+def _wait_for_dependencies(settings: Settings, *, redis: bool) -> None:
+    """Retry an unreachable database (and Redis) with backoff; one line and exit 1 at the end."""
+    from auth_service.startup import DependencyUnreachableError, wait_for_database, wait_for_redis
+
+    async def wait() -> None:
+        bound = settings.startup_wait_seconds
+        await wait_for_database(settings.effective_database_url, bound_seconds=bound)
+        if redis and settings.redis_url is not None:
+            await wait_for_redis(settings.redis_url, bound_seconds=bound)
+
+    try:
+        asyncio.run(wait())
+    except DependencyUnreachableError as exc:
+        sys.stderr.write(f"auth-service: {exc}\n")
+        raise SystemExit(1) from None
+
+
+def _hold_data_dir(settings: Settings, stack: contextlib.ExitStack) -> None:
+    """Without Redis, lock the data dir for this process's life: a second `serve` is refused.
+
+    With one worker (more need Redis) uvicorn runs the app in this very process, so the
+    lock is held by the process whose in-process revocation state it protects.
+    """
+    from auth_service.instance_lock import DataDirInUse, exclusive_data_dir
+
+    if settings.redis_url is not None:
+        return
+    try:
+        stack.enter_context(exclusive_data_dir(settings.data_dir))
+    except DataDirInUse as exc:
+        sys.stderr.write(f"auth-service: {exc}\n")
+        raise SystemExit(1) from None
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
@@ -128,14 +157,26 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "timeout_keep_alive": settings.http_keep_alive_timeout_seconds,
         "limit_concurrency": settings.http_max_connections,
     }
-    return serve(settings, options)
+    with contextlib.ExitStack() as stack:
+        if settings.workers == 1:
+            _hold_data_dir(settings, stack)
+        return serve(settings, options)
 
 
-def _migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from auth_service.db.migrate import upgrade_to_head
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.db.migrate import UnknownRevisionError, migrate_to, upgrade_to_head
 
-    upgrade_to_head(settings.effective_database_url)
-    log.info("database schema is up to date")
+    url = settings.effective_database_url
+    if args.to is None:
+        upgrade_to_head(url)
+        log.info("database schema is up to date")
+        return 0
+    try:
+        migrate_to(url, args.to)
+    except UnknownRevisionError:
+        sys.stderr.write(f"auth-service: migrate --to: no revision {args.to!r} is shipped\n")
+        return 2
+    log.info("database schema is at revision %s", args.to)
     return 0
 
 
@@ -353,7 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="auth-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve HTTP on AUTH_HOST:AUTH_PORT").set_defaults(run=_serve)
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    migrate = commands.add_parser("migrate", help="apply database migrations (up to head)")
+    migrate.add_argument(
+        "--to", metavar="REVISION", help="upgrade or downgrade to REVISION (an id, head or base)"
+    )
+    migrate.set_defaults(run=_migrate)
     create = commands.add_parser(
         "create-user", help="register a user (password from AUTH_NEW_USER_PASSWORD or a prompt)"
     )
@@ -423,8 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         # `serve` will need: an entrypoint that migrates, then serves, stops before touching
         # the schema. `serve` checks here, in uvicorn's supervisor: a worker failing its
         # startup would make the supervisor exit 0.
-        _preflight(settings, database=args.command == "migrate")
+        _preflight(settings)
     _configure_logging(settings)
+    if args.command in {"serve", "migrate"}:
+        # Both wait for what they need, bounded (one log line per failed attempt); a
+        # database that never answers ends in one line, before the schema is touched.
+        _wait_for_dependencies(settings, redis=args.command == "serve")
     try:
         result: int = args.run(settings, args)
     except AuthServiceError as exc:

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     otel_enabled: bool = False
     otel_endpoint: str | None = None  # e.g. http://collector:4318/v1/traces
     otel_service_name: str = "auth-service"
+    # How long `serve` and `migrate` retry an unreachable database or Redis at start.
+    startup_wait_seconds: float = Field(default=60, ge=0, le=3600)
 
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None

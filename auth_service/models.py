@@ -11,7 +11,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from auth_service.db.base import Base
 
-__all__ = ["OAuthClient", "RefreshToken", "RevokedAccessToken", "Session", "User"]
+__all__ = [
+    "OAuthClient",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "ServiceSecret",
+    "Session",
+    "User",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -122,3 +129,12 @@ class OAuthClient(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # May call /introspect (RFC 7662); only a confidential client can hold it.
     introspection: Mapped[bool] = mapped_column(Boolean)
+
+
+class ServiceSecret(Base):
+    """A random secret made once by whichever replica needs it first, shared by all."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))

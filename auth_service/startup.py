@@ -2,26 +2,48 @@
 
 Settings validate what can be judged from the values alone (config.py); these checks need
 the filesystem or the network: the key files can be read and fit the algorithm, the
-database answers. `migrate` runs them too, so an entrypoint that migrates and then serves
-stops before touching the schema.
+database (and, for `serve`, Redis) answers. `migrate` runs them too, so an entrypoint that
+migrates and then serves stops before touching the schema.
+
+A database or Redis that does not answer yet is waited for: a container started before
+its database, or pointed at a closed port, would otherwise exit at once and be restarted
+in a tight loop by its orchestrator. `serve` and `migrate` retry with exponential backoff
+for AUTH_STARTUP_WAIT_SECONDS, log one line per failed attempt, then exit with one line.
+Bad credentials or a missing database are refused at once: waiting cannot fix them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from auth_service.config import Settings
-from auth_service.db.engine import probe_database
+from auth_service.db.engine import is_sqlite, probe_database
 from auth_service.security.keyring import KeyDirectory
 from auth_service.security.keys import KeyConfigurationError, load_signing_key
 from auth_service.security.tokens import utc_now
+from auth_service.stores.redis_client import connect as connect_redis
 
-__all__ = ["DATABASE_PROBE_TIMEOUT_SECONDS", "StartupRefused", "check_database", "check_keys"]
+__all__ = [
+    "Backoff",
+    "DependencyUnreachableError",
+    "StartupRefused",
+    "check_keys",
+    "wait_for_database",
+    "wait_for_redis",
+    "wait_until_reachable",
+]
 
-DATABASE_PROBE_TIMEOUT_SECONDS = 10.0
+log = logging.getLogger(__name__)
 
 
 class StartupRefused(Exception):
@@ -75,14 +97,120 @@ def _where(url: str) -> str:
     return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
 
 
-def check_database(settings: Settings) -> None:
-    """The database answers a trivial query within a bounded time (never a traceback)."""
-    url = settings.effective_database_url
-    try:
-        asyncio.run(probe_database(url, timeout_seconds=DATABASE_PROBE_TIMEOUT_SECONDS))
-    except Exception as exc:  # any failure to connect is reported the same way
-        text = str(getattr(exc, "orig", None) or exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-        raise StartupRefused(
-            f"AUTH_DATABASE_URL: cannot connect to {_where(url)}: {reason}"
-        ) from None
+# --- waiting for the database and Redis ---------------------------------------------------
+
+# Connection errors that may clear up by themselves (server starting, port not yet open).
+_TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, DBAPIError, RedisError)
+# SQLSTATE classes no retry can fix: bad credentials (28), no such database (3D).
+_PERMANENT_SQLSTATE_CLASSES = ("28", "3D")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between attempts: `first`, times `factor` each time, at most `longest`."""
+
+    first: float = 0.25
+    factor: float = 2.0
+    longest: float = 5.0
+    attempt_timeout: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        """The pause after failed attempt number `attempt` (1-based)."""
+        return float(min(self.longest, self.first * self.factor ** (attempt - 1)))
+
+
+class DependencyUnreachableError(StartupRefused):
+    """The database or Redis did not accept a connection within the startup bound."""
+
+    def __init__(
+        self, what: str, bound_seconds: float, cause: BaseException, *, permanent: bool = False
+    ) -> None:
+        self.what = what
+        reason = _one_line(cause)
+        if permanent:  # retrying cannot help: say so at once
+            super().__init__(f"{what}: {reason}")
+        else:
+            super().__init__(
+                f"{what} within {bound_seconds:g} s (AUTH_STARTUP_WAIT_SECONDS): {reason}"
+            )
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    return isinstance(sqlstate, str) and sqlstate[:2] in _PERMANENT_SQLSTATE_CLASSES
+
+
+async def wait_until_reachable(
+    what: str,
+    probe: Callable[[], Awaitable[None]],
+    *,
+    bound_seconds: float,
+    backoff: Backoff = Backoff(),
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Run `probe` until it succeeds; the number of attempts, or DependencyUnreachableError.
+
+    `what` names the variable and the address, e.g. "AUTH_DATABASE_URL: cannot connect to
+    db:5432/auth"; it starts every log line and the final error.
+    """
+    deadline = clock() + bound_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            async with asyncio.timeout(backoff.attempt_timeout):
+                await probe()
+        except _TRANSIENT as exc:
+            if _is_permanent(exc):
+                raise DependencyUnreachableError(what, 0, exc, permanent=True) from exc
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise DependencyUnreachableError(what, bound_seconds, exc) from exc
+            pause = min(backoff.delay(attempt), remaining)
+            log.warning(
+                "waiting: %s: %s; attempt %d, next in %.2g s", what, _one_line(exc), attempt, pause
+            )
+            await sleep(pause)
+        else:
+            if attempt > 1:
+                log.info("%s: connected after %d attempts", what.split(":")[0], attempt)
+            return attempt
+
+
+def _redis_where(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
+
+
+async def wait_for_database(url: str, *, bound_seconds: float) -> None:
+    """Wait until the database answers `SELECT 1` (SQLite files need no wait)."""
+    if is_sqlite(url):
+        return
+
+    async def probe() -> None:
+        await probe_database(url, timeout_seconds=Backoff().attempt_timeout)
+
+    what = f"AUTH_DATABASE_URL: cannot connect to {_where(url)}"
+    await wait_until_reachable(what, probe, bound_seconds=bound_seconds)
+
+
+async def wait_for_redis(url: str, *, bound_seconds: float) -> None:
+    """Wait until Redis answers PING."""
+
+    async def probe() -> None:
+        client = connect_redis(url)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    what = f"AUTH_REDIS_URL: cannot connect to {_redis_where(url)}"
+    await wait_until_reachable(what, probe, bound_seconds=bound_seconds)

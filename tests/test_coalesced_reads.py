@@ -77,8 +77,11 @@ async def test_concurrent_status_checks_on_redis_each_get_their_own_answer(
     client = redis_asyncio.Redis.from_url(redis_server_url, decode_responses=True)
     store = RedisStore(client, prefix=prefix)
     try:
-        await store.seed(
-            SeedData(tokens=[("t1", 60)], sessions=[("s2", 60)], users=[("u3", 7, 60)])
+        ticket = await store.begin_seed()
+        assert await store.seed(
+            SeedData(
+                tokens=[("t1", 60)], sessions=[("s2", 60)], users=[("u3", 7, 60)], ticket=ticket
+            )
         )
         checks = [
             store.status(token_id=f"t{i}", session_id=f"s{i}", user_id=f"u{i}") for i in range(5)

@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from passlib.hash import argon2, bcrypt
+from sqlalchemy import text
 
+from auth_service.app import create_app
+from auth_service.config import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST, Settings
 from auth_service.errors import HashingBusy
-from auth_service.security.passwords import Argon2Parameters, HashingPool, VerifyResult
+from auth_service.security.passwords import (
+    Argon2Parameters,
+    HashingPool,
+    VerifyResult,
+    cost_class,
+)
+from auth_service.services.hash_population import refresh_hash_population
+from auth_service.stores.service_secrets import ensure_secret
+from tests.conftest import TEST_ISSUER, password_grant, register
 
 OWASP = Argon2Parameters(19456, 2, 1)
 PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
@@ -360,3 +376,148 @@ async def test_cancelled_caller_keeps_the_slot_until_its_thread_finishes(
     assert not hashing._slots.locked()
     assert (await hashing.hash("next")).startswith(PREFIX)
     assert gate.calls == 2
+
+
+# --- the dummy's cost follows the stored hashes ----------------------------------------
+
+CHEAP = "$argon2id$v=19$m=1024,t=1,p=1$"
+DEARER = "$argon2id$v=19$m=3072,t=1,p=1$"
+KEY = bytes(32)
+WRONG = "not the password"
+
+
+def stored_hash(prefix: str) -> str:
+    """A real hash with the parameters `prefix` names (what an older setting stored)."""
+    memory, rounds, lanes = (int(v.split("=")[1]) for v in prefix.split("$")[3].split(","))
+    hashed: str = argon2.using(
+        type="ID", memory_cost=memory, rounds=rounds, parallelism=lanes
+    ).hash(PASSWORD)
+    return hashed
+
+
+async def test_unknown_names_draw_the_dummy_cost_from_the_stored_hashes(
+    pool: HashingPool,
+) -> None:
+    population = [stored_hash(CHEAP)] * 30 + [stored_hash(DEARER)] * 10
+    await pool.use_population(population, KEY)
+    draws = [cost_class(pool.dummy_hash_for(f"ghost-{n}")) for n in range(4000)]
+    # Exactly the stored parameters (m, t, p), never the configured (stronger) ones ...
+    assert set(draws) == {CHEAP, DEARER}
+    # ... in the stored proportions ...
+    assert abs(draws.count(DEARER) / len(draws) - 0.25) < 0.03
+    # ... and each name keeps its draw, on another replica with the same key too.
+    assert [cost_class(pool.dummy_hash_for(f"ghost-{n}")) for n in range(4000)] == draws
+    replica = make_pool(workers=1)
+    try:
+        await replica.use_population(list(reversed(population)), KEY)
+        assert [cost_class(replica.dummy_hash_for(f"ghost-{n}")) for n in range(4000)] == draws
+    finally:
+        replica.close()
+
+
+async def test_dummy_verify_verifies_against_the_names_draw(pool: HashingPool) -> None:
+    await pool.use_population([stored_hash(CHEAP), stored_hash(DEARER)], KEY)
+    calls: list[str] = []
+    original = pool._verify_sync
+
+    def spy(password: str, stored: str) -> tuple[bool, str | None]:
+        calls.append(stored)
+        return original(password, stored)
+
+    pool._verify_sync = spy  # type: ignore[method-assign]
+    for name in ("ghost", "nobody", "x"):
+        await pool.dummy_verify(WRONG, name)
+        assert calls[-1] == pool.dummy_hash_for(name)
+
+
+async def test_without_stored_hashes_the_dummy_keeps_the_configured_cost(
+    pool: HashingPool,
+) -> None:
+    await pool.use_population(["not a hash", "$unknown$scheme"], KEY)
+    assert pool.dummy_hash_for("ghost").startswith(PREFIX)
+    await pool.use_population([stored_hash(CHEAP)], KEY)
+    assert cost_class(pool.dummy_hash_for("ghost")) == CHEAP
+
+
+async def test_unknown_user_costs_what_a_wrong_password_costs_with_mixed_parameters(
+    pool: HashingPool,
+) -> None:
+    """CPU time, not wall time: half the users at one cost, half at three times that."""
+    stored = [stored_hash(CHEAP), stored_hash(DEARER)]
+    await pool.use_population(stored, KEY)
+    for warm_up in stored:
+        await pool.verify(WRONG, warm_up)
+
+    async def cpu_seconds(verify: Awaitable[object]) -> float:
+        started = time.process_time()
+        await verify
+        return time.process_time() - started
+
+    # Interleaved, so that any drift of the machine's speed hits both sides alike.
+    wrong_password = unknown_user = 0.0
+    for n in range(500):
+        wrong_password += await cpu_seconds(pool.verify(WRONG, stored[n % 2]))
+        unknown_user += await cpu_seconds(pool.dummy_verify(WRONG, f"ghost-{n}"))
+    assert 0.9 <= unknown_user / wrong_password <= 1.1, (unknown_user, wrong_password)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """One run of the service (a process lifetime) with `settings`."""
+    application = create_app(settings)
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
+            yield application, http
+
+
+async def test_after_a_cost_increase_unknown_users_cost_the_stored_parameters(
+    settings: Settings,
+) -> None:
+    """The finding: users hashed at the floor, restart with stronger defaults."""
+    async with serving(settings) as (first_run, client):
+        for n in range(3):
+            await register(client, f"user{n}")
+        key = await refresh_hash_population(first_run.state.services)
+    floor = f"$argon2id$v=19$m={OWASP_MIN_MEMORY_KIB},t={OWASP_MIN_TIME_COST},p=1$"
+    stronger = settings.model_copy(
+        update={"password_hash_memory_kib": 2 * OWASP_MIN_MEMORY_KIB, "password_hash_time_cost": 3}
+    )
+    async with serving(stronger) as (app, client):
+        verified: list[str] = []
+        pool = app.state.services.hasher
+        original = pool._verify_sync
+
+        def spy(password: str, stored: str) -> tuple[bool, str | None]:
+            verified.append(stored)
+            return original(password, stored)
+
+        pool._verify_sync = spy
+        try:
+            for username in ("ghost", "user0", "nobody", "user1"):
+                response = await password_grant(client, username, WRONG)
+                assert response.status_code == 400, response.text
+            assert [cost_class(h) for h in verified] == [floor] * 4
+            # New users are hashed at the new cost; the next refresh makes it a draw too.
+            for n in range(3):
+                await register(client, f"newcomer{n}")
+            # The draw key is durable: the same after a restart (and on every replica).
+            assert await refresh_hash_population(app.state.services) == key
+            draws = {cost_class(pool.dummy_hash_for(f"ghost-{n}")) for n in range(200)}
+            assert draws == {floor, cost_class(await pool.hash(PASSWORD))}
+        finally:
+            async with app.state.engine.begin() as connection:
+                for table in ("refresh_tokens", "sessions", "revoked_access_tokens", "users"):
+                    await connection.execute(text(f"DELETE FROM {table}"))
+
+
+async def test_a_service_secret_is_made_once_and_then_kept(settings: Settings) -> None:
+    async with serving(settings) as (app, _):
+        sessions = app.state.services.sessions
+        async with sessions.begin() as session:
+            first = await ensure_secret(session, "test_secret", "first candidate")
+        async with sessions.begin() as session:
+            second = await ensure_secret(session, "test_secret", "second candidate")
+        assert first == second == "first candidate"
+        async with app.state.engine.begin() as connection:
+            await connection.execute(text("DELETE FROM service_secrets WHERE name = 'test_secret'"))

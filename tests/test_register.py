@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from auth_service.models import User
+from auth_service.security.policy import PasswordPolicy
 from tests.conftest import PASSWORD, password_grant, register
 
 
@@ -210,3 +212,28 @@ async def test_account_made_before_the_script_rule_still_logs_in(
 async def test_longest_skeleton_fits_the_column(client: httpx.AsyncClient) -> None:
     # A Hangul syllable has a 7-character skeleton: 64 of them are the longest name's key.
     await register(client, "\uaf66" * 64)
+
+
+async def test_the_guessability_estimate_runs_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # zxcvbn costs up to ~30 ms of CPU per password: on the loop it would stall every request.
+    threads: list[int] = []
+    accept = PasswordPolicy.accept
+
+    def recording_accept(self: PasswordPolicy, raw: str, *, username: str) -> str:
+        threads.append(threading.get_ident())
+        return accept(self, raw, username=username)
+
+    monkeypatch.setattr(PasswordPolicy, "accept", recording_accept)
+    loop_thread = threading.get_ident()
+    await register(client)
+    token = (await password_grant(client)).json()["access_token"]
+    changed = await client.post(
+        "/users/me/password",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"current_password": PASSWORD, "new_password": "an entirely different passphrase"},
+    )
+    assert changed.status_code == 204, changed.text
+    assert len(threads) == 2
+    assert loop_thread not in threads

@@ -114,7 +114,8 @@ def test_a_redis_url_without_a_scheme(tmp_path: Path) -> None:
 
 def test_an_unreachable_database_at_migrate(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{free_port()}/auth"
-    completed = run(tmp_path, "migrate", AUTH_DATABASE_URL=url)
+    # No waiting (test_startup_wait covers the retries): one attempt, then one line.
+    completed = run(tmp_path, "migrate", AUTH_DATABASE_URL=url, AUTH_STARTUP_WAIT_SECONDS="0")
     line = assert_refused(completed, "AUTH_DATABASE_URL", "cannot connect", "127.0.0.1")
     assert "hunter2" not in line
 

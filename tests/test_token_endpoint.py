@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -90,9 +91,12 @@ class CountingHasher:
         self.verifies += 1
         return await self.inner.verify(password, stored_hash)  # type: ignore[attr-defined, no-any-return]
 
-    async def dummy_verify(self, password: str) -> None:
+    async def dummy_verify(self, password: str, username: str = "") -> None:
         self.verifies += 1
-        await self.inner.dummy_verify(password)  # type: ignore[attr-defined]
+        await self.inner.dummy_verify(password, username)  # type: ignore[attr-defined]
+
+    async def use_population(self, stored_hashes: Iterable[str], key: bytes) -> None:
+        await self.inner.use_population(stored_hashes, key)  # type: ignore[attr-defined]
 
     def has_capacity(self) -> bool:
         return self.inner.has_capacity()  # type: ignore[attr-defined, no-any-return]

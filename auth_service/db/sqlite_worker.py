@@ -39,8 +39,9 @@ def tune_sqlite(connection: Any, _record: Any = None) -> None:
     """Per-connection settings: WAL lets readers proceed during a write; busy_timeout waits
     for another writer instead of failing at once; foreign keys are off by default."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # busy_timeout first: switching a new file to WAL needs a lock another process may hold.
     cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

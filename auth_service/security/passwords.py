@@ -3,30 +3,78 @@
 argon2 costs tens of MiB and tens of milliseconds per call, so it never runs on the event
 loop: a fixed number of low-priority threads do it (the pool size caps memory), a bounded
 number of callers may wait for a slot, and the rest are refused with `HashingBusy`.
+
+An unknown username costs one verify of a dummy hash whose parameters are drawn from the
+stored hashes (`use_population`), not from the configured cost: after a cost change the
+stored hashes keep their old parameters until their owners log in, and a dummy at the new
+cost would tell unknown names from real ones by timing. Each name keeps its own draw
+(keyed by a secret the replicas share), so over all names the dummy costs are spread
+exactly like the stored ones and one name does not change cost from try to try.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import hashlib
+import hmac
 import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from passlib.context import CryptContext
+from passlib.hash import argon2, bcrypt
 
 from auth_service.errors import HashingBusy
 
-__all__ = ["Argon2Parameters", "HashingPool", "PasswordHasher", "VerifyResult"]
+__all__ = ["Argon2Parameters", "HashingPool", "PasswordHasher", "VerifyResult", "cost_class"]
 
 _T = TypeVar("_T")
 _ARGON2_COST = re.compile(r"\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$")
+_ARGON2_CLASS = re.compile(r"\$argon2(id|i|d)\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$")
+_BCRYPT_CLASS = re.compile(r"\$(2[abxy])\$(\d{2})\$")
+# At most this many distinct parameter sets get a dummy hash (one hash each to build);
+# rarer ones are left out of the draw.
+MAX_DUMMY_CLASSES = 8
+
+
+def cost_class(stored_hash: str) -> str | None:
+    """The scheme-and-parameters prefix that fixes a hash's verify cost, or None."""
+    match = _ARGON2_CLASS.match(stored_hash) or _BCRYPT_CLASS.match(stored_hash)
+    return match.group(0) if match else None
+
+
+def _cost_order(prefix: str) -> tuple[int, int]:
+    """Sorts classes cheap to dear, so a shifting population moves names one way only."""
+    match = _ARGON2_CLASS.match(prefix)
+    if match is None:
+        return (0, int(prefix[4:6]))  # bcrypt rounds: the legacy scheme goes first
+    return (1, int(match.group(2)) * int(match.group(3)))
+
+
+def _dummy_of_class(prefix: str) -> str:
+    """A hash of a random password with exactly the parameters named by `prefix`."""
+    password = secrets.token_urlsafe(24)
+    argon = _ARGON2_CLASS.match(prefix)
+    if argon is not None:
+        kind, memory, rounds, lanes = argon.groups()
+        hasher = argon2.using(
+            type=kind.upper(),
+            memory_cost=int(memory),
+            rounds=int(rounds),
+            parallelism=int(lanes),
+        )
+        return str(hasher.hash(password))
+    ident, rounds = prefix[1:3], prefix[4:6]
+    return str(bcrypt.using(ident=ident, rounds=int(rounds)).hash(password))
 
 
 @dataclass(frozen=True)
@@ -53,7 +101,9 @@ class PasswordHasher(Protocol):
 
     async def verify(self, password: str, stored_hash: str) -> VerifyResult: ...
 
-    async def dummy_verify(self, password: str) -> None: ...
+    async def dummy_verify(self, password: str, username: str = "") -> None: ...
+
+    async def use_population(self, stored_hashes: Iterable[str], key: bytes) -> None: ...
 
     def has_capacity(self) -> bool:
         """False when a hash or verify started now would be refused with HashingBusy."""
@@ -102,6 +152,11 @@ class HashingPool:
         self._wait_timeout = wait_timeout_seconds
         self._dummy_hash = ""
         self._observe = observe_seconds
+        # The draw for unknown names: cumulative shares (0..1] and their dummy hashes.
+        self._population_key = b""
+        self._shares: list[float] = []
+        self._population_dummies: list[str] = []
+        self._dummy_by_class: dict[str, str] = {}
 
     @property
     def in_flight(self) -> int:
@@ -138,9 +193,43 @@ class HashingPool:
         ok, new_hash = await self._run("argon2 verify", self._verify_sync, password, stored_hash)
         return VerifyResult(ok=ok, new_hash=new_hash)
 
-    async def dummy_verify(self, password: str) -> None:
-        """Spend exactly the work of a real verify, so unknown users cost the same."""
-        await self._run("argon2 verify", self._verify_sync, password, self._dummy_hash)
+    async def use_population(self, stored_hashes: Iterable[str], key: bytes) -> None:
+        """Draw unknown names' dummy hashes from the parameters of `stored_hashes`.
+
+        `stored_hashes` is a sample of the stored ones; `key` must be the same on every
+        replica and unknown outside the service, or a name's draw could be predicted.
+        Without any hash of a known scheme, the dummy keeps the configured cost.
+        """
+        counts = Counter(c for c in map(cost_class, stored_hashes) if c is not None)
+        classes = sorted(
+            (prefix for prefix, _ in counts.most_common(MAX_DUMMY_CLASSES)), key=_cost_order
+        )
+        for prefix in classes:
+            if prefix not in self._dummy_by_class:
+                self._dummy_by_class[prefix] = await self._run(
+                    "argon2 hash", _dummy_of_class, prefix
+                )
+        total = sum(counts[prefix] for prefix in classes)
+        shares, running = [], 0
+        for prefix in classes:
+            running += counts[prefix]
+            shares.append(running / total)
+        self._population_key = key
+        self._shares = shares
+        self._population_dummies = [self._dummy_by_class[prefix] for prefix in classes]
+
+    def dummy_hash_for(self, username: str) -> str:
+        """The hash an unknown `username` is verified against (stable for a population)."""
+        if not self._shares:
+            return self._dummy_hash
+        digest = hmac.digest(self._population_key, username.encode("utf-8"), hashlib.sha256)
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+        index = min(bisect.bisect_right(self._shares, draw), len(self._shares) - 1)
+        return self._population_dummies[index]
+
+    async def dummy_verify(self, password: str, username: str = "") -> None:
+        """Spend the work of a real verify of a stored hash, so unknown users cost the same."""
+        await self._run("argon2 verify", self._verify_sync, password, self.dummy_hash_for(username))
 
     def _verify_sync(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
         try:

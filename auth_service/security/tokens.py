@@ -17,7 +17,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jose import jwt
@@ -137,6 +137,11 @@ class TokenService:
     def audience(self) -> str:
         """The `aud` of every token signed here."""
         return self._audience
+
+    @property
+    def leeway(self) -> timedelta:
+        """How long past its `exp` a token is still accepted (clock skew allowance)."""
+        return timedelta(seconds=self._leeway)
 
     def mint_access_token(
         self,

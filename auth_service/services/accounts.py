@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from auth_service.db.hot import hot_connection
@@ -11,6 +12,7 @@ from auth_service.errors import (
     InvalidRequest,
     InvalidScope,
     InvalidToken,
+    TooManyAttempts,
     WrongCurrentPassword,
 )
 from auth_service.security.policy import (
@@ -22,9 +24,10 @@ from auth_service.security.policy import (
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.profiles import UserProfile
-from auth_service.services.revocation import deny_user_tokens
+from auth_service.services.revocation import deny_sessions, deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
-from auth_service.services.sessions import end_sessions_in
+from auth_service.services.sessions import end_sessions_in, revoke_session_ids
+from auth_service.stores import sessions as session_rows
 from auth_service.stores import users
 from auth_service.stores.users import UserRecord
 
@@ -50,7 +53,8 @@ async def register(
     `ip` is the requester's address for per-IP throttling (None from the command line).
     """
     display_name = normalize_username(username)
-    password = ctx.policy.accept(password, username=display_name)
+    # zxcvbn takes up to ~30 ms of CPU: off the event loop, like the hashing.
+    password = await asyncio.to_thread(ctx.policy.accept, password, username=display_name)
     if ip is not None:
         await ctx.throttler.check_registration(ip)
     password_hash = await ctx.hasher.hash(password)
@@ -87,7 +91,7 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
         async with hot_connection(ctx.sessions) as db:
             user = await users.get_user_by_username(db, canonical)
     if user is None:
-        await ctx.hasher.dummy_verify(password)
+        await ctx.hasher.dummy_verify(password, canonical or username)
         raise InvalidGrant
     result = await ctx.hasher.verify(password, user.password_hash)
     if not result.ok or not user.is_active:
@@ -103,6 +107,29 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
             )
         log.info("password hash upgraded", extra={"user_id": user.id})
     return user
+
+
+async def _check_current_password(
+    ctx: ServiceContext, user: UserRecord, password: str, ip: str | None
+) -> None:
+    """Verify a token holder's (prepared) current password under the login throttle.
+
+    A token is no licence to guess: each check is reserved in the same counters as a
+    login for the account from `ip`, so logins and password changes share one budget.
+    """
+    try:
+        async with ctx.throttler.password_check(user.username, ip, wrong=WrongCurrentPassword):
+            result = await ctx.hasher.verify(password, user.password_hash)
+            if not result.ok:
+                raise WrongCurrentPassword
+    except TooManyAttempts:
+        ctx.audit.record("password_change", outcome="failure", user_id=user.id, reason="throttled")
+        raise
+    except WrongCurrentPassword:
+        ctx.audit.record(
+            "password_change", outcome="failure", user_id=user.id, reason="bad_credentials"
+        )
+        raise
 
 
 async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
@@ -125,9 +152,17 @@ async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
 
 
 async def change_password(
-    ctx: ServiceContext, claims: AccessClaims, *, current_password: str, new_password: str
+    ctx: ServiceContext,
+    claims: AccessClaims,
+    *,
+    current_password: str,
+    new_password: str,
+    ip: str | None = None,
 ) -> None:
-    """Check the current password, apply the policy to the new one, end every other session."""
+    """Check the current password, apply the policy to the new one, end every other session.
+
+    The check is throttled and audited like a login from `ip` (see _check_current_password).
+    """
     async with ctx.sessions() as session:
         user = await users.get_user_by_id(session, claims.subject)
     if user is None or not user.is_active:
@@ -135,10 +170,8 @@ async def change_password(
     current = ctx.policy.prepare(current_password)
     if current is None:
         raise WrongCurrentPassword
-    result = await ctx.hasher.verify(current, user.password_hash)
-    if not result.ok:
-        raise WrongCurrentPassword
-    new_password = ctx.policy.accept(new_password, username=user.username)
+    await _check_current_password(ctx, user, current, ip)
+    new_password = await asyncio.to_thread(ctx.policy.accept, new_password, username=user.username)
     new_hash = await ctx.hasher.hash(new_password)
     # One transaction: the new hash, the bumped credential version (logins still in flight
     # with the old password cannot open a session) and every other session revoked. The
@@ -154,9 +187,10 @@ async def change_password(
         )
         if changed is None:
             raise WrongCurrentPassword  # changed or disabled since it was checked
-        await end_sessions_in(
+        ended = await end_sessions_in(
             ctx, session, user.id, reason="password_changed", keep=claims.session_id
         )
+    await deny_sessions(ctx, ended)  # again, after the commit (see services/revocation.py)
     ctx.audit.record("password_change", user_id=user.id)
 
 
@@ -179,7 +213,10 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
         if version is None:
             return False  # deleted meanwhile
         await deny_user_tokens(ctx, user.id, version)
-        await end_sessions_in(ctx, session, user.id, reason="user_disabled")
+        ended = await end_sessions_in(ctx, session, user.id, reason="user_disabled")
+    # Again, after the commit: a reseed that read SQL before it cannot lose them.
+    await deny_user_tokens(ctx, user.id, version)
+    await deny_sessions(ctx, ended)
     ctx.profiles.discard(user.id)
     ctx.audit.record("disable", user_id=user.id)
     return True
@@ -195,7 +232,12 @@ async def require_active(ctx: ServiceContext, user_id: str) -> None:
 
 
 async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str]) -> bool:
-    """Replace what the user may be granted; refreshes narrow to it. False if unknown."""
+    """Replace what the user may be granted; False if unknown.
+
+    Every session holding a scope taken away ends at once, with its access tokens (the
+    others live on). The scopes are committed first, so new logins and refreshes get only
+    what is left; a failure after that (store unreachable) is safe to retry.
+    """
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
@@ -207,5 +249,10 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
         if user is None:
             return False
         await users.set_scopes(session, user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
+    async with ctx.sessions() as session:
+        held = await session_rows.unrevoked_session_scopes(session, user.id)
+    wider = [sid for sid, scope in held if not frozenset(scope.split()) <= scopes]
+    if wider:
+        await revoke_session_ids(ctx, user.id, wider, reason="scopes_removed")
     ctx.audit.record("scopes_change", user_id=user.id)
     return True

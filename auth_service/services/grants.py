@@ -61,18 +61,15 @@ async def issue_tokens(
     if requested is not None:
         grantable_scopes(requested, client.scopes)  # refuse before spending argon2 work
     try:
-        attempt = await ctx.throttler.check_login(username, origin.ip)
+        async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant):
+            user = await authenticate(ctx, username=username, password=password)
     except TooManyAttempts:
         ctx.audit.record("login", outcome="throttled", client_id=client.client_id)
         raise
-    try:
-        user = await authenticate(ctx, username=username, password=password)
     except InvalidGrant:
-        await ctx.throttler.login_failed(attempt)
         ctx.audit.record(
             "login", outcome="failure", client_id=client.client_id, reason="bad_credentials"
         )
         raise
-    await ctx.throttler.login_succeeded(attempt)
     scopes = grantable_scopes(requested, client.scopes, user.scopes.split())
     return await open_session(ctx, user, scopes=scopes, client_id=client.client_id, client=origin)

@@ -2,7 +2,11 @@
 
 SQL is the truth; the store (Redis or memory) is a TTL-bound cache of recent revocations.
 When its epoch marker is missing (flushed, restarted, new process) it is rebuilt from SQL
-before any token is trusted, so no revoked token comes back to life.
+before any token is trusted, so no revoked token comes back to life. The invariants that
+make this hold under any sequence of flushes are in stores/revocation.py; the part the
+use cases play: call a `deny_*` before committing the revocation to SQL (an unreachable
+store then fails the call with nothing done) and the same `deny_*` again after the commit
+(a restore that read SQL just before the commit cannot then lose it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from auth_service.errors import InvalidToken, StoreUnavailable
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.stores import sessions as session_rows
-from auth_service.stores.revocation import SeedData
+from auth_service.stores.revocation import RevocationStatus, SeedData
 
 __all__ = [
     "deny_sessions",
@@ -28,27 +32,39 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Restores refused (the store lost its state again meanwhile) before a check fails closed.
+MAX_RESEED_ATTEMPTS = 5
+
 
 def _seconds_until(when: datetime, now: datetime) -> int:
     return math.ceil((when - now).total_seconds())
+
+
+async def _status(ctx: ServiceContext, claims: AccessClaims) -> RevocationStatus:
+    return await ctx.revocations.status(
+        token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
+    )
 
 
 async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
     """Raise InvalidToken if the token, its session or its user's tokens were revoked.
 
     The user's entry is the lowest credential version still valid (set by a disable): a
-    token carrying an older one is dead, however close to the disable it was minted.
+    token carrying an older one is dead, however close to the disable it was minted. A
+    negative answer counts only from a seeded store: read again after each restore, as
+    the store may have been flushed once more in between.
     """
     if ctx.undelivered_sessions:
         await _deliver_pending(ctx)
-    status = await ctx.revocations.status(
-        token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
-    )
-    if not status.seeded:
+    status = await _status(ctx, claims)
+    restores = 0
+    while not status.seeded:
+        if restores == MAX_RESEED_ATTEMPTS:
+            log.warning("revocation store lost its state after every reseed: failing closed")
+            raise StoreUnavailable
+        restores += 1
         await reseed(ctx)
-        status = await ctx.revocations.status(
-            token_id=claims.token_id, session_id=claims.session_id, user_id=claims.subject
-        )
+        status = await _status(ctx, claims)
     user_cut = status.user_not_before
     if (
         status.token_revoked
@@ -60,34 +76,51 @@ async def ensure_not_revoked(ctx: ServiceContext, claims: AccessClaims) -> None:
 
 
 async def reseed(ctx: ServiceContext) -> None:
-    """Rebuild the store's recent revocations from SQL, then mark it seeded."""
+    """Rebuild the store's recent revocations from SQL and mark it seeded, all at once.
+
+    The ticket is taken before SQL is read: if the store loses its state (or hears of an
+    outside change) before the write, the write is refused and SQL is read again.
+    """
     async with ctx.reseed_lock:
-        probe = await ctx.revocations.status(token_id="-", session_id="-", user_id="-")  # noqa: S106
-        if probe.seeded:
-            return  # another request of this process reseeded meanwhile
-        now = ctx.clock()
-        horizon = ctx.session_policy.access_token_horizon
-        async with ctx.sessions() as session:
-            revoked_sessions, revoked_tokens, users = await session_rows.recent_revocations(
-                session, since=now - horizon
-            )
-        data = SeedData(
-            sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
-            tokens=[(jti, _seconds_until(exp + horizon, now)) for jti, exp in revoked_tokens],
-            users=[(uid, version, _seconds_until(at + horizon, now)) for uid, version, at in users],
-            generation=probe.generation,
+        for _ in range(MAX_RESEED_ATTEMPTS):
+            probe = await ctx.revocations.status(token_id="-", session_id="-", user_id="-")  # noqa: S106
+            if probe.seeded:
+                return  # another request of this process reseeded meanwhile
+            ticket = await ctx.revocations.begin_seed()
+            data = await _read_revocations(ctx, ticket)
+            if await ctx.revocations.seed(data):
+                log.warning(
+                    "revocation store reseeded from SQL: %d sessions, %d tokens, %d users",
+                    len(data.sessions),
+                    len(data.tokens),
+                    len(data.users),
+                )
+                return
+            log.warning("revocation store lost its state during a reseed: reading SQL again")
+        log.warning("revocation store could not be reseeded: failing closed")
+        raise StoreUnavailable
+
+
+async def _read_revocations(ctx: ServiceContext, ticket: str) -> SeedData:
+    now = ctx.clock()
+    horizon = ctx.session_policy.access_token_horizon
+    leeway = ctx.tokens.leeway
+    async with ctx.sessions() as session:
+        revoked_sessions, revoked_tokens, users = await session_rows.recent_revocations(
+            session, since=now - horizon
         )
-        await ctx.revocations.seed(data)
-        log.warning(
-            "revocation store reseeded from SQL: %d sessions, %d tokens, %d users",
-            len(data.sessions),
-            len(data.tokens),
-            len(data.users),
-        )
+    tokens = [(jti, _seconds_until(exp + leeway, now)) for jti, exp in revoked_tokens]
+    return SeedData(
+        sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
+        # An access token is accepted until its exp plus the leeway, not a horizon later.
+        tokens=[(jti, ttl) for jti, ttl in tokens if ttl > 0],
+        users=[(uid, version, _seconds_until(at + horizon, now)) for uid, version, at in users],
+        ticket=ticket,
+    )
 
 
 async def deny_sessions(ctx: ServiceContext, session_ids: list[str]) -> None:
-    """Push session revocations (already committed to SQL) to every replica."""
+    """Push session revocations to every replica: before the SQL commit and after it."""
     if session_ids:
         ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
         await ctx.revocations.revoke_sessions(session_ids, ttl)
@@ -115,13 +148,17 @@ async def _deliver_pending(ctx: ServiceContext) -> None:
 
 
 async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -> None:
-    """Push one access-token revocation (already committed to SQL) to every replica."""
-    ttl = _seconds_until(expires_at + ctx.session_policy.access_token_horizon, ctx.clock())
+    """Push one access-token revocation to every replica: before the SQL commit and after.
+
+    The entry lives as long as the token can be accepted: its expiry plus the clock leeway.
+    """
+    ttl = _seconds_until(expires_at + ctx.tokens.leeway, ctx.clock())
     await ctx.revocations.revoke_token(token_id, ttl)
 
 
 async def deny_user_tokens(ctx: ServiceContext, user_id: str, credential_version: int) -> None:
-    """Kill every access token of a user carrying a credential version below this one."""
+    """Kill every access token of a user carrying a credential version below this one:
+    before the SQL commit and after it."""
     ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
     # The store's per-user "not before" holds a credential version now, not a time.
     await ctx.revocations.set_user_not_before(user_id, credential_version, ttl)

@@ -26,6 +26,7 @@ from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_sessions, deny_sessions_eventually
 from auth_service.stores import sessions as rows
+from auth_service.stores import users as user_rows
 from auth_service.stores.sessions import RefreshFamily, RefreshTokenRow, SessionRow
 from auth_service.stores.users import UserRecord
 
@@ -165,8 +166,23 @@ async def open_session(
     if not opened:
         ctx.audit.record("login", outcome="failure", user_id=user.id, reason="credentials_changed")
         raise InvalidGrant
+    if not await _scopes_still_granted(ctx, user.id, scopes):
+        # A set-scopes took one away after `user` was read; it may have missed this
+        # session (not yet written), but this read, after the write, sees its commit.
+        await revoke_session_ids(ctx, user.id, [record.id], reason="scopes_removed")
+        ctx.audit.record(
+            "login", outcome="failure", user_id=user.id, client_id=client_id, reason="scopes"
+        )
+        raise InvalidGrant("the user's scopes changed during the login")
     ctx.audit.record("login", user_id=user.id, client_id=client_id)
     return _grant(ctx, record, refresh_token, user.credential_version)
+
+
+async def _scopes_still_granted(ctx: ServiceContext, user_id: str, scopes: frozenset[str]) -> bool:
+    """Read after the session was written: does the user still hold every scope it got?"""
+    async with ctx.sessions() as db:
+        current = await user_rows.get_user_by_id(db, user_id)
+    return current is not None and scopes <= frozenset(current.scopes.split())
 
 
 def _check_family(
@@ -298,6 +314,7 @@ async def revoke_session_ids(
     await deny_sessions(ctx, ids)
     async with ctx.sessions.begin() as db:
         await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
+    await deny_sessions(ctx, ids)  # again: survives a reseed that read SQL before the commit
     return ids
 
 

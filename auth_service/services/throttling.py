@@ -3,27 +3,37 @@
 Failures are counted per (account, IP) pair, per account and per IP. A pair that has
 logged in successfully before is "known": only its own pair counter can stop it, so an
 attacker hammering an account from many addresses slows strangers down but never locks
-the owner out of a place they used before. Everything is checked before any argon2 work,
-and the account key is derived from the submitted name whether or not it exists, so
-throttling looks the same for real and unknown usernames.
+the owner out of a place they used before, and one address adds at most its pair limit
+to an account's counter. Every password check is reserved (checked and counted in one
+atomic store operation) before any argon2 work, so concurrency cannot buy extra guesses;
+the reservation is released when the password was right or never checked. The account
+key is derived from the submitted name whether or not it exists, so throttling looks the
+same for real and unknown usernames.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from auth_service.errors import TooManyAttempts
 from auth_service.security.policy import lookup_key
-from auth_service.stores.throttle import ThrottleStore
+from auth_service.stores.throttle import LoginCounters, LoginLimits, Reservation, ThrottleStore
 
-__all__ = ["LoginAttempt", "ThrottlePolicy", "Throttler"]
+__all__ = ["ThrottlePolicy", "Throttler"]
 
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """Limits per window; the account limit stays at or below NIST's 100."""
+    """Limits per window; the account limit stays at or below NIST's 100.
+
+    `in_flight_wait` bounds how long a refused attempt waits for this process's own
+    unfinished checks of the same pair (they may succeed and free the pair).
+    """
 
     window: timedelta
     pair_limit: int
@@ -32,16 +42,15 @@ class ThrottlePolicy:
     known_pair_lifetime: timedelta
     registration_limit: int
     registration_window: timedelta
+    in_flight_wait: timedelta = timedelta(seconds=5)
 
 
-@dataclass(frozen=True)
-class LoginAttempt:
-    """The counter keys of one login, checked before the password and updated after."""
+@dataclass
+class _InFlight:
+    """This process's unfinished checks of one pair, and an event set when one ends."""
 
-    pair: str
-    account: str
-    ip: str
-    known: str
+    count: int = 0
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _digest(*parts: str) -> str:
@@ -59,49 +68,93 @@ class Throttler:
     def __init__(self, store: ThrottleStore, policy: ThrottlePolicy) -> None:
         self._store = store
         self._policy = policy
+        self._limits = LoginLimits(
+            pair=policy.pair_limit,
+            account=policy.account_limit,
+            ip=policy.ip_limit,
+            window_seconds=int(policy.window.total_seconds()),
+        )
+        self._in_flight: dict[str, _InFlight] = {}
 
-    async def check_login(self, username: str, ip: str | None) -> LoginAttempt:
-        """The attempt's keys, or TooManyAttempts with the seconds to wait."""
+    @asynccontextmanager
+    async def password_check(
+        self, username: str, ip: str | None, *, wrong: type[Exception]
+    ) -> AsyncIterator[None]:
+        """Reserve one password check for `username` from `ip` around the block.
+
+        Raises TooManyAttempts before the block runs when a limit is reached. Leaving
+        the block normally means the password was right: the reservation is released,
+        the pair forgiven and remembered as known. Raising `wrong` keeps it counted as
+        a failure; any other exception releases it (no password was checked), except
+        cancellation, which keeps it (the check may have run).
+        """
         account = _account_key(username)
         address = ip or "unknown"
-        attempt = LoginAttempt(
+        counters = LoginCounters(
             pair=f"pair:{_digest(account, address)}",
             account=f"account:{_digest(account)}",
             ip=f"ip:{_digest(address)}",
             known=f"known:{_digest(account, address)}",
         )
-        pair, by_account, by_ip, known = await self._store.counts(
-            [attempt.pair, attempt.account, attempt.ip, attempt.known]
-        )
-        policy = self._policy
-        if pair >= policy.pair_limit:
-            raise TooManyAttempts(await self._retry_after(attempt.pair))
-        if known == 0:
-            if by_account >= policy.account_limit:
-                raise TooManyAttempts(await self._retry_after(attempt.account))
-            if by_ip >= policy.ip_limit:
-                raise TooManyAttempts(await self._retry_after(attempt.ip))
-        return attempt
+        reservation = await self._reserve(counters)
+        in_flight = self._in_flight.setdefault(counters.pair, _InFlight())
+        in_flight.count += 1
+        try:
+            try:
+                yield
+            except wrong:
+                raise
+            except Exception:
+                await self._release(counters, reservation, succeeded=False)
+                raise
+            await self._release(counters, reservation, succeeded=True)
+        finally:
+            self._check_ended(counters.pair, in_flight)
 
-    async def _retry_after(self, key: str) -> int:
-        # At least a second: the window may have ended since the counts were read.
-        return max(1, await self._store.seconds_left(key))
+    async def _reserve(self, counters: LoginCounters) -> Reservation:
+        """Reserve, waiting while this process's own checks of the pair may still free it.
 
-    async def login_failed(self, attempt: LoginAttempt) -> None:
-        """Count a wrong password or unknown user against the pair, account and IP."""
-        window = int(self._policy.window.total_seconds())
-        await self._store.hit([attempt.pair, attempt.account, attempt.ip], window)
+        Without the wait, more concurrent logins from one place than the pair limit
+        would be refused even when every one of them has the right password.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._policy.in_flight_wait.total_seconds()
+        while True:
+            reservation = await self._store.reserve_login(counters, self._limits)
+            if not reservation.retry_after:
+                return reservation
+            in_flight = self._in_flight.get(counters.pair)
+            remaining = deadline - loop.time()
+            if in_flight is None or remaining <= 0:
+                raise TooManyAttempts(reservation.retry_after)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(in_flight.ended.wait(), remaining)
 
-    async def login_succeeded(self, attempt: LoginAttempt) -> None:
-        """Forgive the pair and remember it as a place the owner logs in from."""
-        await self._store.settle(
-            [attempt.pair], [attempt.known], int(self._policy.known_pair_lifetime.total_seconds())
+    def _check_ended(self, pair: str, in_flight: _InFlight) -> None:
+        in_flight.count -= 1
+        in_flight.ended.set()  # wakes everyone waiting for this pair to try again
+        if in_flight.count == 0:
+            self._in_flight.pop(pair, None)
+        else:
+            in_flight.ended = asyncio.Event()
+
+    async def _release(
+        self, counters: LoginCounters, reservation: Reservation, *, succeeded: bool
+    ) -> None:
+        await self._store.release_login(
+            counters,
+            reservation,
+            succeeded=succeeded,
+            known_seconds=int(self._policy.known_pair_lifetime.total_seconds()),
         )
 
     async def check_registration(self, ip: str | None) -> None:
         """Count a registration attempt from `ip`; TooManyAttempts past the limit."""
         key = f"register:{_digest(ip or 'unknown')}"
-        (count,) = await self._store.counts([key])
-        if count >= self._policy.registration_limit:
-            raise TooManyAttempts(await self._retry_after(key))
-        await self._store.hit([key], int(self._policy.registration_window.total_seconds()))
+        wait = await self._store.take(
+            key,
+            self._policy.registration_limit,
+            int(self._policy.registration_window.total_seconds()),
+        )
+        if wait:
+            raise TooManyAttempts(wait)

@@ -2,9 +2,28 @@
 
 Two implementations of one small Protocol: Redis (shared by every replica) and an
 in-process dict (the embedded default). Every entry expires when the access tokens it
-could affect have expired. An "epoch" marker is written after the store was seeded from
-SQL; when it is missing (Redis flushed or restarted, or a new process) the caller reseeds
-before trusting a negative answer.
+could affect have expired. SQL is the truth; the store is a cache that may lose
+everything at any moment (FLUSHALL, a restart without persistence, another process).
+
+Invariants (what makes "revoked stays revoked" hold through any sequence of flushes):
+
+1. The epoch marker only ever stands over a complete restore. A restore starts with
+   `begin_seed` (a ticket: in Redis a key of its own, which any flush deletes), then reads
+   SQL, then `seed` writes every entry and the epoch in one script, and only if the ticket
+   still exists. A flush can neither split the restore nor slip in after its SQL read.
+2. Every revocation is written to the store after its SQL commit (most also before it,
+   so an unreachable store fails the call with nothing half-done). That write lands
+   after the commit, so a restore whose SQL read missed the commit either finds the entry
+   in place when it writes (no flush since its ticket) or is refused (a flush deleted
+   its ticket); an entry flushed later takes the epoch with it, and the next restore
+   reads SQL after the commit.
+3. Writes never weaken an entry: a user's not-before only grows and no TTL shrinks, so
+   a restore from an older SQL read cannot undo a newer revocation.
+
+Hence once a revocation's after-commit write has been done, every later check either
+finds its entry or finds no epoch and restores from SQL (which holds it) before
+answering. (Reuse detection queues that write in-process while the store is down; see
+services/revocation.deny_sessions_eventually.)
 """
 
 from __future__ import annotations
@@ -27,6 +46,10 @@ __all__ = ["MemoryStore", "RedisStore", "RevocationStatus", "RevocationStore", "
 
 log = logging.getLogger(__name__)
 
+# A restore that takes longer than this between its ticket and its write is refused (and
+# retried): its ticket has expired.
+SEED_TICKET_SECONDS = 300
+
 
 @dataclass(frozen=True)
 class RevocationStatus:
@@ -36,19 +59,19 @@ class RevocationStatus:
     token_revoked: bool
     session_revoked: bool
     user_not_before: int | None
-    # Which outside change the store has seen last (in-process store; 0 for Redis): a
-    # reseed reports the generation its SQL read started at (SeedData.generation).
-    generation: int = 0
 
 
 @dataclass
 class SeedData:
-    """Entries rebuilt from SQL: (id, ttl seconds) and (user id, not-before, ttl seconds)."""
+    """Entries rebuilt from SQL: (id, ttl seconds) and (user id, not-before, ttl seconds).
+
+    `ticket` is what `begin_seed` returned before SQL was read.
+    """
 
     tokens: list[tuple[str, int]] = field(default_factory=list)
     sessions: list[tuple[str, int]] = field(default_factory=list)
     users: list[tuple[str, int, int]] = field(default_factory=list)
-    generation: int = 0
+    ticket: str = ""
 
 
 class RevocationStore(Protocol):
@@ -66,8 +89,12 @@ class RevocationStore(Protocol):
         self, user_id: str, not_before: int, ttl_seconds: int
     ) -> None: ...
 
-    async def seed(self, data: SeedData) -> None:
-        """Write every entry, then the epoch marker."""
+    async def begin_seed(self) -> str:
+        """Start a restore before reading SQL: a ticket that any later loss invalidates."""
+        ...
+
+    async def seed(self, data: SeedData) -> bool:
+        """Write every entry and the epoch at once if the ticket still holds; else False."""
         ...
 
     async def ping(self) -> None: ...
@@ -89,9 +116,65 @@ class _Keys:
     def user(self, user_id: str) -> str:
         return f"{self._prefix}unb:{user_id}"
 
+    def seeding(self, ticket: str) -> str:
+        return f"{self._prefix}seeding:{ticket}"
+
 
 def _not_before(raw: object) -> int | None:
     return int(str(raw)) if raw is not None else None
+
+
+# Entries as (key, value, ttl seconds, mode); mode "max" keeps the larger number.
+_Entry = tuple[str, str, int, str]
+
+# KEYS: the entries; ARGV: value, ttl seconds, mode per entry. Never lowers a not-before
+# ("max") and never shortens a TTL, so a late or repeated write cannot weaken an entry.
+_WRITE_LUA = """
+local function put(key, value, ttl, mode)
+  local current = redis.call('GET', key)
+  if mode == 'max' and current and tonumber(current) and tonumber(current) > tonumber(value) then
+    value = current
+  end
+  local ms = ttl * 1000
+  local left = redis.call('PTTL', key)
+  if left > ms then ms = left end
+  redis.call('SET', key, value, 'PX', ms)
+end
+"""
+
+_REVOKE_SCRIPT = (
+    _WRITE_LUA
+    + """
+for i, key in ipairs(KEYS) do
+  put(key, ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i])
+end
+return 1
+"""
+)
+
+# KEYS[1]: the ticket, KEYS[2]: the epoch, then the entries; ARGV[1]: the epoch value,
+# then value, ttl, mode per entry. Nothing is written unless the ticket survived.
+_SEED_SCRIPT = (
+    _WRITE_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 3, #KEYS do
+  local at = 3 * (i - 3) + 2
+  put(KEYS[i], ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2])
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
+
+
+def _flatten(entries: list[_Entry]) -> tuple[list[str], list[str | int]]:
+    keys = [key for key, _, _, _ in entries]
+    args: list[str | int] = []
+    for _, value, ttl, mode in entries:
+        args += [value, max(1, ttl), mode]
+    return keys, args
 
 
 class RedisStore:
@@ -101,6 +184,8 @@ class RedisStore:
         self._redis = client
         self._keys = _Keys(prefix)
         self._reads = CoalescedMget(client.mget)
+        self._revoke = client.register_script(_REVOKE_SCRIPT)
+        self._seed = client.register_script(_SEED_SCRIPT)
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
         keys = self._keys
@@ -119,23 +204,35 @@ class RedisStore:
         )
 
     async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
-        await self._write([(self._keys.token(token_id), "1", ttl_seconds)])
+        await self._write([(self._keys.token(token_id), "1", ttl_seconds, "set")])
 
     async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None:
-        await self._write([(self._keys.session(sid), "1", ttl_seconds) for sid in session_ids])
+        await self._write(
+            [(self._keys.session(sid), "1", ttl_seconds, "set") for sid in session_ids]
+        )
 
     async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
-        await self._write([(self._keys.user(user_id), str(not_before), ttl_seconds)])
+        await self._write([(self._keys.user(user_id), str(not_before), ttl_seconds, "max")])
 
-    async def seed(self, data: SeedData) -> None:
-        entries = [(self._keys.token(jti), "1", ttl) for jti, ttl in data.tokens]
-        entries += [(self._keys.session(sid), "1", ttl) for sid, ttl in data.sessions]
-        entries += [(self._keys.user(uid), str(nbf), ttl) for uid, nbf, ttl in data.users]
-        await self._write(entries)
+    async def begin_seed(self) -> str:
+        ticket = secrets.token_hex(16)
         try:
-            await self._redis.set(self._keys.epoch, secrets.token_hex(8))
+            await self._redis.set(self._keys.seeding(ticket), "1", ex=SEED_TICKET_SECONDS)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
+        return ticket
+
+    async def seed(self, data: SeedData) -> bool:
+        entries = _seed_entries(self._keys, data)
+        keys, args = _flatten(entries)
+        try:
+            written = await self._seed(
+                keys=[self._keys.seeding(data.ticket), self._keys.epoch, *keys],
+                args=[secrets.token_hex(8), *args],
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+        return bool(written)
 
     async def warn_if_evicting(self) -> None:
         """Log loudly when Redis may evict keys: an evicted denylist entry revives a token."""
@@ -159,16 +256,21 @@ class RedisStore:
     async def close(self) -> None:
         return None  # the shared client is closed by its owner
 
-    async def _write(self, entries: list[tuple[str, str, int]]) -> None:
+    async def _write(self, entries: list[_Entry]) -> None:
         if not entries:
             return
+        keys, args = _flatten(entries)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, value, ttl in entries:
-                    pipe.set(key, value, ex=max(1, ttl))
-                await pipe.execute()
+            await self._revoke(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
+
+
+def _seed_entries(keys: _Keys, data: SeedData) -> list[_Entry]:
+    entries = [(keys.token(jti), "1", ttl, "set") for jti, ttl in data.tokens]
+    entries += [(keys.session(sid), "1", ttl, "set") for sid, ttl in data.sessions]
+    entries += [(keys.user(uid), str(nbf), ttl, "max") for uid, nbf, ttl in data.users]
+    return entries
 
 
 class MemoryStore:
@@ -176,7 +278,9 @@ class MemoryStore:
 
     Other processes on the same data dir (the CLI's `users disable`, say) commit to SQL and
     then replace `change_marker`; each status read stats it (~1 µs) and, once it changed,
-    reports unseeded so the caller reseeds from SQL before trusting a negative answer.
+    reports unseeded so the caller reseeds from SQL before trusting a negative answer. A
+    restore's ticket is the count of changes seen when it began: a change announced while
+    it read SQL keeps the store unseeded.
     """
 
     def __init__(self, *, change_marker: Path | None = None) -> None:
@@ -189,39 +293,37 @@ class MemoryStore:
         self._written = False
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
-        if self._marker is not None:
-            marker = _stat_marker(self._marker)
-            if marker != self._marker_seen:
-                self._marker_seen = marker
-                self._generation += 1
+        self._look_for_changes()
         keys = self._keys
         return RevocationStatus(
             seeded=self._seeded_generation == self._generation,
             token_revoked=self._get(keys.token(token_id)) is not None,
             session_revoked=self._get(keys.session(session_id)) is not None,
             user_not_before=_not_before(self._get(keys.user(user_id))),
-            generation=self._generation,
         )
 
     async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
-        self._set(self._keys.token(token_id), "1", ttl_seconds)
+        self._put((self._keys.token(token_id), "1", ttl_seconds, "set"))
 
     async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None:
         for session_id in session_ids:
-            self._set(self._keys.session(session_id), "1", ttl_seconds)
+            self._put((self._keys.session(session_id), "1", ttl_seconds, "set"))
 
     async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
-        self._set(self._keys.user(user_id), str(not_before), ttl_seconds)
+        self._put((self._keys.user(user_id), str(not_before), ttl_seconds, "max"))
 
-    async def seed(self, data: SeedData) -> None:
-        for jti, ttl in data.tokens:
-            await self.revoke_token(jti, ttl)
-        for sid, ttl in data.sessions:
-            await self.revoke_sessions([sid], ttl)
-        for uid, nbf, ttl in data.users:
-            await self.set_user_not_before(uid, nbf, ttl)
-        # A change seen while SQL was being read keeps the store unseeded: read again.
-        self._seeded_generation = data.generation
+    async def begin_seed(self) -> str:
+        self._look_for_changes()
+        return str(self._generation)
+
+    async def seed(self, data: SeedData) -> bool:
+        for entry in _seed_entries(self._keys, data):
+            self._put(entry)
+        self._look_for_changes()
+        if data.ticket != str(self._generation):
+            return False  # a change was announced while SQL was read: read again
+        self._seeded_generation = self._generation
+        return True
 
     async def ping(self) -> None:
         return None
@@ -236,6 +338,13 @@ class MemoryStore:
         if self._written and self._marker is not None:
             announce_change(self._marker)
 
+    def _look_for_changes(self) -> None:
+        if self._marker is not None:
+            marker = _stat_marker(self._marker)
+            if marker != self._marker_seen:
+                self._marker_seen = marker
+                self._generation += 1
+
     def _get(self, key: str) -> str | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -246,11 +355,19 @@ class MemoryStore:
             return None
         return value
 
-    def _set(self, key: str, value: str, ttl_seconds: int) -> None:
+    def _put(self, entry: _Entry) -> None:
+        """Set an entry; like the Redis script, never lower a not-before or shorten a TTL."""
+        key, value, ttl_seconds, mode = entry
         self._written = True
         if len(self._entries) > 100_000:
             self._purge_expired()
-        self._entries[key] = (value, time.monotonic() + max(1, ttl_seconds))
+        expires = time.monotonic() + max(1, ttl_seconds)
+        current = self._entries.get(key)
+        if current is not None and current[1] > time.monotonic():
+            if mode == "max" and float(current[0]) > float(value):
+                value = current[0]
+            expires = max(expires, current[1])
+        self._entries[key] = (value, expires)
 
     def _purge_expired(self) -> None:
         now = time.monotonic()

@@ -35,6 +35,7 @@ __all__ = [
     "recent_revocations",
     "record_revoked_access_token",
     "rotate_refresh_token",
+    "unrevoked_session_scopes",
 ]
 
 _SESSIONS = cast(Table, Session.__table__)
@@ -383,3 +384,14 @@ async def recent_revocations(
         [(jti, when) for jti, when in tokens.all()],
         [(uid, version, when) for uid, version, when in users.all() if when is not None],
     )
+
+
+async def unrevoked_session_scopes(session: AsyncSession, user_id: str) -> list[tuple[str, str]]:
+    """(id, scope) of the user's sessions not revoked, expired ones too: their last access
+    tokens may still be live."""
+    result = await session.execute(
+        select(Session.id, Session.scope).where(
+            Session.user_id == user_id, Session.revoked_at.is_(None)
+        )
+    )
+    return [(sid, scope) for sid, scope in result.all()]

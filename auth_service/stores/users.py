@@ -27,6 +27,7 @@ __all__ = [
     "get_user_by_id",
     "get_user_by_username",
     "is_active",
+    "password_hash_sample",
     "replace_password_hash",
     "set_scopes",
 ]
@@ -185,3 +186,11 @@ async def set_scopes(session: AsyncSession, user_id: str, *, scopes: str, now: d
     await session.execute(
         update(_USERS).where(_USERS.c.id == user_id).values(scopes=scopes, updated_at=now)
     )
+
+
+async def password_hash_sample(session: AsyncSession, limit: int) -> list[str]:
+    """Up to `limit` stored hashes; ids are random UUIDs, so ordering by id samples evenly."""
+    result = await session.execute(
+        select(_USERS.c.password_hash).order_by(_USERS.c.id).limit(limit)
+    )
+    return list(result.scalars())

@@ -102,15 +102,20 @@ async def me(claims: ProfileClaims, ctx: ContextDep) -> Response:
         },
         413: {"model": ErrorBody, "description": "body too large"},
         422: {"model": RejectionBody, "description": "new password rejected, with reasons"},
+        429: {"model": ErrorBody, "description": "too many wrong passwords; see Retry-After"},
         503: {"model": ErrorBody, "description": "password hashing saturated"},
     },
     openapi_extra=_json_body({"new_password": _PASSWORD}),
 )
 async def change_password(
-    body: PasswordChangeBody, claims: ProfileClaims, ctx: ContextDep
+    body: PasswordChangeBody, claims: ProfileClaims, ctx: ContextDep, request: Request
 ) -> Response:
     """Re-check the current password, set the new one, and end every other session."""
     await accounts.change_password(
-        ctx, claims, current_password=body.current_password, new_password=body.new_password
+        ctx,
+        claims,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        ip=client_info(request).ip,
     )
     return Response(status_code=204)
