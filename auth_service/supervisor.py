@@ -7,6 +7,8 @@ a container restart policy or systemd saw success.
 
 from __future__ import annotations
 
+from socket import socket
+
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
@@ -27,12 +29,13 @@ class _Supervisor(Multiprocess):
             self.startup_failed = True
 
 
-def run_workers(config: Config) -> bool:
-    """Bind once, supervise `config.workers` processes until told to stop; False on failure."""
-    sock = config.bind_socket()
+def run_workers(config: Config, sockets: list[socket]) -> bool:
+    """Supervise `config.workers` processes sharing `sockets` until told to stop; False on
+    failure."""
     try:
-        supervisor = _Supervisor(config, sockets=[sock])
+        supervisor = _Supervisor(config, sockets=sockets)
         supervisor.run()
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
     return not supervisor.startup_failed

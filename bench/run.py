@@ -205,8 +205,13 @@ class Server:
 
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
         self.port = free_port()
-        self.env = env  # without the port
-        self._env = {**env, "AUTH_PORT": str(self.port)}
+        self.management_port = free_port()  # /readyz and /metrics
+        self.env = env  # without the ports
+        self._env = {
+            **env,
+            "AUTH_PORT": str(self.port),
+            "AUTH_MANAGEMENT_PORT": str(self.management_port),
+        }
         self._workdir = workdir
         self._log = workdir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -236,7 +241,7 @@ class Server:
             if self.process.poll() is not None:
                 break
             with contextlib.suppress(OSError, http.client.HTTPException):
-                if self.call("GET", "/readyz")[0] == 200:
+                if self._get_text("/readyz")[0] == 200:
                     return
             time.sleep(0.1)
         self.stop()
@@ -363,7 +368,8 @@ class Server:
         return time.monotonic() - started
 
     def _get_text(self, path: str) -> tuple[int, str]:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
+        """GET from the management port."""
+        connection = http.client.HTTPConnection(HOST, self.management_port, timeout=30)
         try:
             connection.request("GET", path)
             response = connection.getresponse()

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,16 +43,26 @@ class Replica:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # Each replica its own (never the default 9000: tests run side by side).
+    management_port: int = field(default_factory=lambda: free_port())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
     def start(self, env: dict[str, str], cwd: Path) -> None:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "auth_service", "serve"],
-                env={**env, "AUTH_PORT": str(self.port)},
+                env={
+                    **env,
+                    "AUTH_PORT": str(self.port),
+                    "AUTH_MANAGEMENT_PORT": str(self.management_port),
+                },
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -98,14 +108,16 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
     """The environment of a service process under test.
 
     The parent's variables without any AUTH_* (a developer's settings must not leak in), a
-    test environment on 127.0.0.1:`port` keeping its data in `directory`, then `settings`
-    (full AUTH_* names).
+    test environment on 127.0.0.1:`port` (management on a free port) keeping its data in
+    `directory`, then `settings` (full AUTH_* names).
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
     env |= {
         "AUTH_ENVIRONMENT": "test",
         "AUTH_HOST": "127.0.0.1",
         "AUTH_PORT": str(port),
+        # Not the default 9000: tests (and other checkouts) run side by side.
+        "AUTH_MANAGEMENT_PORT": str(free_port()),
         "AUTH_DATA_DIR": str(directory),
         # argon2id at OWASP's floor, as in-process tests use
         **{f"AUTH_{name.upper()}": str(value) for name, value in TEST_ARGON2.items()},

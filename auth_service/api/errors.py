@@ -15,6 +15,7 @@ from starlette.routing import Match
 from auth_service.errors import (
     AuthServiceError,
     DatabaseUnavailable,
+    HashingBusy,
     InsufficientScope,
     InvalidClient,
     InvalidToken,
@@ -100,6 +101,10 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     elif isinstance(exc, DatabaseUnavailable):
         log.warning("database unavailable: connection lost")
         _count_dependency_error(request, "database")
+    elif isinstance(exc, HashingBusy):
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.audit.hash_rejections.inc()
     return error_response(exc)
 
 
