@@ -87,7 +87,7 @@ def compare_two_workers(
     and Redis, back to back: latency at c=1 (a Nagle stall would add ~40 ms per response
     there), and what both serve at c=16, idle and while 16 clients log in."""
     two = BenchServer("two_workers", {**one.env, "AUTH_WORKERS": "2"}, workdir)
-    two.start()
+    two.start(client=one.introspection_client)  # same database: the client exists
     print(f"bench: postgres_redis: 2 workers on {HOST}:{two.port} (pid {two.pid})")
     out: dict[str, WorkersCells] = {}
     try:

@@ -59,15 +59,17 @@ class BenchServer:
         assert self._replica.process is not None
         return self._replica.process.pid
 
-    def start(self) -> None:
-        """Migrate, register the bench's client, serve, wait (bounded) for /readyz = 200."""
+    def start(self, *, client: tuple[str, str] | None = None) -> None:
+        """Migrate, register the bench's client (unless the database has `client` already),
+        serve, wait (bounded) for /readyz = 200."""
         # cwd is the temp dir, so no stray .env from the checkout is read.
         run_cli(self._env, self._workdir, "migrate")
-        output = run_cli(
-            self._env, self._workdir, "clients", "add", INTROSPECTION_CLIENT, "--confidential"
-        )
-        secret: str = json.loads(output.splitlines()[-1])["client_secret"]
-        self.introspection_client = (INTROSPECTION_CLIENT, secret)
+        if client is None:
+            output = run_cli(
+                self._env, self._workdir, "clients", "add", INTROSPECTION_CLIENT, "--confidential"
+            )
+            client = (INTROSPECTION_CLIENT, json.loads(output.splitlines()[-1])["client_secret"])
+        self.introspection_client = client
         self._replica.start(self._env, cwd=self._workdir)
         deadline = time.monotonic() + READY_TIMEOUT_S
         try:
