@@ -7,8 +7,7 @@ import json
 import secrets
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from bench.load import Job, JobKind, RequestSpec
 from bench.machine import argon2_ceiling
@@ -26,6 +25,14 @@ JSON = {"Content-Type": "application/json"}
 def form(**fields: str) -> str:
     """An application/x-www-form-urlencoded body."""
     return urllib.parse.urlencode(fields)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The two tokens of a password grant's answer."""
+
+    access_token: str
+    refresh_token: str
 
 
 class Bench:
@@ -106,10 +113,10 @@ class Bench:
     def setup(self) -> None:
         """One user and its access token, 64 sessions to refresh, the wrong-password users."""
         self.register(USERNAME)
-        self.access = self.log_in()["access_token"]
+        self.access = self.log_in().access_token
         with ThreadPoolExecutor(max_workers=self.params.pool_size) as pool:
             logins = list(pool.map(lambda _: self.log_in(), range(max(CONCURRENCY))))
-            self.refresh_tokens = [login["refresh_token"] for login in logins]
+            self.refresh_tokens = [login.refresh_token for login in logins]
             # Accounts for the wrong-password logins: spread so no per-account or per-pair
             # failure limit is reached (and bench_user itself never fails a login).
             list(pool.map(self.register, self.wrong_password_users))
@@ -120,11 +127,11 @@ class Bench:
         status, answer = self.server.call("POST", "/register", body, JSON)
         assert status == 201, f"register answered {status}: {answer}"
 
-    def log_in(self) -> dict[str, Any]:
-        """A password grant for the bench user (setup, not measured): the token response."""
+    def log_in(self) -> Tokens:
+        """A password grant for the bench user (setup, not measured): its two tokens."""
         status, body = self.server.call("POST", "/token", self.login.body, FORM)
         assert status == 200, f"login answered {status}: {body}"
-        return body
+        return Tokens(str(body["access_token"]), str(body["refresh_token"]))
 
     def users_me(self) -> RequestSpec:
         """GET /users/me with the bench user's access token."""

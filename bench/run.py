@@ -94,7 +94,7 @@ def compare_two_workers(
         for workers, server in ((1, one), (2, two)):
             bench = Bench(server, plan, replace(params, workers=workers))
             try:
-                bench.access = bench.log_in()["access_token"]
+                bench.access = bench.log_in().access_token
                 users_me = bench.users_me()
                 out[str(workers)] = WorkersCells(
                     c1=bench.measure(bench.job([users_me], 1)),

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench = Bench(server, plan, params)
                 try:
                     bench.register("bench_user")
-                    bench.access = bench.log_in()["access_token"]
+                    bench.access = bench.log_in().access_token
                     request = bench.users_me()
                     bench.primary.run(bench.job([request], 4, warmup_s=0, duration_s=0.5))
                     for run in range(args.runs):
