@@ -1,7 +1,8 @@
-"""Real service processes on free loopback ports for tests that need more than ASGI.
+"""Real service processes on free loopback ports for tests (and `make bench`).
 
 Each process's output goes to a file that failing tests print; processes are stopped by
-their PIDs.
+their PIDs. bench/ imports `Replica`, `free_port` and `run_cli` from here, so nothing at
+module level may need more than the test extras (tests.conftest is imported where used).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import TEST_ARGON2
 
 __all__ = ["Replica", "free_port", "run_cli", "running_service", "service_env"]
 
@@ -111,6 +110,8 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
     test environment on 127.0.0.1:`port` (management on a free port) keeping its data in
     `directory`, then `settings` (full AUTH_* names).
     """
+    from tests.conftest import TEST_ARGON2  # here: bench imports this module without conftest
+
     env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
     env |= {
         "AUTH_ENVIRONMENT": "test",
