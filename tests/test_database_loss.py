@@ -10,6 +10,7 @@ import base64
 import itertools
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +21,13 @@ from asgi_lifespan import LifespanManager
 from auth_service.api.management import create_management_app
 from auth_service.app import create_app
 from auth_service.services.clients import register_client
-from tests.conftest import PASSWORD, POSTGRES_ADMIN_DSN, TEST_ISSUER, make_settings
+from tests.conftest import (
+    PASSWORD,
+    POSTGRES_ADMIN_DSN,
+    TEST_ISSUER,
+    empty_database,
+    make_settings,
+)
 
 CUTS = 8
 WORKERS = 6
@@ -45,6 +52,13 @@ async def _cut_connections(database: str, stop: asyncio.Event) -> int:
         stop.set()
         await admin.close()
     return cut
+
+
+@pytest.fixture
+async def postgres_url(postgres_url: str) -> AsyncIterator[str]:
+    """The session's database, emptied afterwards: this test registers without `app`."""
+    yield postgres_url
+    await empty_database(postgres_url)
 
 
 async def test_cut_connections_under_mixed_load_are_503_never_500(
