@@ -175,7 +175,7 @@ def test_redis_restarts_empty_and_never_evicts() -> None:
     # revocations; an empty one is rebuilt from PostgreSQL.
     service = _compose()["services"]["redis"]
     redis = " ".join(service["command"])
-    assert '--save  --appendonly no' in redis
+    assert "--save  --appendonly no" in redis
     assert "--maxmemory-policy noeviction" in redis
     assert "volumes" not in service
 
