@@ -11,6 +11,9 @@
   arrive within `header_timeout` of the connection opening (first request) or of its
   first byte (later requests), else 408 (or a silent close if nothing was sent).
 
+- nosniff on uvicorn's own answers: the 400 for an unparseable request and the 503 past
+  the connection cap never pass the app's middleware, so they carry the header here.
+
 The body read timeout is the app's (api/middleware.py: BodySizeLimit); the keep-alive
 timeout and the connection cap (503 past it) are uvicorn's own options.
 """
@@ -51,6 +54,18 @@ def _response(status: bytes, description: bytes) -> bytes:
 
 _TOO_LARGE = _response(b"431 Request Header Fields Too Large", b"the request headers are too large")
 _TIMED_OUT = _response(b"408 Request Timeout", b"the request headers took too long")
+_BAD_REQUEST = _response(b"400 Bad Request", b"the request is not valid HTTP")
+_NOSNIFF = [(b"x-content-type-options", b"nosniff")]
+
+
+async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's connection-cap 503, with nosniff like every other response."""
+    body = b'{"error": "temporarily_unavailable", "error_description": "too many connections"}'
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"), *_NOSNIFF]
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ServingConfig(uvicorn.Config):
@@ -70,6 +85,15 @@ class ServingProtocol(HttpToolsProtocol):
     _in_headers = True
     _request_begun = False
     _header_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The cap is applied in on_headers_complete with a 503 that says nosniff.
+        self._connection_cap, self.limit_concurrency = self.limit_concurrency, None
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(_BAD_REQUEST)
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
@@ -116,7 +140,14 @@ class ServingProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         self._in_headers = False
         self._request_begun = False
-        super().on_headers_complete()
+        cap, app = self._connection_cap, self.app
+        if cap is not None and (len(self.connections) >= cap or len(self.tasks) >= cap):
+            self.logger.warning("Exceeded concurrency limit.")
+            self.app = _over_capacity
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

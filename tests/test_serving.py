@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from auth_service.serving import MAX_HEADER_BYTES
@@ -87,3 +88,26 @@ def test_the_access_log_omits_query_strings(server: Replica) -> None:
     assert "hunter2-secret" not in output
     assert "eyJsecret" not in output
     assert "GET /access-log-probe HTTP/1.1" in output
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ],
+)
+def test_unparseable_requests_get_400_that_forbids_sniffing(
+    server: Replica, request_bytes: bytes
+) -> None:
+    # uvicorn answers these itself, before any app middleware sees them.
+    head = exchange(server.port, request_bytes).split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 400 bad request")
+    assert b"\r\nx-content-type-options: nosniff" in head
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz", "/no-such-page"])
+def test_management_port_responses_forbid_sniffing(server: Replica, path: str) -> None:
+    response = httpx.get(server.management_url + path, timeout=5.0)
+    assert response.headers["x-content-type-options"] == "nosniff"

@@ -124,6 +124,9 @@ def test_past_the_connection_cap_requests_get_503(tmp_path: Path) -> None:
         with connections(capped.port, 16, b""):
             response = httpx.get(f"{capped.url}/healthz", timeout=5.0)
             assert response.status_code == 503
+            # uvicorn sends this 503 itself, past the app's middleware.
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["retry-after"] == "1"
         # The held connections are gone: requests are served again.
         deadline = time.monotonic() + CLOSED_WITHIN_SECONDS
         while httpx.get(f"{capped.url}/healthz", timeout=5.0).status_code != 200:

@@ -10,7 +10,7 @@ and `PortDispatch` routes each connection by the local port it arrived on.
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service import __version__
 from auth_service.api.routes import health
@@ -44,6 +44,16 @@ class PortDispatch:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server") if scope["type"] != "lifespan" else None
         if server is not None and server[1] == self.management_port:
-            await self.management(scope, receive, send)
+
+            async def send_nosniff(message: Message) -> None:
+                # As on the public port (RequestContext): no response is to be sniffed.
+                if message["type"] == "http.response.start":
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (b"x-content-type-options", b"nosniff"),
+                    ]
+                await send(message)
+
+            await self.management(scope, receive, send_nosniff)
         else:
             await self.public(scope, receive, send)
