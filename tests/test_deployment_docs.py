@@ -48,3 +48,12 @@ def test_operations_moves_a_key_file_with_keys_import() -> None:
     assert move, "docs/operations.md no longer says how to move to AUTH_KEYS_DIR"
     assert "keys import" in move[0]
     assert "fail to verify" not in move[0]
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/operations.md"])
+def test_a_compose_exec_into_a_file_allocates_no_terminal(name: str) -> None:
+    """`compose exec` gives the command a TTY by default, which turns a binary dump's \\n into
+    \\r\\n on its way to the file: a redirected one needs -T."""
+    text = (ROOT / name).read_text()
+    redirected = re.findall(r"compose exec [^`\n]*>[^`\n]*", text)
+    assert all(re.search(r"compose exec (?:\S+ )*-T\b", cmd) for cmd in redirected), redirected
