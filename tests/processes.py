@@ -107,6 +107,7 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
         "AUTH_HOST": "127.0.0.1",
         "AUTH_PORT": str(port),
         "AUTH_DATA_DIR": str(directory),
+        "AUTH_DRAIN_SECONDS": "0",  # stop at once on SIGTERM (tests/test_drain.py drains)
         # argon2id at OWASP's floor, as in-process tests use
         **{f"AUTH_{name.upper()}": str(value) for name, value in TEST_ARGON2.items()},
         **settings,

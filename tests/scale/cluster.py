@@ -291,6 +291,9 @@ class Cluster:
             # any second use of a rotated refresh token is reuse: nothing is forgiven
             "AUTH_REFRESH_REUSE_GRACE_SECONDS": "0",
             "AUTH_GRACEFUL_SHUTDOWN_SECONDS": "10",
+            # HAProxy marks a replica down after fall 2 x inter 500 ms (+ check timeout
+            # 1 s): drain past that, within processes.STOP_TIMEOUT_SECONDS with the above.
+            "AUTH_DRAIN_SECONDS": "3",
         }
         return env
 

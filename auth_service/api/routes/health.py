@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from auth_service.api.schemas import HealthBody
+from auth_service.drain import PROCESS_DRAIN
 from auth_service.services.health import check_readiness
 
 __all__ = ["router"]
@@ -24,10 +25,14 @@ async def healthz() -> HealthBody:
     "/readyz",
     response_model=HealthBody,
     summary="Readiness",
-    responses={503: {"model": HealthBody, "description": "a dependency is unreachable"}},
+    responses={503: {"model": HealthBody, "description": "unready or draining"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when every dependency answers; 503 names what failed."""
+    """Ready when every dependency answers and the process is not draining; 503 names what
+    failed."""
+    if PROCESS_DRAIN.draining:  # told to stop: the load balancer should move traffic away
+        body = HealthBody(status="draining")
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     checks = await check_readiness(request.app.state.engine, request.app.state.services.revocations)
     ready = all(state == "ok" for state in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
