@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint openapi bench container-test scale-test clean
+.PHONY: run test test-fast lint openapi bench container-test scale-test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP) lint  ## ensure PostgreSQL, Redis and Chromium are there, then th
 	scripts/ensure-services
 	scripts/ensure-browser
 	$(BIN)/pytest
+
+test-fast: $(STAMP) lint  ## the suite without the tests that start real processes (-m 'not slow')
+	scripts/ensure-services
+	$(BIN)/pytest -m 'not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check auth_service tests examples bench

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,11 +27,13 @@ from auth_service import __version__
 from auth_service.api.deps import client_ip
 from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
+from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.routes import admin, health, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db import create_engine, create_session_factory
+from auth_service.metrics import RuntimeMetrics, multiprocess_directory
 from auth_service.security.keyring import KeyDirectory, KeyRing
 from auth_service.security.keys import (
     SigningKey,
@@ -55,8 +59,9 @@ from auth_service.stores.revocation import (
     announce_change,
 )
 from auth_service.stores.throttle import MemoryThrottleStore, RedisThrottleStore, ThrottleStore
+from auth_service.tracing import Tracing, load_tracing
 
-__all__ = ["Runtime", "create_app", "open_runtime"]
+__all__ = ["Runtime", "create_app", "create_serving_app", "open_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +173,7 @@ class Runtime:
     services: ServiceContext
     documents: DiscoveryDocuments
     key_watcher: KeyWatcher | None
+    metrics: RuntimeMetrics
 
     def use_keys(self, ring: KeyRing, settings: Settings) -> None:
         """Sign with the ring's active key, verify with and publish all of its keys."""
@@ -181,6 +187,7 @@ async def open_runtime(
     *,
     clock: Callable[[], datetime] = utc_now,
     registry: CollectorRegistry | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build engine, keys, hasher and token service; dispose of them on exit."""
     _announce_development_parts(settings)
@@ -200,12 +207,16 @@ async def open_runtime(
         max_waiting=settings.hash_max_waiting,
         wait_timeout_seconds=settings.hash_wait_timeout_seconds,
         observe_seconds=audit.hash_seconds.observe,
+        span=tracing.span if tracing is not None else None,
     )
-    Gauge(
-        "auth_password_hash_in_flight",
-        "argon2 jobs running or waiting for a pool thread",
-        registry=audit.registry,
-    ).set_function(lambda: hasher.in_flight)
+    runtime_metrics = RuntimeMetrics(
+        audit.registry,
+        engine=engine,
+        hasher=hasher,
+        redis_ping=redis.ping if redis is not None else None,
+    )
+    if tracing is not None:
+        tracing.instrument(engine, redis)
     sessions = create_session_factory(engine)
     try:
         await hasher.start()
@@ -244,8 +255,11 @@ async def open_runtime(
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
-        yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)
+        documents = _discovery_documents(settings, ring.published)
+        yield Runtime(engine, services, documents, watcher, runtime_metrics)
     finally:
+        if tracing is not None:
+            tracing.close()
         hasher.close()
         await revocations.close()
         if redis is not None:
@@ -254,14 +268,28 @@ async def open_runtime(
         await engine.dispose()
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    """A FastAPI app for `settings`; its lifespan owns every resource."""
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    tracer_provider: object | None = None,
+) -> FastAPI:
+    """The public FastAPI app for `settings`; its lifespan owns every resource.
+
+    `tracer_provider` (an OpenTelemetry TracerProvider) replaces the OTLP exporter when
+    AUTH_OTEL_ENABLED is set: tests pass one with an in-memory exporter.
+    """
 
     registry = CollectorRegistry()
+    tracing = load_tracing(settings, tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, clock=clock, registry=registry) as runtime:
+        async with (
+            open_runtime(settings, clock=clock, registry=registry, tracing=tracing) as runtime,
+            _publishing(runtime.metrics),
+        ):
+            app.state.runtime_metrics = runtime.metrics
             app.state.engine = runtime.engine
             app.state.services = runtime.services
             app.state.documents = runtime.documents
@@ -280,9 +308,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                     app.state.documents = runtime.documents
 
                 watching = asyncio.create_task(runtime.key_watcher.run(reload))
+            # Everything alive now (~110,000 tracked objects: modules, routes, keys) lives
+            # until shutdown; unfrozen, every full collection walked it all (~0.1 s) on the
+            # event loop and freed nothing. Unfrozen at shutdown, so it can be freed again.
+            gc.freeze()
             try:
                 yield
             finally:
+                gc.unfreeze()
                 for task in (refreshing, watching):
                     if task is not None:
                         task.cancel()
@@ -290,8 +323,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
                             await task
 
     # /docs and /redoc load Swagger UI 5, ReDoc and the favicon from files shipped in the
-    # fastapi-offline wheel (served under /static-offline-docs), never from a CDN.
-    app = FastAPIOffline(
+    # fastapi-offline wheel (served under /static-offline-docs), never from a CDN;
+    # AUTH_DOCS_ENABLED=false serves neither (the OpenAPI document stays).
+    app = (FastAPIOffline if settings.docs_enabled else _without_docs)(
         title="auth_service",
         version=__version__,
         summary="Registration, OAuth2 password grant and signed JWT access tokens.",
@@ -306,6 +340,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     docs_pages = {"/docs", "/redoc", app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"}
     app.add_middleware(DocsSameOriginOnly, paths=frozenset(docs_pages))
     app.add_middleware(RequestContext, client_ip=client_ip, registry=registry)
+    if tracing is not None:
+        app.add_middleware(tracing.middleware_class(), **tracing.middleware_options())
     # The API routes go into the app's own route list, ahead of the docs routes: matching
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [
@@ -315,3 +351,28 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     ]
     app.router.routes[:0] = api_routes
     return app
+
+
+def create_serving_app(settings: Settings) -> PortDispatch:
+    """What `serve` runs: the public app, and the management app on its own port."""
+    return PortDispatch(create_app(settings), management_port=settings.management_port)
+
+
+@asynccontextmanager
+async def _publishing(metrics: RuntimeMetrics) -> AsyncIterator[None]:
+    """In multiprocess mode, keep this worker's gauges current for other workers' scrapes."""
+    if multiprocess_directory() is None:
+        yield
+        return
+    publishing = asyncio.create_task(metrics.publish_periodically())
+    try:
+        yield
+    finally:
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
+        metrics.process_exited()
+
+
+def _without_docs(**options: Any) -> FastAPI:
+    return FastAPI(docs_url=None, redoc_url=None, **options)

@@ -12,6 +12,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from auth_service.logs import client_ip_var, request_id_var
+from auth_service.metrics import LATENCY_BUCKETS
 
 __all__ = ["Audit"]
 
@@ -36,6 +37,19 @@ class Audit:
             "auth_password_hash_seconds",
             "Time of one argon2 hash or verify on a pool thread",
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=registry,
+        )
+        self.hash_rejections = Counter(
+            "auth_hash_rejections_total",
+            "Requests refused (503) because every argon2 thread and waiting place was taken",
+            registry=registry,
+        )
+        # Password grants wait for argon2 (up to the 5 s queue wait), refreshes do not.
+        self.grant_seconds = Histogram(
+            "auth_token_grant_seconds",
+            "Time to answer POST /token, by grant type",
+            ["grant_type"],
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.dependency_errors = Counter(

@@ -22,7 +22,7 @@ from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
     from auth_service.security.keyring import KeyDirectory
     from auth_service.services.context import ServiceContext
@@ -93,16 +93,16 @@ def _preflight(settings: Settings) -> None:
 def _configure_logging(settings: Settings) -> None:
     from auth_service.logs import configure_logging
 
-    configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    configure_logging(settings.log_level, settings.log_format)
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> ASGIApp:
     """The app of one `serve` worker process: settings read again from the environment."""
-    from auth_service.app import create_app
+    from auth_service.app import create_serving_app
 
     settings = _load_settings()
     _configure_logging(settings)
-    return create_app(settings)
+    return create_serving_app(settings)
 
 
 def _wait_for_dependencies(settings: Settings, *, redis: bool) -> None:
@@ -140,8 +140,7 @@ def _hold_data_dir(settings: Settings, stack: contextlib.ExitStack) -> None:
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
-    from auth_service.app import create_app
-    from auth_service.serving import ServingConfig, serve
+    from auth_service.server import serve
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -159,21 +158,10 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "timeout_keep_alive": settings.http_keep_alive_timeout_seconds,
         "limit_concurrency": settings.http_max_connections,
     }
-    if settings.workers == 1:
-        with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        if settings.workers == 1:
             _hold_data_dir(settings, stack)
-            serve(create_app(settings), **options)
-    else:
-        from auth_service.supervisor import run_workers
-
-        # uvicorn's supervisor binds the socket once and starts each worker from an import
-        # string; every worker builds its app (and its own pools) with create_app.
-        config = ServingConfig(
-            "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
-        )
-        if not run_workers(config):
-            return 3  # uvicorn's own exit code for a startup failure
-    return 0
+        return serve(settings, options)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -491,5 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.run(settings, args)
     except AuthServiceError as exc:
         sys.stderr.write(f"auth-service: {exc.description}\n")
+        return 1
+    except Exception as exc:
+        from auth_service.logs import BRIEF
+
+        # One log record (its traceback inside, as JSON; one line as text), not a traceback
+        # dumped past the log format.
+        log.critical("auth-service %s failed", args.command, exc_info=exc, extra={BRIEF: True})
         return 1
     return result

@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)  # uvicorn worker processes for `serve`
     data_dir: Path = Path("./var")
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # auto: human-readable (coloured) lines on a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=600)
     # On SIGTERM: fail /readyz and keep serving this long before the graceful shutdown, so
     # a load balancer sees the replica down first (more than its checks' fall x interval).
@@ -104,6 +105,14 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
     http_max_connections: int = Field(default=1000, ge=16, le=100_000)
+    # /metrics, /readyz (and /healthz) for operators, on AUTH_HOST; never the public port.
+    management_port: int = Field(default=9000, ge=1, le=65535)
+    docs_enabled: bool = True  # /docs and /redoc
+    # OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra); the standard
+    # OTEL_EXPORTER_OTLP_* variables configure the exporter further.
+    otel_enabled: bool = False
+    otel_endpoint: str | None = None  # e.g. http://collector:4318/v1/traces
+    otel_service_name: str = "auth-service"
     # How long `serve` and `migrate` retry an unreachable database or Redis at start.
     startup_wait_seconds: float = Field(default=60, ge=0, le=3600)
 
@@ -244,6 +253,8 @@ class Settings(BaseSettings):
             problems.append(
                 "AUTH_PASSWORD_HASH_MEMORY_KIB must be at least 8 x AUTH_PASSWORD_HASH_PARALLELISM"
             )
+        if self.management_port == self.port:
+            problems.append("AUTH_MANAGEMENT_PORT must differ from AUTH_PORT")
         if self.workers > 1 and not self.uses_redis:
             # Each worker would keep its own in-process revocation state: a logout served by
             # one worker would not reach the others.

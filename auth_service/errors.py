@@ -22,6 +22,7 @@ __all__ = [
     "MissingToken",
     "OAuthError",
     "PasswordRejected",
+    "SchemaBehind",
     "ServiceUnavailable",
     "SessionNotFound",
     "StoreUnavailable",
@@ -199,3 +200,10 @@ class HashingBusy(ServiceUnavailable):
     """Every password-hashing slot stayed busy for the whole wait: shed load, keep memory."""
 
     default_description = "too many password checks in progress, retry shortly"
+
+
+class SchemaBehind(AuthServiceError):
+    """The database lacks migrations this code needs: `serve` refuses to start."""
+
+    code = "schema_behind"
+    default_description = "the database schema is behind the code: run `auth-service migrate`"

@@ -10,6 +10,7 @@ runs serving.DrainingServer, so each fails readiness and drains before it stops.
 
 from __future__ import annotations
 
+from socket import socket
 from unittest import mock
 
 from uvicorn import Config, Server
@@ -45,14 +46,15 @@ class _Supervisor(Multiprocess):
             self.startup_failed = True
 
 
-def run_workers(config: Config) -> bool:
-    """Bind once, supervise `config.workers` processes until told to stop; False on failure."""
-    sock = config.bind_socket()
+def run_workers(config: Config, sockets: list[socket]) -> bool:
+    """Supervise `config.workers` processes sharing `sockets` until told to stop; False on
+    failure."""
     try:
         # uvicorn names its worker class in several places (start, restart, respawn).
         with mock.patch.object(multiprocess, "Process", _DrainingProcess):
-            supervisor = _Supervisor(config, sockets=[sock])
+            supervisor = _Supervisor(config, sockets=sockets)
             supervisor.run()
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
     return not supervisor.startup_failed

@@ -6,9 +6,10 @@ response, and sends the next, until the job's time is up or its request budget i
 are counted; latency is measured per request from the first byte written to the last byte
 read.
 
-Run as a worker process (`python -m bench.load`): one JSON job per stdin line in, one JSON
-result per stdout line out. `bench/run.py` keeps two such workers, one for the measured load
-and one for the background login load, so neither shares an event loop with the other.
+Run as a worker process (`python -m bench.load`): one JSON `Job` per stdin line in, one JSON
+`LoadResult` (or `{"error": ...}`) per stdout line out. `bench/workers.py` keeps two such
+workers, one for the measured load and one for the background login load, so neither shares
+an event loop with the other.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
-__all__ = ["Job", "RequestSpec", "run_job", "summarize"]
+from pydantic import TypeAdapter
+
+__all__ = ["Job", "JobKind", "Latency", "LoadResult", "RequestSpec", "run_job", "summarize"]
 
 HOST = "127.0.0.1"  # never anything else: the benchmark only talks to loopback
 
@@ -52,6 +55,9 @@ class RequestSpec:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
+JobKind = Literal["static", "refresh", "register"]
+
+
 @dataclass
 class Job:
     """What to send, how many at once, and for how long.
@@ -68,18 +74,66 @@ class Job:
     max_requests: int = 1_000_000
     timeout_s: float = 10.0
     expect: tuple[int, ...] = (200,)
-    kind: str = "static"
+    kind: JobKind = "static"
     refresh_tokens: list[str] = field(default_factory=list)
     username_prefix: str = "bench"
     password: str = ""
 
+    def to_json(self) -> str:
+        """The job as one JSON line's content."""
+        return json.dumps(asdict(self))
+
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Job:
-        """Build a Job from its JSON form."""
-        data = dict(raw)
-        data["requests"] = [RequestSpec(**spec) for spec in data.get("requests", [])]
-        data["expect"] = tuple(data.get("expect", (200,)))
-        return cls(**data)
+    def from_json(cls, line: str) -> Job:
+        """Parse and validate a job sent by `to_json`."""
+        return _JOB.validate_json(line)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Nearest-rank latency summary in milliseconds; all zero when count is 0."""
+
+    count: int = 0
+    mean_ms: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What the clients of one job saw: counts, statuses, errors, latencies, client CPU."""
+
+    concurrency: int
+    measured_s: float
+    ok: int
+    ok_per_s: float
+    statuses: dict[str, int]
+    errors: dict[str, int]
+    sent: int
+    responses_total: int
+    wall_s: float
+    client_cpu_ms_per_response: float
+    client_cores: float
+    budget_exhausted: bool
+    latency: Latency
+    by_label: dict[str, Latency]
+    by_status: dict[str, Latency]  # latencies of unexpected statuses, e.g. "503"
+    refresh_tokens: list[str] = field(default_factory=list)  # refresh jobs: the chains' ends
+
+    def to_json(self) -> str:
+        """The result as one JSON line's content."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, line: str) -> LoadResult:
+        """Parse and validate a result sent by `to_json`."""
+        return _RESULT.validate_json(line)
+
+
+_JOB = TypeAdapter(Job)
+_RESULT = TypeAdapter(LoadResult)
 
 
 class Connection:
@@ -122,24 +176,24 @@ class Connection:
         self._reader = self._writer = None
 
 
-def summarize(samples: list[float]) -> dict[str, float]:
+def summarize(samples: list[float]) -> Latency:
     """count, mean, p50, p90, p99 and max of latencies given in seconds, in milliseconds."""
     if not samples:
-        return {"count": 0}
+        return Latency()
     ordered = sorted(samples)
 
     def pick(q: float) -> float:
         index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
         return ordered[index] * 1000
 
-    return {
-        "count": len(ordered),
-        "mean_ms": sum(ordered) / len(ordered) * 1000,
-        "p50_ms": pick(0.50),
-        "p90_ms": pick(0.90),
-        "p99_ms": pick(0.99),
-        "max_ms": ordered[-1] * 1000,
-    }
+    return Latency(
+        count=len(ordered),
+        mean_ms=sum(ordered) / len(ordered) * 1000,
+        p50_ms=pick(0.50),
+        p90_ms=pick(0.90),
+        p99_ms=pick(0.99),
+        max_ms=ordered[-1] * 1000,
+    )
 
 
 def _body_maker(job: Job) -> Callable[[int, int], tuple[RequestSpec, str | None]]:
@@ -161,8 +215,6 @@ def _body_maker(job: Job) -> Callable[[int, int], tuple[RequestSpec, str | None]
             return spec, json.dumps(body)
 
         return register_body
-    if job.kind != "static":
-        raise ValueError(f"unknown job kind {job.kind!r}")
 
     def static_body(i: int, n: int) -> tuple[RequestSpec, str | None]:
         return job.requests[(i + n) % len(job.requests)], None
@@ -170,7 +222,7 @@ def _body_maker(job: Job) -> Callable[[int, int], tuple[RequestSpec, str | None]
     return static_body
 
 
-async def run_job(job: Job) -> dict[str, Any]:
+async def run_job(job: Job) -> LoadResult:
     """Run one job to completion and return its counts and latency summaries."""
     make = _body_maker(job)
     cpu_start = time.process_time()
@@ -225,26 +277,24 @@ async def run_job(job: Job) -> dict[str, Any]:
     wall = time.perf_counter() - start
     client_cpu = time.process_time() - cpu_start
     everything = [sample for samples in latencies.values() for sample in samples]
-    result: dict[str, Any] = {
-        "concurrency": job.concurrency,
-        "measured_s": job.duration_s,
-        "ok": ok[0],
-        "ok_per_s": ok[0] / job.duration_s,
-        "statuses": statuses,
-        "errors": errors,
-        "sent": job.max_requests - budget[0],
-        "responses_total": responses[0],
-        "wall_s": wall,
-        "client_cpu_ms_per_response": client_cpu * 1000 / max(1, responses[0]),
-        "client_cores": client_cpu / wall,
-        "budget_exhausted": budget[0] <= 0,
-        "latency": summarize(everything),
-        "by_label": {label: summarize(samples) for label, samples in latencies.items()},
-        "by_status": {code: summarize(samples) for code, samples in unexpected.items()},
-    }
-    if job.kind == "refresh":
-        result["refresh_tokens"] = job.refresh_tokens
-    return result
+    return LoadResult(
+        concurrency=job.concurrency,
+        measured_s=job.duration_s,
+        ok=ok[0],
+        ok_per_s=ok[0] / job.duration_s,
+        statuses=statuses,
+        errors=errors,
+        sent=job.max_requests - budget[0],
+        responses_total=responses[0],
+        wall_s=wall,
+        client_cpu_ms_per_response=client_cpu * 1000 / max(1, responses[0]),
+        client_cores=client_cpu / wall,
+        budget_exhausted=budget[0] <= 0,
+        latency=summarize(everything),
+        by_label={label: summarize(samples) for label, samples in latencies.items()},
+        by_status={code: summarize(samples) for code, samples in unexpected.items()},
+        refresh_tokens=job.refresh_tokens if job.kind == "refresh" else [],
+    )
 
 
 def _runner() -> asyncio.Runner:
@@ -263,10 +313,10 @@ def main() -> int:
             if not line.strip():
                 continue
             try:
-                result = runner.run(run_job(Job.from_dict(json.loads(line))))
+                answer = runner.run(run_job(Job.from_json(line))).to_json()
             except Exception as exc:  # report, keep serving: the orchestrator decides
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            sys.stdout.write(json.dumps(result) + "\n")
+                answer = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            sys.stdout.write(answer + "\n")
             sys.stdout.flush()
     return 0
 

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from redis import asyncio as redis_asyncio
 from redis.exceptions import RedisError
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auth_service.app import create_app
 from auth_service.config import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST, Settings
@@ -205,15 +206,27 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     application = create_app(settings, clock=clock)
     async with LifespanManager(application):
         yield application
-        async with application.state.engine.begin() as connection:
-            for table in (
-                "refresh_tokens",
-                "sessions",
-                "revoked_access_tokens",
-                "users",
-                "oauth_clients",
-            ):
-                await connection.execute(text(f"DELETE FROM {table}"))
+        await empty_tables(application.state.engine)
+
+
+# What tests create, children first: emptied after each test that shares a session database.
+TEST_TABLES = ("refresh_tokens", "sessions", "revoked_access_tokens", "users", "oauth_clients")
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Delete every row the tests create, so the next test on this database starts clean."""
+    async with engine.begin() as connection:
+        for table in TEST_TABLES:
+            await connection.execute(text(f"DELETE FROM {table}"))
+
+
+async def empty_database(url: str) -> None:
+    """empty_tables through an engine of its own (for tests that outlive their app)."""
+    engine = create_async_engine(url)
+    try:
+        await empty_tables(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Real service processes on free loopback ports for tests that need more than ASGI.
+"""Real service processes on free loopback ports for tests (and `make bench`).
 
 Each process's output goes to a file that failing tests print; processes are stopped by
-their PIDs.
+their PIDs. bench/ imports `Replica`, `free_port` and `run_cli` from here, so nothing at
+module level may need more than the test extras (tests.conftest is imported where used).
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import TEST_ARGON2
 
 __all__ = ["Replica", "free_port", "run_cli", "running_service", "service_env"]
 
@@ -43,16 +42,26 @@ class Replica:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # Each replica its own (never the default 9000: tests run side by side).
+    management_port: int = field(default_factory=lambda: free_port())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
     def start(self, env: dict[str, str], cwd: Path) -> None:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "auth_service", "serve"],
-                env={**env, "AUTH_PORT": str(self.port)},
+                env={
+                    **env,
+                    "AUTH_PORT": str(self.port),
+                    "AUTH_MANAGEMENT_PORT": str(self.management_port),
+                },
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -98,14 +107,18 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
     """The environment of a service process under test.
 
     The parent's variables without any AUTH_* (a developer's settings must not leak in), a
-    test environment on 127.0.0.1:`port` keeping its data in `directory`, then `settings`
-    (full AUTH_* names).
+    test environment on 127.0.0.1:`port` (management on a free port) keeping its data in
+    `directory`, then `settings` (full AUTH_* names).
     """
+    from tests.conftest import TEST_ARGON2  # here: bench imports this module without conftest
+
     env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
     env |= {
         "AUTH_ENVIRONMENT": "test",
         "AUTH_HOST": "127.0.0.1",
         "AUTH_PORT": str(port),
+        # Not the default 9000: tests (and other checkouts) run side by side.
+        "AUTH_MANAGEMENT_PORT": str(free_port()),
         "AUTH_DATA_DIR": str(directory),
         "AUTH_DRAIN_SECONDS": "0",  # stop at once on SIGTERM (tests/test_drain.py drains)
         # argon2id at OWASP's floor, as in-process tests use

@@ -84,7 +84,8 @@ def test_explicit_database_url_wins(tmp_path: Path) -> None:
 
 
 def test_issuer_is_derived_from_host_and_port() -> None:
-    assert settings(host="0.0.0.0", port=9000).effective_issuer == "http://0.0.0.0:9000"
+    chosen = settings(host="0.0.0.0", port=9000, management_port=9001)
+    assert chosen.effective_issuer == "http://0.0.0.0:9000"
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,10 @@ def test_the_lock_is_exclusive_and_released_at_the_end(tmp_path: Path) -> None:
 def test_serve_locks_the_data_dir_only_without_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str | None
 ) -> None:
-    from auth_service import serving
+    from auth_service import server
 
     served: list[object] = []
-    monkeypatch.setattr(serving, "serve", lambda app, **_: served.append(app))
+    monkeypatch.setattr(server, "serve", lambda settings, _: served.append(settings) or 0)
     monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
     if redis_url is not None:
         monkeypatch.setenv("AUTH_REDIS_URL", redis_url)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import delete_keys
-from tests.processes import free_port, running_service, service_env
+from tests.processes import Replica, free_port, running_service, service_env
 
 DRAIN_SECONDS = 3.0
 BOUND_SECONDS = 2.0  # generous: the 503 and the exit come at once, on a loaded machine
@@ -32,24 +32,32 @@ def _first_readyz_503(client: httpx.Client) -> None:
 
 
 def _drains_then_exits_0(
-    base_url: str, process: subprocess.Popen[bytes], output: Path, workers: tuple[int, ...] = ()
+    service: Replica, process: subprocess.Popen[bytes], workers: tuple[int, ...] = ()
 ) -> None:
-    """SIGTERM the main process; /readyz 503 while /healthz and the API answer 200 (and
-    every worker lives on); exit 0."""
-    with httpx.Client(base_url=base_url, timeout=2.0) as kept_alive:
-        assert kept_alive.get("/readyz").status_code == 200
+    """SIGTERM the main process; /readyz (management port) 503 while /healthz and the API
+    answer 200 (and every worker lives on); exit 0."""
+    with (
+        httpx.Client(base_url=service.url, timeout=2.0) as public,
+        httpx.Client(base_url=service.management_url, timeout=2.0) as management,
+    ):
+        assert management.get("/readyz").status_code == 200
         signaled = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        _first_readyz_503(kept_alive)
+        _first_readyz_503(management)
         answered = 0
-        # Up to a little before the drain ends: the same keep-alive connection and new ones.
+        # Up to a little before the drain ends: the kept-alive connections and new ones.
         while time.monotonic() < signaled + DRAIN_SECONDS - 1.0:
-            with httpx.Client(base_url=base_url, timeout=2.0) as fresh:
-                for client in (kept_alive, fresh):
+            with (
+                httpx.Client(base_url=service.url, timeout=2.0) as fresh,
+                httpx.Client(base_url=service.management_url, timeout=2.0) as fresh_management,
+            ):
+                for client in (management, fresh_management):
                     ready = client.get("/readyz")
                     assert ready.status_code == 503, ready.text
                     assert ready.json()["status"] == "draining"
                     assert ready.headers["retry-after"] == "1"
+                    assert client.get("/healthz").status_code == 200
+                for client in (public, fresh):
                     assert client.get("/healthz").status_code == 200
                     assert client.get("/.well-known/jwks.json").status_code == 200
                     answered += 1
@@ -59,7 +67,7 @@ def _drains_then_exits_0(
             time.sleep(0.1)
         assert answered >= 2
     returncode = process.wait(timeout=DRAIN_SECONDS + 15)
-    assert returncode == 0, output.read_text(errors="replace")
+    assert returncode == 0, service.output()
 
 
 @pytest.mark.slow
@@ -67,7 +75,7 @@ def test_one_worker_drains_on_sigterm(tmp_path: Path) -> None:
     env = service_env(tmp_path, free_port(), AUTH_DRAIN_SECONDS=str(DRAIN_SECONDS))
     with running_service("drain", env, tmp_path) as service:
         assert service.process is not None
-        _drains_then_exits_0(service.url, service.process, service.log_path)
+        _drains_then_exits_0(service, service.process)
 
 
 @pytest.mark.slow
@@ -94,7 +102,7 @@ def test_every_worker_drains_when_the_supervisor_gets_sigterm(
                 assert time.monotonic() < deadline, "uvicorn did not start two workers"
                 time.sleep(0.1)
             workers = tuple(_children(service.process.pid))
-            _drains_then_exits_0(service.url, service.process, service.log_path, workers)
+            _drains_then_exits_0(service, service.process, workers)
     finally:
         asyncio.run(delete_keys(redis_server_url, prefix))
 

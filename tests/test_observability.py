@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
+import os
 import re
 import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from prometheus_client.mmap_dict import MmapedDict
 
+from auth_service.api.management import create_management_app
 from auth_service.app import create_app
-from auth_service.logs import JsonFormatter
+from auth_service.config import Settings
+from auth_service.logs import JsonFormatter, choose_formatter
 from auth_service.services.accounts import disable
 from auth_service.services.clients import register_client
-from tests.conftest import PASSWORD, TEST_ISSUER, make_settings, register
+from auth_service.tracing import load_tracing
+from tests.conftest import PASSWORD, TEST_ISSUER, Backend, make_settings, register
 from tests.processes import free_port, running_service, service_env
 
 
@@ -27,6 +40,14 @@ def metric(text: str, name: str, **labels: str) -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)"
     match = re.search("^" + pattern + "$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+@pytest.fixture
+async def management(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the management app (healthz, readyz, metrics) of the started `app`."""
+    transport = httpx.ASGITransport(app=create_management_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://management") as http:
+        yield http
 
 
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
@@ -96,11 +117,11 @@ async def full_flow(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
 
 
 async def test_metrics_count_http_and_security_events(
-    app: FastAPI, client: httpx.AsyncClient
+    app: FastAPI, client: httpx.AsyncClient, management: httpx.AsyncClient
 ) -> None:
     await full_flow(app, client)
     # A replayed rotated refresh token, and a revoked bearer: reuse and denylist hit.
-    response = await client.get("/metrics")
+    response = await management.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -122,7 +143,7 @@ async def test_metrics_count_http_and_security_events(
 
 @pytest.mark.settings(refresh_reuse_grace_seconds=0)
 async def test_reuse_detection_is_audited(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, management: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     await register(client)
     form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
@@ -133,7 +154,7 @@ async def test_reuse_detection_is_audited(
         await client.post("/token", data=refresh)
     events = [(r.event, r.outcome) for r in caplog.records if hasattr(r, "event")]
     assert ("reuse_detected", "session_revoked") in events
-    metrics = (await client.get("/metrics")).text
+    metrics = (await management.get("/metrics")).text
     assert metric(metrics, "auth_events_total", event="reuse_detected", outcome="session_revoked")
 
 
@@ -188,6 +209,8 @@ async def test_database_outage_is_503_and_counted(tmp_path: Path) -> None:
             assert response.status_code == 503
             assert response.json()["error"] == "temporarily_unavailable"
             assert "retry-after" in response.headers
+        transport = httpx.ASGITransport(app=create_management_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
             text = (await http.get("/metrics")).text
     assert metric(text, "auth_dependency_errors_total", dependency="database") == 1
 
@@ -212,3 +235,374 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         # uvicorn re-raises the SIGTERM after its graceful shutdown has completed.
         assert server.process.wait(timeout=30) in {0, -signal.SIGTERM}
         assert "Application shutdown complete" in server.output()
+
+
+# --- the management port -----------------------------------------------------------------
+
+
+async def test_metrics_and_readiness_are_not_on_the_public_port(
+    client: httpx.AsyncClient, management: httpx.AsyncClient
+) -> None:
+    assert (await client.get("/metrics")).status_code == 404
+    assert (await client.get("/readyz")).status_code == 404
+    assert (await client.get("/healthz")).status_code == 200  # for load balancers
+    assert (await management.get("/metrics")).status_code == 200
+    assert (await management.get("/readyz")).status_code == 200
+    assert (await management.get("/healthz")).status_code == 200
+    assert (await management.post("/token", data={"grant_type": "password"})).status_code == 404
+
+
+@pytest.mark.settings(docs_enabled=False)
+async def test_docs_can_be_switched_off(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 404
+    assert (await client.get("/redoc")).status_code == 404
+
+
+async def test_docs_are_on_by_default(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+
+
+def test_management_port_must_differ_from_the_public_port() -> None:
+    with pytest.raises(ValueError, match="AUTH_MANAGEMENT_PORT"):
+        Settings(_env_file=None, port=8000, management_port=8000)  # type: ignore[call-arg]
+    assert Settings(_env_file=None).management_port == 9000  # type: ignore[call-arg]
+
+
+# --- what the metrics say -------------------------------------------------------------------
+
+
+@pytest.mark.settings(login_max_failures_per_pair=1)
+async def test_throttled_logins_count_as_throttled_not_failure(
+    client: httpx.AsyncClient, management: httpx.AsyncClient
+) -> None:
+    await register(client)
+    form = {"grant_type": "password", "username": "alice", "password": "wrong password, surely"}
+    assert (await client.post("/token", data=form)).status_code == 400
+    assert (await client.post("/token", data=form)).status_code == 429
+    text = (await management.get("/metrics")).text
+    assert metric(text, "auth_events_total", event="login", outcome="failure") == 1
+    assert metric(text, "auth_events_total", event="login", outcome="throttled") == 1
+
+
+async def test_metrics_cover_process_pools_and_grant_types(
+    app: FastAPI, client: httpx.AsyncClient, management: httpx.AsyncClient, backend: Backend
+) -> None:
+    await full_flow(app, client)
+    text = (await management.get("/metrics")).text
+    assert metric(text, "process_resident_memory_bytes") > 1_000_000
+    assert metric(text, "process_open_fds") > 0
+    assert metric(text, "process_cpu_seconds_total") > 0
+    assert metric(text, "auth_hash_pool_size") == 2
+    assert metric(text, "auth_hash_queue_length") == 0
+    assert metric(text, "auth_hash_rejections_total") == 0
+    assert metric(text, "auth_database_pool_size") >= 1
+    assert "auth_database_pool_checked_out " in text
+    if backend.redis_url is not None:
+        assert metric(text, "auth_redis_roundtrip_seconds_count") >= 1
+    assert metric(text, "auth_token_grant_seconds_count", grant_type="password") >= 4
+    assert metric(text, "auth_token_grant_seconds_count", grant_type="refresh_token") == 1
+    # A login may wait up to AUTH_HASH_WAIT_TIMEOUT_SECONDS (5 s) for the hashing pool.
+    for histogram in ("http_request_duration_seconds", "auth_token_grant_seconds"):
+        buckets = {float(b) for b in re.findall(histogram + r'_bucket\{.*?le="([^"+]+)"', text)}
+        assert max(buckets) > 5.0, (histogram, buckets)
+
+
+@pytest.mark.settings(hash_pool_size=1, hash_max_waiting=0)
+async def test_hash_pool_rejections_are_counted(
+    client: httpx.AsyncClient, management: httpx.AsyncClient
+) -> None:
+    await register(client)
+    form = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    responses = await asyncio.gather(*(client.post("/token", data=form) for _ in range(4)))
+    refused = sum(r.status_code == 503 for r in responses)
+    assert refused >= 1  # one argon2 job at a time, no waiting place
+    text = (await management.get("/metrics")).text
+    assert metric(text, "auth_hash_rejections_total") == refused
+
+
+def _worker_counts(directory: Path, name: str, labels: dict[str, str]) -> dict[str, float]:
+    """Per worker pid: the value of one counter sample in prometheus-client's mmap files."""
+    counts: dict[str, float] = {}
+    for path in directory.glob("counter_*.db"):
+        pid = path.stem.split("_", 1)[1]
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+            _, sample, sample_labels, _ = json.loads(key)
+            if sample == name and sample_labels == labels:
+                counts[pid] = counts.get(pid, 0.0) + value
+    return counts
+
+
+@pytest.mark.slow
+def test_two_workers_counts_add_up_in_one_scrape(tmp_path: Path, redis_server_url: str) -> None:
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"stale file of an earlier run")
+    env = service_env(
+        tmp_path,
+        port,
+        AUTH_WORKERS="2",
+        AUTH_REDIS_URL=redis_server_url,
+        AUTH_REDIS_KEY_PREFIX=f"authtest:observe:{port}:",
+        AUTH_HASH_POOL_SIZE="1",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
+    labels = {"method": "GET", "route": "/healthz", "status": "200"}
+    with running_service("workers", env, tmp_path) as server:
+        manage = server.management_url
+        assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 404
+        assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 404
+        deadline = time.monotonic() + 20
+        while len(_worker_counts(metrics_dir, "http_requests_total", labels)) < 2:
+            assert time.monotonic() < deadline, "the requests never reached both workers"
+
+            async def probe() -> None:
+                async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+                    assert (await http.get("/healthz")).status_code == 200
+
+            async def burst() -> None:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(8):  # a new connection each, at the same time
+                        group.create_task(probe())
+
+            asyncio.run(burst())
+        per_worker = _worker_counts(metrics_dir, "http_requests_total", labels)
+        scrape = httpx.get(f"{manage}/metrics", timeout=5)
+        assert scrape.status_code == 200, server.output()
+        text = scrape.text
+        assert metric(text, "http_requests_total", **labels) == sum(per_worker.values())
+        assert all(count > 0 for count in per_worker.values())
+        pids = set(re.findall(r'^process_resident_memory_bytes\{pid="(\d+)"\}', text, re.M))
+        assert pids == set(per_worker), text
+        assert metric(text, "auth_hash_pool_size") == 2  # one thread in each worker
+        ready = httpx.get(f"{manage}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+    assert not (metrics_dir / "counter_1.db").exists()
+
+
+# --- log format -------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.makeLogRecord({"msg": message, "levelname": "INFO", "levelno": 20})
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("log_format", "tty", "json_expected"),
+    [("auto", True, False), ("auto", False, True), ("json", True, True), ("text", False, False)],
+)
+def test_log_format_follows_the_terminal_unless_set(
+    log_format: str, tty: bool, json_expected: bool
+) -> None:
+    stream: io.StringIO = _Terminal() if tty else io.StringIO()
+    formatter = choose_formatter(log_format, stream)  # type: ignore[arg-type]
+    line = formatter.format(_record("Started server", color_message="\x1b[1mStarted\x1b[0m"))
+    if json_expected:
+        entry = json.loads(line)
+        assert entry["message"] == "Started server"
+        assert "color_message" not in entry
+        assert "\x1b" not in line
+    else:
+        assert "Started" in line
+        assert line.lstrip()[0] != "{"
+        assert ("\x1b[" in line) == tty  # colour only on a terminal
+
+
+def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auth_service", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_logs_no_alembic_plugin_noise(tmp_path: Path) -> None:
+    completed = _cli(service_env(tmp_path, free_port()), tmp_path, "migrate")
+    assert completed.returncode == 0, completed.stderr
+    assert "setup plugin" not in completed.stderr
+    for line in completed.stderr.splitlines():
+        json.loads(line)  # not on a terminal: one JSON record per line
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_failing_migrate_is_one_record_not_a_traceback(log_format: str, tmp_path: Path) -> None:
+    # A database stamped with a revision this code does not know: Alembic gives up.
+    database = tmp_path / "stamped.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        connection.execute("INSERT INTO alembic_version VALUES ('from-the-future')")
+    env = service_env(
+        tmp_path,
+        free_port(),
+        AUTH_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        AUTH_LOG_FORMAT=log_format,
+    )
+    completed = _cli(env, tmp_path, "migrate")
+    assert completed.returncode != 0
+    lines = completed.stderr.strip().splitlines()
+    if log_format == "json":
+        records = [json.loads(line) for line in lines]
+        failures = [r for r in records if r["level"] in {"ERROR", "CRITICAL"}]
+        assert len(failures) == 1, completed.stderr
+        assert "Traceback" in failures[0]["exception"]
+    else:
+        assert "Traceback" not in completed.stderr
+        failures = [line for line in lines if "ERROR" in line or "CRITICAL" in line]
+        assert len(failures) == 1, completed.stderr
+        assert "migrate failed" in failures[0]
+        assert "from-the-future" in failures[0]
+
+
+# --- tracing ----------------------------------------------------------------------------
+
+
+async def test_tracing_spans_requests_sql_redis_and_argon2(
+    settings: Settings, backend: Backend
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traced = settings.model_copy(update={"otel_enabled": True})
+    app = create_app(traced, tracer_provider=provider)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
+            await register(http, "tracy")
+            form = {"grant_type": "password", "username": "tracy", "password": PASSWORD}
+            granted = await http.post("/token", data=form)
+            assert granted.status_code == 200
+            tokens = granted.json()
+            bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+            assert (await http.get("/users/me", headers=bearer)).status_code == 200
+            ended = await http.delete("/sessions/not-a-session-of-yours", headers=bearer)
+            assert ended.status_code == 404
+    spans = exporter.get_finished_spans()
+    recorded = " ".join(
+        f"{span.name} {dict(span.attributes or {})} {[e.attributes for e in span.events]}"
+        for span in spans
+    )
+    for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"], "$argon2"):
+        assert secret not in recorded
+    names = {span.name for span in spans}
+    assert "POST /token" in names, names
+    assert "DELETE /sessions/{session_id}" in names, names  # the route, not the raw path
+    assert not any("not-a-session-of-yours" in name for name in names), names
+    assert {"argon2 hash", "argon2 verify"} <= names, names
+    systems = {str(span.attributes.get("db.system")) for span in spans if span.attributes}
+    assert systems & {"sqlite", "postgresql"}, names
+    if backend.redis_url is not None:
+        assert "redis" in systems, names
+    token_span = next(span for span in spans if span.name == "POST /token")
+    verify = next(span for span in spans if span.name == "argon2 verify")
+    assert verify.context.trace_id == token_span.context.trace_id  # one trace per request
+
+
+def test_service_runs_without_opentelemetry_installed(tmp_path: Path) -> None:
+    script = f"""
+import asyncio, sys
+# As if the `otel` extra were not installed (opentelemetry-api comes with FastAPI).
+for name in ("sdk", "exporter", "instrumentation"):
+    sys.modules["opentelemetry." + name] = None  # every import of it fails
+import httpx
+from asgi_lifespan import LifespanManager
+from auth_service.app import create_app
+from auth_service.config import Settings
+from auth_service.db.migrate import upgrade_to_head
+
+url = "sqlite+aiosqlite:///{tmp_path}/auth.db"
+upgrade_to_head(url)
+
+async def main():
+    for enabled in (False, True):
+        settings = Settings(_env_file=None, environment="test", database_url=url,
+            data_dir="{tmp_path}", password_hash_memory_kib=19456, password_hash_time_cost=2,
+            password_hash_parallelism=1, otel_enabled=enabled)
+        try:
+            app = create_app(settings)
+            async with LifespanManager(app):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                             base_url="http://t") as http:
+                    print(enabled, (await http.get("/healthz")).status_code)
+        except Exception as exc:
+            print(enabled, type(exc).__name__, exc)
+
+asyncio.run(main())
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AUTH_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = completed.stdout.splitlines()
+    assert lines[0] == "False 200", completed.stdout + completed.stderr
+    assert lines[1].startswith("True "), completed.stdout + completed.stderr
+    assert "pip install 'auth-service[otel]'" in lines[1]
+
+
+def test_a_taken_management_port_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = service_env(tmp_path, free_port(), AUTH_MANAGEMENT_PORT=str(port))
+        assert _cli(env, tmp_path, "migrate").returncode == 0
+        completed = _cli(env, tmp_path, "serve")
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in completed.stderr
+    assert "AUTH_MANAGEMENT_PORT" in completed.stderr
+
+
+def test_text_logs_keep_tracebacks_except_for_a_failed_command() -> None:
+    formatter = choose_formatter("text", io.StringIO())
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        failure = sys.exc_info()
+    unexpected = _record("Exception in ASGI application")
+    unexpected.exc_info = failure
+    assert "Traceback" in formatter.format(unexpected)  # a 500 while developing
+    command = _record("auth-service migrate failed", _brief=True)
+    command.exc_info = failure
+    line = formatter.format(command)
+    assert line.endswith("auth-service migrate failed (RuntimeError: boom)"), line
+
+
+def test_tracing_exports_over_otlp_by_default(tmp_path: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    settings = make_settings(
+        "sqlite+aiosqlite:///unused.db",
+        tmp_path,
+        otel_enabled=True,
+        otel_endpoint="http://127.0.0.1:9/v1/traces",
+        otel_service_name="auth-eu-1",
+    )
+    tracing = load_tracing(settings)
+    assert tracing is not None
+    processor = tracing.provider._active_span_processor._span_processors[0]
+    exporter = processor._batch_processor._exporter
+    assert isinstance(exporter, OTLPSpanExporter)
+    assert exporter._endpoint == "http://127.0.0.1:9/v1/traces"
+    assert tracing.provider.resource.attributes["service.name"] == "auth-eu-1"
+    tracing.close()  # nothing was recorded: nothing to send
+    assert load_tracing(settings.model_copy(update={"otel_enabled": False})) is None

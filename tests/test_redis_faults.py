@@ -27,6 +27,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import bindparam, text
 
+from auth_service.api.management import create_management_app
 from auth_service.app import create_app
 from tests.conftest import (
     PASSWORD,
@@ -158,6 +159,12 @@ class Service:
     redis: RedisProcess
     user_ids: list[str] = field(default_factory=list)
     token_ids: list[str] = field(default_factory=list)
+
+    async def ready(self) -> httpx.Response:
+        """GET /readyz of the management app."""
+        transport = httpx.ASGITransport(app=create_management_app(self.app))
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
+            return await http.get("/readyz")
 
     async def new_user(self, name: str) -> str:
         body = await register(self.client, name)
@@ -311,14 +318,18 @@ async def test_redis_down_fails_closed_and_recovers_by_itself(
     grant = await service.login(username)
     token = grant["access_token"]
     assert (await service.me(token)).status_code == 200
-    assert (await service.client.get("/readyz")).status_code == 200
+    assert (await service.ready()).status_code == 200
 
     service.redis.stop()
 
     assert_unavailable(await service.me(token))
-    ready = await service.client.get("/readyz")
+    ready = await service.ready()
     assert ready.status_code == 503, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "revocation_store": "unavailable"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "schema": "ok",
+        "revocation_store": "unavailable",
+    }
     assert_unavailable(await service.logout(token))
     # Still refused, not trusted, on a second try while Redis stays down.
     assert_unavailable(await service.me(token))
@@ -336,9 +347,9 @@ async def test_redis_down_fails_closed_and_recovers_by_itself(
         await asyncio.sleep(0.1)
     assert statuses[-1] == 200, f"/users/me never recovered: {statuses}"
     assert response.json()["username"] == username
-    ready = await service.client.get("/readyz")
+    ready = await service.ready()
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "revocation_store": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "schema": "ok", "revocation_store": "ok"}
 
     # Writes work again too: a logout now takes effect.
     assert (await service.logout(token)).status_code == 204

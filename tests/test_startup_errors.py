@@ -251,6 +251,7 @@ def test_a_worker_failing_its_startup_makes_serve_exit_non_zero(tmp_path: Path) 
     # workers cannot create it under a regular file: their lifespan fails.
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
+    assert run(tmp_path, "migrate").returncode == 0  # serve refuses an unmigrated database
     completed = run(
         tmp_path,
         "serve",

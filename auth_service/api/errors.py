@@ -16,6 +16,7 @@ from auth_service.db.unavailable import is_connection_loss
 from auth_service.errors import (
     AuthServiceError,
     DatabaseUnavailable,
+    HashingBusy,
     InsufficientScope,
     InvalidClient,
     InvalidToken,
@@ -101,6 +102,10 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     elif isinstance(exc, DatabaseUnavailable):
         log.warning("database unavailable: connection lost")
         _count_dependency_error(request, "database")
+    elif isinstance(exc, HashingBusy):
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.audit.hash_rejections.inc()
     return error_response(exc)
 
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.logs import client_ip_var, request_id_var
+from auth_service.metrics import LATENCY_BUCKETS
 
 __all__ = ["BodySizeLimit", "RequestContext"]
 
@@ -121,7 +122,7 @@ class RequestContext:
             "http_request_duration_seconds",
             "HTTP request latency by method and route",
             ["method", "route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         # Labelled children by (method, route, status): `labels()` takes a lock per call.

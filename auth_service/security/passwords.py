@@ -127,8 +127,10 @@ class HashingPool:
         max_waiting: int,
         wait_timeout_seconds: float,
         observe_seconds: Callable[[float], None] | None = None,
+        span: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
     ) -> None:
         self._params = params
+        self._span = span  # tracing: one span per job, queue wait included
         self._context = CryptContext(
             schemes=["argon2", "bcrypt"],
             deprecated=["bcrypt"],
@@ -145,6 +147,8 @@ class HashingPool:
         self._slots = asyncio.Semaphore(workers)
         self._capacity = workers + max_waiting
         self._in_flight = 0
+        self._waiting = 0
+        self._size = workers
         self._wait_timeout = wait_timeout_seconds
         self._dummy_hash = ""
         self._observe = observe_seconds
@@ -159,6 +163,16 @@ class HashingPool:
         """Hash jobs running or waiting for a slot right now."""
         return self._in_flight
 
+    @property
+    def size(self) -> int:
+        """Hashing threads."""
+        return self._size
+
+    @property
+    def waiting(self) -> int:
+        """Hash jobs waiting for a free thread right now."""
+        return self._waiting
+
     def has_capacity(self) -> bool:
         """False when every slot and every waiting place is taken (a new job is refused)."""
         return self._in_flight < self._capacity
@@ -172,11 +186,11 @@ class HashingPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def hash(self, password: str) -> str:
-        result: str = await self._run(self._context.hash, password)
+        result: str = await self._run("argon2 hash", self._context.hash, password)
         return result
 
     async def verify(self, password: str, stored_hash: str) -> VerifyResult:
-        ok, new_hash = await self._run(self._verify_sync, password, stored_hash)
+        ok, new_hash = await self._run("argon2 verify", self._verify_sync, password, stored_hash)
         return VerifyResult(ok=ok, new_hash=new_hash)
 
     async def use_population(self, stored_hashes: Iterable[str], key: bytes) -> None:
@@ -192,7 +206,9 @@ class HashingPool:
         )
         for prefix in classes:
             if prefix not in self._dummy_by_class:
-                self._dummy_by_class[prefix] = await self._run(_dummy_of_class, prefix)
+                self._dummy_by_class[prefix] = await self._run(
+                    "argon2 hash", _dummy_of_class, prefix
+                )
         total = sum(counts[prefix] for prefix in classes)
         shares, running = [], 0
         for prefix in classes:
@@ -213,7 +229,7 @@ class HashingPool:
 
     async def dummy_verify(self, password: str, username: str = "") -> None:
         """Spend the work of a real verify of a stored hash, so unknown users cost the same."""
-        await self._run(self._verify_sync, password, self.dummy_hash_for(username))
+        await self._run("argon2 verify", self._verify_sync, password, self.dummy_hash_for(username))
 
     def _verify_sync(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
         try:
@@ -249,16 +265,25 @@ class HashingPool:
         if not job.cancelled():
             job.exception()  # mark as retrieved when the caller was cancelled meanwhile
 
-    async def _run(self, func: Callable[..., _T], *args: str) -> _T:
+    async def _run(self, name: str, func: Callable[..., _T], *args: str) -> _T:
         """Run `func` on a hashing thread once a slot frees up, or refuse with HashingBusy."""
+        if self._span is None:
+            return await self._run_untraced(func, *args)
+        with self._span(name):
+            return await self._run_untraced(func, *args)
+
+    async def _run_untraced(self, func: Callable[..., _T], *args: str) -> _T:
         if not self.has_capacity():
             raise HashingBusy
         self._in_flight += 1
         try:
+            self._waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
             except TimeoutError:
                 raise HashingBusy from None
+            finally:
+                self._waiting -= 1
             job = asyncio.get_running_loop().run_in_executor(
                 self._executor, self._timed, func, *args
             )

@@ -64,7 +64,7 @@ async def issue_tokens(
         async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant):
             user = await authenticate(ctx, username=username, password=password)
     except TooManyAttempts:
-        ctx.audit.record("login", outcome="failure", client_id=client.client_id, reason="throttled")
+        ctx.audit.record("login", outcome="throttled", client_id=client.client_id)
         raise
     except InvalidGrant:
         ctx.audit.record(

@@ -1,13 +1,13 @@
-"""Readiness: is each backing service reachable right now?"""
+"""Readiness: is each backing service reachable right now, and is the schema current?"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth_service.db.migrate import database_revisions, schema_is_behind
 from auth_service.errors import StoreUnavailable
 from auth_service.stores.revocation import RevocationStore
 
@@ -18,14 +18,19 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def _database_ok(engine: AsyncEngine) -> bool:
+async def _database_state(engine: AsyncEngine) -> tuple[str, str]:
+    """(database, schema): reading the Alembic revision is also the connectivity check."""
     try:
-        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
+            current = await database_revisions(engine)
     except Exception as exc:
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
-        return False
-    return True
+        return "unavailable", "unavailable"
+    if schema_is_behind(current):
+        # Logins and registrations would fail on missing tables or columns.
+        log.warning("readiness: database schema is behind the code; run `auth-service migrate`")
+        return "ok", "behind"
+    return "ok", "ok"
 
 
 async def _store_ok(store: RevocationStore) -> bool:
@@ -39,9 +44,13 @@ async def _store_ok(store: RevocationStore) -> bool:
 
 
 async def check_readiness(engine: AsyncEngine, store: RevocationStore) -> dict[str, str]:
-    """`{"database": "ok" | "unavailable", "revocation_store": ...}`, checked concurrently."""
-    database, revocations = await asyncio.gather(_database_ok(engine), _store_ok(store))
+    """`{"database": "ok" | "unavailable", "schema": "ok" | "behind" | "unavailable",
+    "revocation_store": ...}`, checked concurrently."""
+    (database, schema), revocations = await asyncio.gather(
+        _database_state(engine), _store_ok(store)
+    )
     return {
-        "database": "ok" if database else "unavailable",
+        "database": database,
+        "schema": schema,
         "revocation_store": "ok" if revocations else "unavailable",
     }

@@ -3,7 +3,7 @@
 Run it next to auth_service:
 
     AUTH_ISSUER_URL=http://127.0.0.1:8000 .venv/bin/uvicorn --factory \
-        examples.resource_service.app:create_app_from_env --port 9000
+        examples.resource_service.app:create_app_from_env --port 8001
 
 Set RESOURCE_CLIENT_ID / RESOURCE_CLIENT_SECRET (a confidential client granted
 introspection: `auth-service clients add resource-server --confidential --grants

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -57,9 +58,15 @@ async def token(request: Request, ctx: ContextDep) -> JSONResponse:
     Errors follow RFC 6749 §5.2.
     """
     params = await read_form(request)
-    grant = await issue_tokens(
-        ctx, params, client_credentials(request, params), client_info(request)
-    )
+    started = time.perf_counter()
+    try:
+        grant = await issue_tokens(
+            ctx, params, client_credentials(request, params), client_info(request)
+        )
+    finally:
+        grant_type = params.get("grant_type", "")
+        if grant_type in SUPPORTED_GRANT_TYPES:  # never a label from the client's own text
+            ctx.audit.grant_seconds.labels(grant_type).observe(time.perf_counter() - started)
     body = TokenBody(
         access_token=grant.access_token,
         token_type=grant.token_type,
