@@ -53,3 +53,17 @@ def test_the_rolling_restart_allows_no_closed_connection() -> None:
     assert _checks([_me(100.1, None)], rolling) == {
         "failed request during rolling_restart (zero allowed)"
     }
+
+
+def test_a_replayed_logout_refused_right_after_the_kill_is_counted_not_failed() -> None:
+    """HAProxy resends a request the killed replica never answered; if that replica had
+    already ended the session, the resent logout is refused (401): the answer was lost."""
+    kill = Window("kill_replica", 100.0, 110.0, zero_failures=False, lossy=True)
+    logout = {"op": "logout", "t0": 100.1, "t1": 100.4, "status": 401, "token": None}
+    verdict = judge([logout], FINAL, [kill])
+    assert verdict.failures == {}
+    assert verdict.table[0]["lost_in_flight"] == 1
+    late = {**logout, "t0": 105.0, "t1": 105.3}
+    assert _checks([late], kill) == {
+        "status 401 inside a fault window (only 503 + Retry-After allowed)"
+    }

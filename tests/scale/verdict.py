@@ -20,6 +20,8 @@ EXPECTED = {
 }
 # A request this close to a window still belongs to it (HAProxy's checks run every 0.5 s).
 WINDOW_GRACE_SECONDS = 2.0
+# What a resent request gets when the first replica had already done it (token consumed).
+REPLAY_REFUSED = {"logout": {401}, "refresh": {400, 401}}
 # How long HAProxy may route to a replica that was killed or cut off before it marks it
 # DOWN: fall 2 x inter 0.5 s + check timeout 1 s, with a margin (cluster.py).
 DETECTION_SECONDS = 3.0
@@ -39,11 +41,15 @@ class Window:
         return self.start <= record["t1"] and record["t0"] <= self.end + WINDOW_GRACE_SECONDS
 
     def lost_in_flight(self, record: dict[str, Any]) -> bool:
-        """A closed connection (no status) for a request sent before HAProxy could know
-        the replica was gone: unavoidable when a replica is killed or cut off."""
+        """A request sent before HAProxy could know the replica was gone, whose answer was
+        lost: a closed connection (no status), or, when HAProxy resent it after an empty
+        response (retry-on), the refusal of a replay of what the dead replica had already
+        done (a logout or refresh whose token it consumed). Unavoidable when a replica is
+        killed or cut off."""
+        status = record["status"]
         return (
             self.lossy
-            and record["status"] is None
+            and (status is None or status in REPLAY_REFUSED.get(record["op"], ()))
             and self.start <= record["t1"]
             and record["t0"] <= self.start + DETECTION_SECONDS
         )
