@@ -150,6 +150,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
         "server_header": False,
         "log_config": None,  # keep the JSON logging configured here
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
+        "drain_seconds": settings.drain_seconds,
         "http": "auth_service.serving:ServingProtocol",
         # Slow clients: heads, bodies (BodySizeLimit) and idle keep-alives are timed; past
         # the connection cap (per worker) requests are answered 503.

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # auto: human-readable (coloured) lines on a terminal, JSON lines otherwise.
     log_format: Literal["auto", "json", "text"] = "auto"
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=600)
+    # On SIGTERM: fail /readyz and keep serving this long before the graceful shutdown, so
+    # a load balancer sees the replica down first (more than its checks' fall x interval).
+    drain_seconds: float = Field(default=5.0, ge=0, le=300)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # Slow clients (serving.py, api/middleware.py): a request head must arrive within the
     # header timeout, its body within the body timeout after the head; an idle keep-alive

@@ -105,9 +105,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def serve(settings: Settings, options: dict[str, Any]) -> int:
     """Run uvicorn with `options` on AUTH_HOST:AUTH_PORT and AUTH_MANAGEMENT_PORT."""
-    import uvicorn
-
-    from auth_service.serving import ServingConfig
+    from auth_service.serving import DrainingServer, ServingConfig
     from auth_service.supervisor import run_workers
 
     refuse_outdated_schema(settings)
@@ -129,7 +127,7 @@ def serve(settings: Settings, options: dict[str, Any]) -> int:
         )
         if settings.workers > 1:
             return 0 if run_workers(config, sockets) else _STARTUP_FAILURE
-        server = uvicorn.Server(config)
+        server = DrainingServer(config)
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=sockets)
         if not server.started:

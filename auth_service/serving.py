@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol hardened for production, and the `serve` entry point.
+"""uvicorn's httptools protocol hardened for production, and the draining server.
 
 - TCP_NODELAY: with `--workers N` uvicorn's supervisor binds the listening socket with
   proto 0, so asyncio never sets TCP_NODELAY on accepted connections and Nagle's algorithm
@@ -10,9 +10,12 @@
   response; a connection that never sends a complete head was held for ever. The head must
   arrive within `header_timeout` of the connection opening (first request) or of its
   first byte (later requests), else 408 (or a silent close if nothing was sent).
-
 - nosniff on uvicorn's own answers: the 400 for an unparseable request and the 503 past
   the connection cap never pass the app's middleware, so they carry the header here.
+- A drain: on SIGTERM the server first fails readiness (drain.py) and keeps serving for
+  `drain_seconds`, so a load balancer's health checks move traffic away; only then does
+  uvicorn's graceful shutdown close the listener and idle keep-alive connections. A second
+  SIGTERM changes nothing, SIGINT stops at once; the process exits 0 after a drain.
 
 The body read timeout is the app's (api/middleware.py: BodySizeLimit); the keep-alive
 timeout and the connection cap (503 past it) are uvicorn's own options.
@@ -22,25 +25,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import socket
-import sys
+import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from auth_service.drain import PROCESS_DRAIN
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT_SECONDS",
     "MAX_HEADER_BYTES",
+    "DrainingServer",
     "ServingConfig",
     "ServingProtocol",
-    "serve",
 ]
 
 MAX_HEADER_BYTES = 32 * 1024
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 _SLICE = 8 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def _response(status: bytes, description: bytes) -> bytes:
@@ -69,13 +78,48 @@ async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
 
 
 class ServingConfig(uvicorn.Config):
-    """uvicorn's Config plus the header read timeout ServingProtocol enforces."""
+    """uvicorn's Config plus the header read timeout ServingProtocol enforces and the drain
+    period DrainingServer keeps serving for after SIGTERM."""
 
     def __init__(
-        self, app: Any, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS, **options: Any
+        self,
+        app: Any,
+        *,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT_SECONDS,
+        drain_seconds: float = 0.0,
+        **options: Any,
     ) -> None:
         super().__init__(app, **options)
         self.header_timeout = header_timeout
+        self.drain_seconds = drain_seconds
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's Server that, on SIGTERM, fails readiness and serves on for the drain period
+    before its graceful shutdown."""
+
+    _drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM:
+            super().handle_exit(sig, frame)  # SIGINT: stop now (a second one forces it)
+            return
+        # Not recorded for re-raising after shutdown: a drained process exits 0.
+        if PROCESS_DRAIN.draining or self.should_exit:
+            return  # e.g. from the supervisor and from a process-group kill: one drain
+        PROCESS_DRAIN.begin()
+        drain = getattr(self.config, "drain_seconds", 0.0)
+        if drain <= 0:
+            self.should_exit = True
+            return
+        self._drain_deadline = time.monotonic() + drain
+        log.warning("SIGTERM: failing readiness, draining for %s s before shutdown", drain)
+
+    async def on_tick(self, counter: int) -> bool:
+        deadline = self._drain_deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 class ServingProtocol(HttpToolsProtocol):
@@ -176,14 +220,3 @@ class ServingProtocol(HttpToolsProtocol):
         if self._request_begun:
             self.transport.write(_TIMED_OUT)
         self.transport.close()
-
-
-def serve(app: Any, **options: Any) -> None:
-    """uvicorn.run with a ServingConfig, in this one process (supervisor.py runs workers)."""
-    config = ServingConfig(app, **options)
-    server = uvicorn.Server(config)
-    config.load_app()
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)

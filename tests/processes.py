@@ -120,6 +120,7 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
         # Not the default 9000: tests (and other checkouts) run side by side.
         "AUTH_MANAGEMENT_PORT": str(free_port()),
         "AUTH_DATA_DIR": str(directory),
+        "AUTH_DRAIN_SECONDS": "0",  # stop at once on SIGTERM (tests/test_drain.py drains)
         # argon2id at OWASP's floor, as in-process tests use
         **{f"AUTH_{name.upper()}": str(value) for name, value in TEST_ARGON2.items()},
         **settings,

@@ -12,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from auth_service.db.unavailable import is_connection_loss
 from auth_service.errors import (
     AuthServiceError,
     DatabaseUnavailable,
@@ -155,7 +156,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_connection_loss(exc):
+        # A path that met a database refusal untranslated: still 503, never 500.
+        return await _database_error(request, exc)
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(
         {"error": "server_error", "error_description": "internal error"}, status_code=500

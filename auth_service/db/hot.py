@@ -60,7 +60,15 @@ class PgConnection:
 
     async def __aenter__(self) -> PgConnection:
         # A checkout may open a connection, which awaits: SQLAlchemy needs a greenlet.
-        connection = await greenlet_spawn(self._engine.sync_engine.pool.connect)
+        # The pool's own checkout bypasses the engine's handle_error event, so a refusal
+        # (starting up, shutting down, too many clients, connection refused) is translated
+        # here, as db/unavailable.py does for the engine's connections.
+        try:
+            connection = await greenlet_spawn(self._engine.sync_engine.pool.connect)
+        except Exception as error:
+            if is_connection_loss(error):
+                raise DatabaseUnavailable() from error
+            raise
         self._connection = connection
         self.driver = connection.driver_connection
         return self

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 # A restore that takes longer than this between its ticket and its write is refused (and
 # retried): its ticket has expired.
 SEED_TICKET_SECONDS = 300
+# Where the primary has a replica, a revocation write returns once one replica has it too
+# (WAIT), or after this bound (then it is logged: SQL still holds it, a reseed restores it).
+REPLICA_ACK_TIMEOUT_MS = 250
+# How long a count of the primary's connected replicas (INFO replication) is trusted.
+REPLICA_COUNT_TTL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,8 @@ class RedisStore:
         self._reads = CoalescedMget(client.mget)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
         self._seed = client.register_script(_SEED_SCRIPT)
+        self._replicas = 0
+        self._replicas_checked_at = -REPLICA_COUNT_TTL_SECONDS
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
         keys = self._keys
@@ -262,8 +269,29 @@ class RedisStore:
         keys, args = _flatten(entries)
         try:
             await self._revoke(keys=keys, args=args)
+            if await self._replica_count() > 0:
+                await self._replicated()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
+
+    async def _replica_count(self) -> int:
+        """The primary's connected replicas, read at most every REPLICA_COUNT_TTL_SECONDS."""
+        now = time.monotonic()
+        if now - self._replicas_checked_at >= REPLICA_COUNT_TTL_SECONDS:
+            info = await self._redis.info("replication")
+            self._replicas = int(info.get("connected_slaves", 0))
+            self._replicas_checked_at = now
+        return self._replicas
+
+    async def _replicated(self) -> None:
+        """Wait until a replica has the write (a failover then most likely keeps it)."""
+        acked = await self._redis.wait(1, REPLICA_ACK_TIMEOUT_MS)
+        if acked < 1:
+            log.warning(
+                "a revocation reached no Redis replica within %d ms; a failover now could "
+                "lose it until the next reseed from SQL",
+                REPLICA_ACK_TIMEOUT_MS,
+            )
 
 
 def _seed_entries(keys: _Keys, data: SeedData) -> list[_Entry]:

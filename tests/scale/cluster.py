@@ -29,6 +29,7 @@ __all__ = ["REPLICAS", "Cluster"]
 REPLICAS = ("app1", "app2", "app3")
 MASTER = "authmaster"
 SERVICE_PORT = 8000
+MANAGEMENT_PORT = 9000  # /readyz, /healthz, /metrics: where HAProxy checks readiness
 START_TIMEOUT_SECONDS = 60.0
 CLI_TIMEOUT_SECONDS = 60.0
 ISSUER = "https://auth.scale.invalid"
@@ -269,6 +270,7 @@ class Cluster:
             "AUTH_ENVIRONMENT": "production",
             "AUTH_HOST": self.address(host) if host in REPLICAS else "127.0.0.1",
             "AUTH_PORT": str(SERVICE_PORT),
+            "AUTH_MANAGEMENT_PORT": str(MANAGEMENT_PORT),
             "AUTH_WORKERS": "2",
             "AUTH_DATA_DIR": str(data_dir),
             "AUTH_LOG_LEVEL": "WARNING",
@@ -291,6 +293,9 @@ class Cluster:
             # any second use of a rotated refresh token is reuse: nothing is forgiven
             "AUTH_REFRESH_REUSE_GRACE_SECONDS": "0",
             "AUTH_GRACEFUL_SHUTDOWN_SECONDS": "10",
+            # HAProxy marks a replica down after fall 2 x inter 500 ms (+ check timeout
+            # 1 s): drain past that, within processes.STOP_TIMEOUT_SECONDS with the above.
+            "AUTH_DRAIN_SECONDS": "3",
         }
         return env
 
@@ -361,7 +366,7 @@ backend replicas
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  default-server check inter 500ms fall 2 rise 2
+  default-server check port {MANAGEMENT_PORT} inter 500ms fall 2 rise 2
 {servers}
 """)
         proc = self.processes.add("haproxy", self._in("lb", "haproxy", "-db", "-f", str(config)))

@@ -18,11 +18,14 @@ LINK_DOWN_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Fault:
-    """A named fault; `zero_failures` when no request may fail while it runs."""
+    """A named fault; `zero_failures` when no request may fail while it runs; `lossy` when
+    a request in flight on the failed replica at that instant cannot be answered (SIGKILL,
+    a cut link), so its closed connection is counted, not judged a failure."""
 
     name: str
     inject: Callable[[Cluster], None]
     zero_failures: bool = False
+    lossy: bool = False
 
 
 def _deadline() -> float:
@@ -101,10 +104,10 @@ def key_rotation(cluster: Cluster) -> None:
 
 
 FAULTS = (
-    Fault("kill_replica", kill_replica),
+    Fault("kill_replica", kill_replica, lossy=True),
     Fault("rolling_restart", rolling_restart, zero_failures=True),
     Fault("redis_failover", redis_failover),
     Fault("postgres_restart", postgres_restart),
-    Fault("link_cut", link_cut),
+    Fault("link_cut", link_cut, lossy=True),
     Fault("key_rotation", key_rotation, zero_failures=True),
 )

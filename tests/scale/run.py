@@ -74,7 +74,7 @@ def run_faults(cluster: Cluster, names: list[str]) -> list[Window]:
         start = time.time()
         print(f"scale-test: fault {fault.name} ...", flush=True)
         fault.inject(cluster)
-        windows.append(Window(fault.name, start, time.time(), fault.zero_failures))
+        windows.append(Window(fault.name, start, time.time(), fault.zero_failures, fault.lossy))
         print(f"scale-test: fault {fault.name} over after {time.time() - start:.1f} s", flush=True)
         time.sleep(SETTLE_SECONDS)
     return windows
@@ -87,6 +87,7 @@ def print_table(verdict: Verdict) -> None:
         "failed",
         "503",
         "other_failures",
+        "lost_in_flight",
         "fault_seconds",
         "seconds_to_recover",
     ]

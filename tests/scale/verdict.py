@@ -20,6 +20,11 @@ EXPECTED = {
 }
 # A request this close to a window still belongs to it (HAProxy's checks run every 0.5 s).
 WINDOW_GRACE_SECONDS = 2.0
+# What a resent request gets when the first replica had already done it (token consumed).
+REPLAY_REFUSED = {"logout": {401}, "refresh": {400, 401}}
+# How long HAProxy may route to a replica that was killed or cut off before it marks it
+# DOWN: fall 2 x inter 0.5 s + check timeout 1 s, with a margin (cluster.py).
+DETECTION_SECONDS = 3.0
 
 
 @dataclass
@@ -30,9 +35,24 @@ class Window:
     start: float
     end: float
     zero_failures: bool
+    lossy: bool = False
 
     def holds(self, record: dict[str, Any]) -> bool:
         return self.start <= record["t1"] and record["t0"] <= self.end + WINDOW_GRACE_SECONDS
+
+    def lost_in_flight(self, record: dict[str, Any]) -> bool:
+        """A request sent before HAProxy could know the replica was gone, whose answer was
+        lost: a closed connection (no status), or, when HAProxy resent it after an empty
+        response (retry-on), the refusal of a replay of what the dead replica had already
+        done (a logout or refresh whose token it consumed). Unavoidable when a replica is
+        killed or cut off."""
+        status = record["status"]
+        return (
+            self.lossy
+            and (status is None or status in REPLAY_REFUSED.get(record["op"], ()))
+            and self.start <= record["t1"]
+            and record["t0"] <= self.start + DETECTION_SECONDS
+        )
 
 
 @dataclass
@@ -78,7 +98,9 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
             continue
         inside = [w for w in windows if w.holds(record)]
         # 2. a failure only inside a fault window, only 503 with Retry-After, never in the
-        #    rolling restart or the key rotation
+        #    rolling restart or the key rotation; in the kill and link-cut windows a closed
+        #    connection for a request sent before HAProxy could see the replica gone is
+        #    counted (lost_in_flight), not judged: no service can answer it
         if not inside:
             verdict.fail("failed request outside every fault window", record)
         elif any(w.zero_failures for w in inside):
@@ -87,6 +109,8 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
                 " (zero allowed)",
                 record,
             )
+        elif any(w.lost_in_flight(record) for w in inside):
+            continue  # counted as lost_in_flight in the table, not a failed check
         elif not _acceptable_outage(record):
             status = record["status"]
             kind = "transport error" if status is None else f"status {status}"
@@ -108,7 +132,10 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
                 "requests": len(inside),
                 "failed": len(failed),
                 "503": sum(1 for r in failed if r["status"] == 503),
-                "other_failures": sum(1 for r in failed if r["status"] != 503),
+                "other_failures": sum(
+                    1 for r in failed if r["status"] != 503 and not window.lost_in_flight(r)
+                ),
+                "lost_in_flight": sum(1 for r in failed if window.lost_in_flight(r)),
                 "fault_seconds": round(window.end - window.start, 2),
                 "seconds_to_recover": round(max(0.0, last_failure - window.start), 2),
             }
@@ -116,6 +143,9 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
     verdict.totals = {
         "load_requests": len(load),
         "load_failed": sum(1 for r in load if _failed(r)),
+        "lost_in_flight": sum(
+            1 for r in load if _failed(r) and any(w.lost_in_flight(r) for w in windows)
+        ),
         "registered": final["registered"],
         "revoked_probed": final["revoked_probed"],
         "rotated_probed": final["rotated_probed"],

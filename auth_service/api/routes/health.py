@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from auth_service.api.schemas import HealthBody
+from auth_service.drain import PROCESS_DRAIN
 from auth_service.metrics import CONTENT_TYPE_LATEST, exposition
 from auth_service.services.health import check_readiness
 
@@ -26,10 +27,14 @@ async def healthz() -> HealthBody:
     "/readyz",
     response_model=HealthBody,
     summary="Readiness",
-    responses={503: {"model": HealthBody, "description": "a dependency is unreachable"}},
+    responses={503: {"model": HealthBody, "description": "unready or draining"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when every dependency answers and the schema is current; 503 names what failed."""
+    """Ready when every dependency answers, the schema is current and the process is not
+    draining; 503 names what failed."""
+    if PROCESS_DRAIN.draining:  # told to stop: the load balancer should move traffic away
+        body = HealthBody(status="draining")
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     state = request.app.state.public.state
     checks = await check_readiness(state.engine, state.services.revocations)
     ready = all(value == "ok" for value in checks.values())
