@@ -144,8 +144,10 @@ async def test_cut_connections_under_mixed_load_are_503_never_500(
             cutter = asyncio.create_task(_cut_connections(postgres_url.rsplit("/", 1)[1], stop))
             await asyncio.gather(*(worker(number, stop) for number in range(WORKERS)))
             cut = await cutter
-            # Afterwards the service recovers by itself.
-            assert (await management.get("/readyz")).status_code == 200
+            # Afterwards the service recovers by itself: a pooled connection the last cut
+            # killed fails one check (503, and the pool is replaced), the next ones pass.
+            ready = [(await management.get("/readyz")).status_code for _ in range(3)]
+            assert ready[-1] == 200, ready
     assert cut >= 1
     unexpected = {key: count for key, count in statuses.items() if key[1] not in EXPECTED}
     assert not unexpected, f"unexpected statuses {unexpected} in {dict(statuses)}"
