@@ -1,6 +1,6 @@
 """create_app(settings): the only place the running service is assembled.
 
-Nothing is built at import time; the lifespan creates the engine, keys, hasher and token
+Nothing is built at import time; the lifespan creates the database, keys, hasher and token
 service, puts them on `app.state`, and disposes of them at shutdown.
 """
 
@@ -19,7 +19,6 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service import __version__
 from auth_service.api.deps import client_ip
@@ -29,7 +28,10 @@ from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.routes import admin, health, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
-from auth_service.db import create_engine, create_session_factory
+from auth_service.db.engine import create_engine, is_sqlite
+from auth_service.repositories import Database
+from auth_service.repositories.postgres import PgDatabase
+from auth_service.repositories.sqlite import SqliteDatabase
 from auth_service.security.keyring import KeyDirectory, KeyRing
 from auth_service.security.keys import (
     SigningKey,
@@ -152,11 +154,18 @@ def _announce_development_parts(settings: Settings) -> None:
         )
 
 
+def _database(settings: Settings) -> Database:
+    """The one place the backend is chosen: every repository of PostgreSQL or of SQLite."""
+    url = settings.effective_database_url
+    if is_sqlite(url):
+        return SqliteDatabase(url)
+    return PgDatabase(create_engine(url, pool_size=settings.database_pool_size))
+
+
 @dataclass
 class Runtime:
-    """Everything a running service holds: the engine, use-case context, documents, keys."""
+    """Everything a running service holds: use-case context (the database too), documents, keys."""
 
-    engine: AsyncEngine
     services: ServiceContext
     documents: DiscoveryDocuments
     key_watcher: KeyWatcher | None
@@ -174,12 +183,12 @@ async def open_runtime(
     clock: Callable[[], datetime] = utc_now,
     registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Build engine, keys, hasher and token service; dispose of them on exit."""
+    """Build the database, keys, hasher and token service; dispose of them on exit."""
     _announce_development_parts(settings)
     audit = Audit(registry or CollectorRegistry())
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
-    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
+    db = _database(settings)
     redis = connect_redis(settings.redis_url) if settings.redis_url else None
     revocations, throttle_store = _stores(settings, redis)
     hasher = HashingPool(
@@ -198,13 +207,12 @@ async def open_runtime(
         "argon2 jobs running or waiting for a pool thread",
         registry=audit.registry,
     ).set_function(lambda: hasher.in_flight)
-    sessions = create_session_factory(engine)
     try:
         await hasher.start()
         if isinstance(revocations, RedisStore):
             await revocations.warn_if_evicting()
         services = ServiceContext(
-            sessions=sessions,
+            db=db,
             hasher=hasher,
             policy=PasswordPolicy(
                 min_length=settings.password_min_length,
@@ -236,14 +244,13 @@ async def open_runtime(
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
-        yield Runtime(engine, services, _discovery_documents(settings, ring.published), watcher)
+        yield Runtime(services, _discovery_documents(settings, ring.published), watcher)
     finally:
         hasher.close()
         await revocations.close()
         if redis is not None:
             await redis.aclose()
-        await sessions.aclose()
-        await engine.dispose()
+        await db.close()
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> FastAPI:
@@ -254,7 +261,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, clock=clock, registry=registry) as runtime:
-            app.state.engine = runtime.engine
+            app.state.settings = settings
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)

@@ -13,6 +13,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,9 +27,11 @@ from fastapi import FastAPI
 from redis import asyncio as redis_asyncio
 from redis.exceptions import RedisError
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from auth_service.app import create_app
 from auth_service.config import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST, Settings
+from auth_service.db.engine import create_engine
 from auth_service.db.migrate import upgrade_to_head
 
 TEST_ISSUER = "http://testserver"
@@ -199,13 +202,36 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@asynccontextmanager
+async def direct_sql(app: FastAPI) -> AsyncIterator[AsyncConnection]:
+    """A transaction on a connection of the test's own to the app's database, for setting
+    up and inspecting rows (the service itself reaches SQL only through its repositories)."""
+    engine = create_engine(app.state.settings.effective_database_url, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def orm_session(app: FastAPI) -> AsyncIterator[AsyncSession]:
+    """Like direct_sql, as an ORM session (committed when the block ends)."""
+    engine = create_engine(app.state.settings.effective_database_url, pool_size=1)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False).begin() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
 async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     """A started app; its tables are emptied afterwards so the next test starts clean."""
     application = create_app(settings, clock=clock)
     async with LifespanManager(application):
         yield application
-        async with application.state.engine.begin() as connection:
+        async with direct_sql(application) as connection:
             for table in (
                 "refresh_tokens",
                 "sessions",

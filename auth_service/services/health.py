@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from auth_service.errors import StoreUnavailable
+from auth_service.repositories import Database
 from auth_service.stores.revocation import RevocationStore
 
 __all__ = ["check_readiness"]
@@ -18,10 +16,10 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def _database_ok(engine: AsyncEngine) -> bool:
+async def _database_ok(db: Database) -> bool:
     try:
-        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
+            await db.ping()
     except Exception as exc:
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         return False
@@ -38,9 +36,9 @@ async def _store_ok(store: RevocationStore) -> bool:
     return True
 
 
-async def check_readiness(engine: AsyncEngine, store: RevocationStore) -> dict[str, str]:
+async def check_readiness(db: Database, store: RevocationStore) -> dict[str, str]:
     """`{"database": "ok" | "unavailable", "revocation_store": ...}`, checked concurrently."""
-    database, revocations = await asyncio.gather(_database_ok(engine), _store_ok(store))
+    database, revocations = await asyncio.gather(_database_ok(db), _store_ok(store))
     return {
         "database": "ok" if database else "unavailable",
         "revocation_store": "ok" if revocations else "unavailable",

@@ -28,7 +28,9 @@ async def healthz() -> HealthBody:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Ready when every dependency answers; 503 names what failed."""
-    checks = await check_readiness(request.app.state.engine, request.app.state.services.revocations)
+    checks = await check_readiness(
+        request.app.state.services.db, request.app.state.services.revocations
+    )
     ready = all(state == "ok" for state in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
     if ready:

@@ -1,0 +1,18 @@
+"""What a repository runs its statements on: a connection, a transaction, or the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from auth_service.db.statements import Statement
+
+__all__ = ["Runner"]
+
+
+class Runner(Protocol):
+    """Runs one compiled statement; outside a transaction a write commits on its own."""
+
+    async def rows(self, statement: Statement, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Execute with `params`; the rows it returns, processed."""
+        ...
