@@ -1,6 +1,6 @@
 """create_app(settings): the only place the running service is assembled.
 
-Nothing is built at import time; the lifespan creates the engine, keys, hasher and token
+Nothing is built at import time; the lifespan creates the database, keys, hasher and token
 service, puts them on `app.state`, and disposes of them at shutdown.
 """
 
@@ -21,7 +21,6 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service import __version__
 from auth_service.api.deps import client_ip
@@ -32,8 +31,11 @@ from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.routes import admin, health, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
-from auth_service.db import create_engine, create_session_factory
+from auth_service.db.engine import create_engine, is_sqlite
 from auth_service.metrics import RuntimeMetrics, multiprocess_directory
+from auth_service.repositories import Database
+from auth_service.repositories.postgres import PgDatabase
+from auth_service.repositories.sqlite import SqliteDatabase
 from auth_service.security.keyring import KeyDirectory, KeyRing
 from auth_service.security.keys import (
     SigningKey,
@@ -165,11 +167,20 @@ def _announce_development_parts(settings: Settings) -> None:
         )
 
 
+def _database(settings: Settings, tracing: Tracing | None = None) -> Database:
+    """The one place the backend is chosen: every repository of PostgreSQL or of SQLite."""
+    url = settings.effective_database_url
+    if is_sqlite(url):
+        span = tracing.sql_span("sqlite") if tracing is not None else None
+        return SqliteDatabase(url, span=span)
+    span = tracing.sql_span("postgresql") if tracing is not None else None
+    return PgDatabase(create_engine(url, pool_size=settings.database_pool_size), span=span)
+
+
 @dataclass
 class Runtime:
-    """Everything a running service holds: the engine, use-case context, documents, keys."""
+    """Everything a running service holds: use-case context (the database too), documents, keys."""
 
-    engine: AsyncEngine
     services: ServiceContext
     documents: DiscoveryDocuments
     key_watcher: KeyWatcher | None
@@ -189,12 +200,12 @@ async def open_runtime(
     registry: CollectorRegistry | None = None,
     tracing: Tracing | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Build engine, keys, hasher and token service; dispose of them on exit."""
+    """Build the database, keys, hasher and token service; dispose of them on exit."""
     _announce_development_parts(settings)
     audit = Audit(registry or CollectorRegistry())
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
-    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
+    db = _database(settings, tracing)
     redis = _redis_client(settings)
     revocations, throttle_store = _stores(settings, redis)
     hasher = HashingPool(
@@ -211,19 +222,20 @@ async def open_runtime(
     )
     runtime_metrics = RuntimeMetrics(
         audit.registry,
-        engine=engine,
+        database_pool=db.pool_status,
         hasher=hasher,
         redis_ping=redis.ping if redis is not None else None,
     )
     if tracing is not None:
-        tracing.instrument(engine, redis)
-    sessions = create_session_factory(engine)
+        # SQLAlchemy's instrumentation where an engine remains (PostgreSQL's ping and pool);
+        # the repositories' statements get their spans from the database itself.
+        tracing.instrument(db.engine if isinstance(db, PgDatabase) else None, redis)
     try:
         await hasher.start()
         if isinstance(revocations, RedisStore):
             await revocations.warn_if_evicting()
         services = ServiceContext(
-            sessions=sessions,
+            db=db,
             hasher=hasher,
             policy=PasswordPolicy(
                 min_length=settings.password_min_length,
@@ -256,7 +268,7 @@ async def open_runtime(
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         documents = _discovery_documents(settings, ring.published)
-        yield Runtime(engine, services, documents, watcher, runtime_metrics)
+        yield Runtime(services, documents, watcher, runtime_metrics)
     finally:
         if tracing is not None:
             tracing.close()
@@ -264,8 +276,7 @@ async def open_runtime(
         await revocations.close()
         if redis is not None:
             await redis.aclose()
-        await sessions.aclose()
-        await engine.dispose()
+        await db.close()
 
 
 def create_app(
@@ -290,7 +301,7 @@ def create_app(
             _publishing(runtime.metrics),
         ):
             app.state.runtime_metrics = runtime.metrics
-            app.state.engine = runtime.engine
+            app.state.settings = settings
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)

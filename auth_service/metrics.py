@@ -28,8 +28,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth_service.repositories import PoolStatus
 from auth_service.security.passwords import HashingPool
 
 __all__ = [
@@ -82,11 +82,11 @@ class RuntimeMetrics:
         self,
         registry: CollectorRegistry,
         *,
-        engine: AsyncEngine,
+        database_pool: Callable[[], PoolStatus],
         hasher: HashingPool,
         redis_ping: Callable[[], Awaitable[object]] | None,
     ) -> None:
-        self._engine = engine
+        self._database_pool = database_pool
         self._hasher = hasher
         self._redis_ping = redis_ping
         self._process = ProcessCollector(registry=None)
@@ -104,6 +104,10 @@ class RuntimeMetrics:
         )
         self._overflow = total(
             "auth_database_pool_overflow", "Database connections opened beyond the pool size"
+        )
+        self._queued = total(
+            "auth_database_queue_length",
+            "Database jobs waiting for the SQLite worker (0 on PostgreSQL)",
         )
         self._hash_size = total("auth_hash_pool_size", "argon2 threads")
         self._hash_in_flight = total(
@@ -126,15 +130,11 @@ class RuntimeMetrics:
                 gauge = self._process_gauges.get(family.name + "_total")
             if gauge is not None and family.samples:
                 gauge.set(family.samples[0].value)
-        pool = self._engine.sync_engine.pool
-        for gauge, attribute in (
-            (self._pool_size, "size"),
-            (self._checked_out, "checkedout"),
-            (self._overflow, "overflow"),
-        ):
-            reading = getattr(pool, attribute, None)
-            if callable(reading):
-                gauge.set(max(0, reading()))
+        pool = self._database_pool()
+        self._pool_size.set(pool.size)
+        self._checked_out.set(pool.checked_out)
+        self._overflow.set(pool.overflow)
+        self._queued.set(pool.queued)
         self._hash_size.set(self._hasher.size)
         self._hash_in_flight.set(self._hasher.in_flight)
         self._hash_queue.set(self._hasher.waiting)

@@ -1,4 +1,7 @@
-"""SQLAlchemy models: the durable source of truth."""
+"""The tables (the durable source of truth), for Alembic and the repositories' statements.
+
+Nothing outside repositories/ and the migrations uses them: services read frozen rows.
+"""
 
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ Off unless AUTH_OTEL_ENABLED; the packages come with the `otel` extra, and nothi
 them while tracing is off, so the service runs without them. Spans go over OTLP/HTTP to
 AUTH_OTEL_ENDPOINT (or what the standard OTEL_EXPORTER_OTLP_* variables say). Each app
 has its own TracerProvider (tests pass one with an in-memory exporter); the global one is
-left alone. Spans carry no secrets: the instrumentations record statements with bound
-parameters as placeholders, Redis commands without their arguments' values beyond keys.
+left alone. Spans carry no secrets: the instrumentations and sql_span record statements
+with bound parameters as placeholders, Redis commands without their arguments' values
+beyond keys.
 """
 
 from __future__ import annotations
@@ -68,13 +69,30 @@ class Tracing:
             "exclude_spans": ["receive"],
         }
 
-    def instrument(self, engine: AsyncEngine, redis: Redis | None) -> None:
-        """Spans for this engine's statements and this Redis client's commands."""
+    def sql_span(self, system: str) -> Callable[[str], AbstractContextManager[object]]:
+        """Spans for the statements the repositories run themselves (asyncpg on the pool's
+        connections, the SQLite worker), which no engine event sees: named by the SQL
+        operation, with `db.system` and the statement text (placeholders, never values)."""
+        from opentelemetry.trace import SpanKind
+
+        def span(sql: str) -> AbstractContextManager[object]:
+            words = sql.split(None, 1)
+            manager: AbstractContextManager[object] = self._tracer.start_as_current_span(
+                words[0].upper() if words else "SQL",
+                kind=SpanKind.CLIENT,
+                attributes={"db.system": system, "db.statement": sql},
+            )
+            return manager
+
+        return span
+
+    def instrument(self, engine: AsyncEngine | None, redis: Redis | None) -> None:
+        """Spans for this engine's statements (if one remains) and this Redis client's commands."""
         from opentelemetry.instrumentation.redis import RedisInstrumentor
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         instrumentor = SQLAlchemyInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
+        if engine is not None and not instrumentor.is_instrumented_by_opentelemetry:
             # Its version pin lags SQLAlchemy 2.1, whose event API it uses unchanged.
             instrumentor.instrument(
                 engine=engine.sync_engine, tracer_provider=self.provider, skip_dep_check=True

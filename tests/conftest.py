@@ -13,6 +13,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +27,11 @@ from fastapi import FastAPI
 from redis import asyncio as redis_asyncio
 from redis.exceptions import RedisError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from auth_service.app import create_app
 from auth_service.config import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST, Settings
+from auth_service.db.engine import create_engine
 from auth_service.db.migrate import upgrade_to_head
 
 TEST_ISSUER = "http://testserver"
@@ -200,31 +202,55 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@asynccontextmanager
+async def direct_sql(app: FastAPI) -> AsyncIterator[AsyncConnection]:
+    """A transaction on a connection of the test's own to the app's database, for setting
+    up and inspecting rows (the service itself reaches SQL only through its repositories)."""
+    engine = create_engine(app.state.settings.effective_database_url, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def orm_session(app: FastAPI) -> AsyncIterator[AsyncSession]:
+    """Like direct_sql, as an ORM session (committed when the block ends)."""
+    engine = create_engine(app.state.settings.effective_database_url, pool_size=1)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False).begin() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
 async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     """A started app; its tables are emptied afterwards so the next test starts clean."""
     application = create_app(settings, clock=clock)
     async with LifespanManager(application):
         yield application
-        await empty_tables(application.state.engine)
+        async with direct_sql(application) as connection:
+            await empty_tables(connection)
 
 
 # What tests create, children first: emptied after each test that shares a session database.
 TEST_TABLES = ("refresh_tokens", "sessions", "revoked_access_tokens", "users", "oauth_clients")
 
 
-async def empty_tables(engine: AsyncEngine) -> None:
+async def empty_tables(connection: AsyncConnection) -> None:
     """Delete every row the tests create, so the next test on this database starts clean."""
-    async with engine.begin() as connection:
-        for table in TEST_TABLES:
-            await connection.execute(text(f"DELETE FROM {table}"))
+    for table in TEST_TABLES:
+        await connection.execute(text(f"DELETE FROM {table}"))
 
 
 async def empty_database(url: str) -> None:
     """empty_tables through an engine of its own (for tests that outlive their app)."""
-    engine = create_async_engine(url)
+    engine = create_engine(url, pool_size=1)
     try:
-        await empty_tables(engine)
+        async with engine.begin() as connection:
+            await empty_tables(connection)
     finally:
         await engine.dispose()
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from auth_service.config import Settings
-from tests.conftest import PASSWORD, access_token, password_grant, register
+from tests.conftest import PASSWORD, access_token, direct_sql, password_grant, register
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 JSON = {"content-type": "application/json"}
@@ -56,7 +56,7 @@ async def post_form(client: httpx.AsyncClient, body: bytes | str) -> httpx.Respo
 
 
 async def user_count(app: FastAPI) -> int:
-    async with app.state.engine.connect() as connection:
+    async with direct_sql(app) as connection:
         return int((await connection.execute(text("SELECT count(*) FROM users"))).scalar_one())
 
 

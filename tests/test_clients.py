@@ -17,7 +17,7 @@ from auth_service.security.keys import generate_private_key_pem, load_signing_ke
 from auth_service.security.tokens import TokenService
 from auth_service.services.accounts import set_scopes
 from auth_service.services.clients import register_client
-from tests.conftest import PASSWORD, TEST_ISSUER, FakeClock, register
+from tests.conftest import PASSWORD, TEST_ISSUER, FakeClock, orm_session, register
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
@@ -74,7 +74,7 @@ async def test_confidential_client_authenticates_by_basic_or_post(
 async def test_client_secrets_are_stored_hashed(app: FastAPI) -> None:
     secret = await add_client(app, "backend")
     assert secret is not None
-    async with app.state.services.sessions() as db:
+    async with orm_session(app) as db:
         row = (await db.execute(select(OAuthClient))).scalar_one()
     assert row.secret_hash is not None
     assert secret not in row.secret_hash

@@ -21,13 +21,10 @@ from auth_service.cli import main
 from auth_service.config import Settings
 from auth_service.errors import StoreUnavailable
 from auth_service.models import Session
-from auth_service.services import sessions as session_service
+from auth_service.repositories import RefreshFamily
 from auth_service.services.accounts import disable, set_scopes
 from auth_service.services.context import ServiceContext
-from auth_service.stores import sessions as session_rows
-from auth_service.stores import users as user_rows
-from auth_service.stores.sessions import RefreshFamily
-from tests.conftest import PASSWORD, TEST_ARGON2, FakeClock, password_grant, register
+from tests.conftest import PASSWORD, TEST_ARGON2, FakeClock, orm_session, password_grant, register
 
 # Concurrent logins held in flight: within the (account, IP) pair limit of 10, since checks
 # past it wait for the earlier ones to finish (throttling reserves before argon2).
@@ -165,9 +162,8 @@ async def test_disable_leaves_no_usable_token_in_flight(
 
     # A refresh of root's session held after it read the session (still active)...
     family_gate = Gate(1)
-    monkeypatch.setattr(
-        session_rows, "find_refresh_family", family_gate.wrap(session_rows.find_refresh_family)
-    )
+    repository = type(ctx.db.sessions)
+    monkeypatch.setattr(repository, "find_family", family_gate.wrap(repository.find_family))
     refreshing = asyncio.ensure_future(refresh(client, before["refresh_token"]))
     await family_gate.until_all_waiting(1)
     # ...and many correct logins of root held after their password verified.
@@ -255,7 +251,7 @@ async def test_reuse_detected_while_the_store_fails_is_recorded_in_sql(
     replay = await refresh(client, victim["refresh_token"])
     assert calls, "the fault was not reached"
     assert_invalid_grant(replay)
-    async with services(app).sessions() as db:
+    async with orm_session(app) as db:
         reason = await db.scalar(select(Session.revoked_reason))
     assert reason == "refresh_token_reuse"
 
@@ -271,16 +267,16 @@ async def test_refresh_checks_the_user_atomically(
     await register(client)
     grant = (await password_grant(client)).json()
     seen: list[RefreshFamily] = []
-    real = session_rows.find_refresh_family
+    repository = type(services(app).db.sessions)
+    real = repository.find_family
 
     async def read_then_disable(*args: Any, **kwargs: Any) -> RefreshFamily | None:
         found = await real(*args, **kwargs)
         if not seen and found is not None:
             seen.append(found)
-            async with services(app).sessions.begin() as db:
-                await user_rows.disable_user(db, found.session.user_id, now=services(app).clock())
+            async with services(app).db.transaction() as tx:
+                await tx.users.disable(found.session.user_id, now=services(app).clock())
         return found
 
-    monkeypatch.setattr(session_rows, "find_refresh_family", read_then_disable)
-    assert session_service.rows is session_rows
+    monkeypatch.setattr(repository, "find_family", read_then_disable)
     assert_invalid_grant(await refresh(client, grant["refresh_token"]))

@@ -2,9 +2,9 @@
 
 While PostgreSQL starts, stops or is full it answers a new connection with a FATAL error
 (57P03 starting up / shutting down, 53300 too many connections, 57P01 admin shutdown).
-A fake server here speaks just enough of the protocol to refuse each way, so the hot path
-(PgConnection: the pool's own checkout), the ORM path and the HTTP mapping are all shown
-to answer 503 + Retry-After; a closed port (connection refused) too.
+A fake server here speaks just enough of the protocol to refuse each way, so the
+repositories' path (db/postgres.py's PgConnection: the pool's own checkout), the ORM path
+and the HTTP mapping are all shown to answer 503 + Retry-After; a closed port too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from sqlalchemy import select, text
 
 from auth_service.api.errors import install_error_handlers
 from auth_service.db import create_engine
-from auth_service.db.hot import PgConnection, PgStatement
+from auth_service.db.postgres import PgConnection
+from auth_service.db.statements import Statement
 from auth_service.errors import DatabaseUnavailable
 from auth_service.models import User
 
@@ -86,7 +87,7 @@ async def _hot_path(url: str) -> None:
     engine = create_engine(url)
     try:
         async with PgConnection(engine) as db:
-            await PgStatement(select(User.id)).rows(db, {})
+            await db.rows(Statement(select(User.id)), {})
     finally:
         await engine.dispose()
 

@@ -45,8 +45,7 @@ async def test_serving_creates_a_private_data_dir_key_and_database(tmp_path: Pat
     url = f"sqlite+aiosqlite:///{data / 'auth.db'}"
     # The development key is created first, then the change marker, then the database.
     async with open_runtime(make_settings(url, data)) as runtime:
-        async with runtime.services.sessions() as session:
-            await session.connection()
+        await runtime.services.db.ping()
         assert mode(data) == 0o700
         assert mode(data / "keys") == 0o700
         for path in data.rglob("*"):

@@ -20,7 +20,14 @@ from auth_service.cli import main
 from auth_service.config import Settings
 from auth_service.security.keyring import KeyDirectory
 from auth_service.security.keys import KeyConfigurationError
-from tests.conftest import TEST_ISSUER, FakeClock, make_settings, password_grant, register
+from tests.conftest import (
+    TEST_ISSUER,
+    FakeClock,
+    direct_sql,
+    make_settings,
+    password_grant,
+    register,
+)
 
 PUBLISHED_FOR = timedelta(seconds=300)
 TOKENS_LIVE_FOR = timedelta(seconds=910)
@@ -114,7 +121,7 @@ async def rotating_app(
     app = create_app(settings, clock=clock)
     async with LifespanManager(app):
         yield app, settings
-        async with app.state.engine.begin() as connection:
+        async with direct_sql(app) as connection:
             for table in ("refresh_tokens", "sessions", "users"):
                 await connection.execute(text(f"DELETE FROM {table}"))
 

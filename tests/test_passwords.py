@@ -30,8 +30,7 @@ from auth_service.security.passwords import (
     cost_class,
 )
 from auth_service.services.hash_population import refresh_hash_population
-from auth_service.stores.service_secrets import ensure_secret
-from tests.conftest import TEST_ISSUER, password_grant, register
+from tests.conftest import TEST_ISSUER, direct_sql, password_grant, register
 
 OWASP = Argon2Parameters(19456, 2, 1)
 PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
@@ -506,18 +505,16 @@ async def test_after_a_cost_increase_unknown_users_cost_the_stored_parameters(
             draws = {cost_class(pool.dummy_hash_for(f"ghost-{n}")) for n in range(200)}
             assert draws == {floor, cost_class(await pool.hash(PASSWORD))}
         finally:
-            async with app.state.engine.begin() as connection:
+            async with direct_sql(app) as connection:
                 for table in ("refresh_tokens", "sessions", "revoked_access_tokens", "users"):
                     await connection.execute(text(f"DELETE FROM {table}"))
 
 
 async def test_a_service_secret_is_made_once_and_then_kept(settings: Settings) -> None:
     async with serving(settings) as (app, _):
-        sessions = app.state.services.sessions
-        async with sessions.begin() as session:
-            first = await ensure_secret(session, "test_secret", "first candidate")
-        async with sessions.begin() as session:
-            second = await ensure_secret(session, "test_secret", "second candidate")
+        secrets = app.state.services.db.secrets
+        first = await secrets.ensure("test_secret", "first candidate")
+        second = await secrets.ensure("test_secret", "second candidate")
         assert first == second == "first candidate"
-        async with app.state.engine.begin() as connection:
+        async with direct_sql(app) as connection:
             await connection.execute(text("DELETE FROM service_secrets WHERE name = 'test_secret'"))

@@ -33,6 +33,7 @@ from tests.conftest import (
     PASSWORD,
     TEST_ISSUER,
     _service_missing,
+    direct_sql,
     make_settings,
     password_grant,
     register,
@@ -232,7 +233,7 @@ async def service(
 
 
 async def _delete_rows(app: FastAPI, created: Service) -> None:
-    async with app.state.engine.begin() as connection:
+    async with direct_sql(app) as connection:
         if created.token_ids:
             await connection.execute(
                 text("DELETE FROM revoked_access_tokens WHERE jti IN :ids").bindparams(

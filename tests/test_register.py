@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from auth_service.models import User
 from auth_service.security.policy import PasswordPolicy
-from tests.conftest import PASSWORD, password_grant, register
+from tests.conftest import PASSWORD, orm_session, password_grant, register
 
 
 async def test_register_returns_the_user_without_any_hash(
@@ -24,7 +24,7 @@ async def test_register_returns_the_user_without_any_hash(
     assert set(body) == {"id", "username", "created_at"}
     assert body["username"] == "alice"
     assert "$argon2" not in response.text
-    async with app.state.services.sessions() as session:
+    async with orm_session(app) as session:
         # By name: tests that build their own app may leave users in the shared database.
         stored = (await session.execute(select(User).where(User.username == "alice"))).scalar_one()
     assert stored.id == body["id"]
@@ -57,7 +57,7 @@ async def test_concurrent_registrations_of_one_name_create_one_user(
         )
     )
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
-    async with app.state.services.sessions() as session:
+    async with orm_session(app) as session:
         carols = select(User).where(User.username_canonical == "carol")
         assert len((await session.execute(carols)).scalars().all()) == 1
 
@@ -195,7 +195,7 @@ async def test_account_made_before_the_script_rule_still_logs_in(
 ) -> None:
     services = app.state.services
     name = "\u0430lice"  # Cyrillic U+0430 + Latin: refused now, stored by an older version
-    async with services.sessions.begin() as session:
+    async with orm_session(app) as session:
         session.add(
             User(
                 username=name,

@@ -22,7 +22,6 @@ from redis import asyncio as redis_asyncio
 
 from auth_service.app import create_app
 from auth_service.services.sessions import revoke_session_ids
-from auth_service.stores import sessions as session_rows
 from auth_service.stores.revocation import RedisStore, SeedData
 from tests.conftest import TEST_ISSUER, make_settings, password_grant, register
 from tests.test_redis_faults import RedisProcess, claims, redis_process  # noqa: F401 - fixture
@@ -183,7 +182,8 @@ async def test_a_revocation_committed_while_a_reseed_reads_sql_is_not_lost(
     ctx = app.state.services
     doomed, live = await two_sessions(client)
     doomed_claims = claims(doomed)
-    read_sql = session_rows.recent_revocations
+    repository = type(ctx.db.revocations)
+    read_sql = repository.recent
     interleaved = False
 
     async def read_then_race(*args: Any, **kwargs: Any) -> Any:
@@ -198,7 +198,7 @@ async def test_a_revocation_committed_while_a_reseed_reads_sql_is_not_lost(
             redis_process.flushall()
         return found
 
-    monkeypatch.setattr(session_rows, "recent_revocations", read_then_race)
+    monkeypatch.setattr(repository, "recent", read_then_race)
     redis_process.flushall()
     assert (await client.get("/users/me", headers=bearer(live))).status_code == 200
     assert interleaved

@@ -21,6 +21,7 @@ from tests.conftest import (
     Backend,
     FakeClock,
     delete_keys,
+    orm_session,
     password_grant,
     register,
 )
@@ -85,7 +86,7 @@ async def test_refresh_tokens_are_stored_only_as_hashes(
 ) -> None:
     await register(client)
     tokens = await login(client)
-    async with app.state.services.sessions() as db:
+    async with orm_session(app) as db:
         stored = (await db.execute(select(RefreshToken))).scalars().all()
     assert len(stored) == 1
     assert stored[0].token_hash != tokens["refresh_token"]
@@ -157,7 +158,7 @@ async def test_concurrent_refreshes_in_strict_mode_have_one_winner(
     assert statuses == [200] + [400] * 19
     winner = next(r.json() for r in responses if r.status_code == 200)
     # Exactly one successor was ever recorded ...
-    async with app.state.services.sessions() as db:
+    async with orm_session(app) as db:
         rows = (await db.execute(select(RefreshToken))).scalars().all()
     assert len(rows) == 2
     # ... and the 19 repeats were reuse, so the session is gone.

@@ -19,14 +19,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth_service.db import create_engine, create_session_factory
-from auth_service.db.engine import SessionFactory
-from auth_service.db.hot import PgConnection, PgStatement, hot_connection
+from auth_service.db import create_engine
+from auth_service.db.engine import is_sqlite
+from auth_service.db.postgres import PgConnection
+from auth_service.db.sqlite_worker import SQLiteWorker
 from auth_service.db.statements import Statement
 from auth_service.errors import DatabaseUnavailable
 from auth_service.models import RefreshToken, Session, User
-from auth_service.stores import sessions as rows
-from auth_service.stores import users
+from auth_service.repositories import Database, RefreshTokenRow, SessionRow
+from auth_service.repositories.postgres import PgDatabase
+from auth_service.repositories.sqlite import SqliteDatabase
 from tests.conftest import POSTGRES_ADMIN_DSN
 
 
@@ -56,15 +58,19 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def factory(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
-    """The session factory the hot paths take (on SQLite, with its worker thread)."""
-    factory = create_session_factory(engine)
-    yield factory
-    await factory.aclose()
+async def factory(engine: AsyncEngine, database_url: str) -> AsyncIterator[Database]:
+    """The repositories the service runs on (on SQLite, its worker thread)."""
+    database: Database = (
+        SqliteDatabase(database_url)
+        if is_sqlite(database_url)
+        else PgDatabase(create_engine(database_url))
+    )
+    yield database
+    await database.close()
 
 
-def _session(now: datetime) -> rows.SessionRow:
-    return rows.SessionRow(
+def _session(now: datetime) -> SessionRow:
+    return SessionRow(
         id=secrets.token_hex(8),
         user_id="u-sql",
         client_id="c",
@@ -78,53 +84,41 @@ def _session(now: datetime) -> rows.SessionRow:
     )
 
 
-async def _rotate(factory: SessionFactory, old: str, new: str, sid: str, now: datetime) -> bool:
-    async with hot_connection(factory) as db:
-        won = await rows.rotate_refresh_token(
-            db,
-            old,
-            now=now,
-            sealed_successor="sealed",
-            successor_hash=new,
-            session_id=sid,
-            idle_expires_at=now + timedelta(hours=2),
-            ip="198.51.100.7",
-            user_agent="ua2",
-        )
-        await db.commit()
-    return won
+async def _rotate(factory: Database, old: str, new: str, sid: str, now: datetime) -> bool:
+    return await factory.sessions.rotate(
+        old,
+        now=now,
+        sealed_successor="sealed",
+        successor_hash=new,
+        session_id=sid,
+        idle_expires_at=now + timedelta(hours=2),
+        ip="198.51.100.7",
+        user_agent="ua2",
+    )
 
 
-async def test_open_then_read_back_the_same_values(
-    engine: AsyncEngine, factory: SessionFactory
-) -> None:
+async def test_open_then_read_back_the_same_values(engine: AsyncEngine, factory: Database) -> None:
     now = datetime.now(UTC).replace(microsecond=123456)
     record = _session(now)
-    async with hot_connection(factory) as db:
-        assert await rows.open_session(db, record, token_hash="a" * 64, credential_version=0)
-        await db.commit()
+    assert await factory.sessions.open(record, token_hash="a" * 64, credential_version=0)
+    found = await factory.sessions.find_family("a" * 64)
     async with engine.connect() as db:
-        found = await rows.find_refresh_family(db, "a" * 64)
         stored = (await db.execute(select(Session).where(Session.id == record.id))).one()
     assert found is not None
     assert found.session == record
-    assert found.token == rows.RefreshTokenRow("a" * 64, record.id, now, None, None)
+    assert found.token == RefreshTokenRow("a" * 64, record.id, now, None, None)
     assert (found.username, found.user_active, found.user_scopes) == ("Sql", True, "profile")
     assert found.user_active is True
     assert stored.created_at == now
     assert stored.created_at.tzinfo is not None
-    async with hot_connection(factory) as db:
-        assert await rows.find_refresh_family(db, "a" * 64) == found
+    async with factory.transaction() as tx:  # the same row inside a transaction
+        assert await tx.sessions.find_family("a" * 64) == found
 
 
-async def test_rotation_has_exactly_one_winner(
-    engine: AsyncEngine, factory: SessionFactory
-) -> None:
+async def test_rotation_has_exactly_one_winner(engine: AsyncEngine, factory: Database) -> None:
     now = datetime.now(UTC)
     record = _session(now)
-    async with hot_connection(factory) as db:
-        assert await rows.open_session(db, record, token_hash="b" * 64, credential_version=0)
-        await db.commit()
+    assert await factory.sessions.open(record, token_hash="b" * 64, credential_version=0)
     later = now + timedelta(seconds=5)
     outcomes = await asyncio.gather(
         *(_rotate(factory, "b" * 64, f"{i:064x}", record.id, later) for i in range(8))
@@ -148,19 +142,17 @@ async def test_rotation_has_exactly_one_winner(
 
 
 async def test_a_failed_rotation_leaves_the_token_unspent(
-    engine: AsyncEngine, factory: SessionFactory
+    engine: AsyncEngine, factory: Database
 ) -> None:
     """The claim, the successor and the session's use commit together or not at all."""
     now = datetime.now(UTC)
     first, second = _session(now), _session(now)
-    async with hot_connection(factory) as db:
-        assert await rows.open_session(db, first, token_hash="d" * 64, credential_version=0)
-        assert await rows.open_session(db, second, token_hash="e" * 64, credential_version=0)
-        await db.commit()
+    async with factory.transaction() as tx:
+        assert await tx.sessions.open(first, token_hash="d" * 64, credential_version=0)
+        assert await tx.sessions.open(second, token_hash="e" * 64, credential_version=0)
     with pytest.raises(IntegrityError):  # the successor's hash is taken
         await _rotate(factory, "d" * 64, "e" * 64, first.id, now + timedelta(seconds=1))
-    async with engine.connect() as db:
-        found = await rows.find_refresh_family(db, "d" * 64)
+    found = await factory.sessions.find_family("d" * 64)
     assert found is not None
     assert (found.token.used_at, found.token.sealed_successor) == (None, None)
     assert found.session == first
@@ -168,42 +160,36 @@ async def test_a_failed_rotation_leaves_the_token_unspent(
 
 
 async def test_a_session_opens_only_at_the_current_credential_version(
-    engine: AsyncEngine, factory: SessionFactory
+    engine: AsyncEngine, factory: Database
 ) -> None:
     """A stale version (password changed) or a disabled user: nothing is written."""
     now = datetime.now(UTC)
-    async with hot_connection(factory) as db:
-        assert not await rows.open_session(
-            db, _session(now), token_hash="1" * 64, credential_version=1
-        )
-    async with factory.begin() as db:
-        assert await users.disable_user(db, "u-sql", now=now) == 1
-    async with hot_connection(factory) as db:
-        assert not await rows.open_session(
-            db, _session(now), token_hash="2" * 64, credential_version=1
-        )
+    sessions = factory.sessions
+    assert not await sessions.open(_session(now), token_hash="1" * 64, credential_version=1)
+    async with factory.transaction() as tx:
+        assert await tx.users.disable("u-sql", now=now) == 1
+    assert not await sessions.open(_session(now), token_hash="2" * 64, credential_version=1)
     async with engine.connect() as db:
         assert (await db.execute(select(Session))).all() == []
         assert (await db.execute(select(RefreshToken))).all() == []
 
 
 async def test_a_login_waits_for_a_password_change_in_progress_and_loses(
-    engine: AsyncEngine, factory: SessionFactory
+    engine: AsyncEngine, factory: Database
 ) -> None:
     """The session INSERT cannot slip in while a password change holds the user's row
     uncommitted (and then list the sessions to revoke without it)."""
     now = datetime.now(UTC)
-    async with factory.begin() as db:
-        assert (
-            await users.change_password_hash(db, "u-sql", expected_version=0, new_hash="y", now=now)
-            == 1
+    async with factory.transaction() as tx:
+        changed = await tx.users.change_password_hash(
+            "u-sql", expected_version=0, new_hash="y", now=now
         )
+        assert changed == 1
 
-        async def login() -> bool:
-            async with hot_connection(factory) as hot:
-                return await rows.open_session(
-                    hot, _session(now), token_hash="3" * 64, credential_version=0
-                )
+        async def login() -> bool:  # another request, in another task
+            return await factory.sessions.open(
+                _session(now), token_hash="3" * 64, credential_version=0
+            )
 
         opening = asyncio.ensure_future(login())
         await asyncio.sleep(0.2)  # the INSERT runs (or waits) while the change is open
@@ -213,20 +199,17 @@ async def test_a_login_waits_for_a_password_change_in_progress_and_loses(
         assert (await db.execute(select(Session))).all() == []
 
 
-async def test_unknown_token_and_user(factory: SessionFactory) -> None:
-    async with hot_connection(factory) as db:
-        assert await rows.find_refresh_family(db, "0" * 64) is None
-        assert await users.get_user_by_username(db, "nobody") is None
-        user = await users.get_user_by_username(db, "sql")
+async def test_unknown_token_and_user(factory: Database) -> None:
+    assert await factory.sessions.find_family("0" * 64) is None
+    assert await factory.users.by_username("nobody") is None
+    user = await factory.users.by_username("sql")
     assert user is not None
     assert (user.id, user.is_active) == ("u-sql", True)
 
 
 async def test_sqlite_statement_errors_are_sqlalchemy_errors(sqlite_url: str) -> None:
     engine = create_engine(sqlite_url)
-    factory = create_session_factory(engine)
-    worker = factory.sqlite_worker
-    assert worker is not None
+    worker = SQLiteWorker(engine.url.database or "", engine.dialect)
     now = datetime.now(UTC)
     insert_token = Statement(
         RefreshToken.__table__.insert(),  # type: ignore[attr-defined]
@@ -242,14 +225,14 @@ async def test_sqlite_statement_errors_are_sqlalchemy_errors(sqlite_url: str) ->
         async with engine.connect() as db:
             assert (await db.execute(select(RefreshToken))).all() == []
     finally:
-        await factory.aclose()
+        await worker.close()
         await engine.dispose()
 
 
 async def test_pg_statement_on_a_cut_connection_is_a_database_error(postgres_url: str) -> None:
     """As on the ORM paths: DatabaseUnavailable (503), the pool invalidated, then recovery."""
     engine = create_engine(postgres_url)
-    lookup = PgStatement(select(User.id).where(User.id == "nobody"))
+    lookup = Statement(select(User.id).where(User.id == "nobody"))
     try:
         async with PgConnection(engine) as db:
             pid = db.driver.get_server_pid()
@@ -260,17 +243,17 @@ async def test_pg_statement_on_a_cut_connection_is_a_database_error(postgres_url
                 await admin.close()
             await asyncio.sleep(0.3)  # the driver reads the FATAL message and the close
             with pytest.raises(DatabaseUnavailable):
-                await lookup.rows(db, {})
+                await db.rows(lookup, {})
         async with PgConnection(engine) as db:
             assert db.driver.get_server_pid() != pid
-            assert await lookup.rows(db, {}) == []
+            assert await db.rows(lookup, {}) == []
     finally:
         await engine.dispose()
 
 
 async def test_pg_statement_errors_are_sqlalchemy_errors(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
-    insert_token = PgStatement(
+    insert_token = Statement(
         RefreshToken.__table__.insert(),  # type: ignore[attr-defined]
         ["token_hash", "session_id", "issued_at"],
     )
@@ -278,27 +261,27 @@ async def test_pg_statement_errors_are_sqlalchemy_errors(postgres_url: str) -> N
     try:
         async with PgConnection(engine) as db:
             with pytest.raises(IntegrityError):  # no such session: the foreign key refuses
-                await insert_token.rows(
-                    db, {"token_hash": "c" * 64, "session_id": "none", "issued_at": now}
+                await db.rows(
+                    insert_token, {"token_hash": "c" * 64, "session_id": "none", "issued_at": now}
                 )
             with pytest.raises(DBAPIError):
-                await PgStatement(select(func.no_such_function())).rows(db, {})
-            assert await PgStatement(select(func.count()).select_from(User)).rows(db, {})
+                await db.rows(Statement(select(func.no_such_function())), {})
+            assert await db.rows(Statement(select(func.count()).select_from(User)), {})
     finally:
         await engine.dispose()
 
 
 async def test_pg_statement_cancelled_midway_retires_its_connection(postgres_url: str) -> None:
     engine = create_engine(postgres_url, pool_size=1)
-    sleep = PgStatement(select(func.pg_sleep(5)))
+    sleep = Statement(select(func.pg_sleep(5)))
     try:
         async with PgConnection(engine) as db:
             pid = db.driver.get_server_pid()
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.2):
-                    await sleep.rows(db, {})
+                    await db.rows(sleep, {})
         async with PgConnection(engine) as db:
             assert db.driver.get_server_pid() != pid
-            assert await PgStatement(select(func.count()).select_from(User)).rows(db, {})
+            assert await db.rows(Statement(select(func.count()).select_from(User)), {})
     finally:
         await engine.dispose()

@@ -119,3 +119,88 @@ async def test_close_finishes_what_is_queued_then_refuses(worker: SQLiteWorker) 
     assert await asyncio.gather(*writes) == ["q0", "q1", "q2"]
     with pytest.raises(RuntimeError):
         await worker.transaction(_insert("too late"))
+
+
+async def test_a_session_commits_its_statements_together(worker: SQLiteWorker) -> None:
+    async with worker.session() as tx:
+        await tx.transaction(_insert("a"))
+        await tx.transaction(_insert("b"))
+    assert await _names(worker) == ["a", "b"]
+
+
+async def _insert_then_fail(worker: SQLiteWorker) -> None:
+    async with worker.session() as tx:
+        await tx.transaction(_insert("a"))
+        raise LookupError
+
+
+async def _insert_twice(worker: SQLiteWorker) -> None:
+    async with worker.session() as tx:
+        await tx.transaction(_insert("a"))
+        await tx.transaction(_insert("a"))
+
+
+async def test_a_session_that_raises_leaves_nothing(worker: SQLiteWorker) -> None:
+    with pytest.raises(LookupError):
+        await _insert_then_fail(worker)
+    assert await _names(worker) == []
+    async with worker.session() as tx:  # the thread serves other work again
+        await tx.transaction(_insert("c"))
+    assert await _names(worker) == ["c"]
+
+
+async def test_a_failing_statement_in_a_session_is_a_sqlalchemy_error(
+    worker: SQLiteWorker,
+) -> None:
+    with pytest.raises(IntegrityError):
+        await _insert_twice(worker)
+    assert await _names(worker) == []
+
+
+async def test_other_jobs_wait_for_a_session_and_then_run(worker: SQLiteWorker) -> None:
+    opened = asyncio.Event()
+
+    async def other_request() -> str:
+        await opened.wait()
+        return await worker.transaction(_insert("b"))
+
+    waiting = asyncio.create_task(other_request())  # another task: it holds no session
+    async with worker.session() as tx:
+        await tx.transaction(_insert("a"))
+        opened.set()
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # one writer: it waits for the session's COMMIT
+    assert await asyncio.wait_for(waiting, WAIT_SECONDS) == "b"
+    assert await _names(worker) == ["a", "b"]
+
+
+async def test_a_job_from_inside_the_session_is_refused_not_deadlocked(
+    worker: SQLiteWorker,
+) -> None:
+    async def nested() -> None:
+        async with worker.session():
+            await worker.transaction(_insert("a"))
+
+    with pytest.raises(RuntimeError, match="inside a SQLite transaction"):
+        await nested()
+    assert await _names(worker) == []
+
+
+async def test_a_cancelled_session_step_rolls_the_session_back(worker: SQLiteWorker) -> None:
+    gate = threading.Event()
+
+    def blocked(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO item (name) VALUES ('a')")
+        gate.wait(WAIT_SECONDS)
+
+    async def hold() -> None:
+        async with worker.session() as tx:
+            await tx.transaction(blocked)
+
+    task = asyncio.create_task(hold())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.wait_for(_names(worker), WAIT_SECONDS) == []

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from auth_service.models import User
 from auth_service.security.passwords import VerifyResult
-from tests.conftest import PASSWORD, TEST_ISSUER, password_grant, register
+from tests.conftest import PASSWORD, TEST_ISSUER, orm_session, password_grant, register
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
@@ -124,9 +124,7 @@ async def test_full_hashing_pool_refuses_logins_before_the_user_lookup(
 ) -> None:
     await register(client)
     full = FullHasher(app.state.services.hasher)
-    app.state.services = dataclasses.replace(
-        app.state.services, hasher=full, sessions=Untouchable()
-    )
+    app.state.services = dataclasses.replace(app.state.services, hasher=full, db=Untouchable())
     for username, password in [("alice", PASSWORD), ("ghost", PASSWORD), ("x", "p")]:
         response = await password_grant(client, username, password)
         assert response.status_code == 503, response.text
@@ -271,7 +269,7 @@ async def test_disabled_user_gets_the_same_invalid_grant(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     await register(client)
-    async with app.state.services.sessions.begin() as session:
+    async with orm_session(app) as session:
         await session.execute(update(User).values(is_active=False))
     unknown = await password_grant(client, username="nobody-here")
     disabled = await password_grant(client)
@@ -284,10 +282,10 @@ async def test_legacy_bcrypt_hash_is_upgraded_to_argon2id_on_login(
 ) -> None:
     await register(client)
     legacy = bcrypt.using(rounds=4).hash(PASSWORD)
-    async with app.state.services.sessions.begin() as session:
+    async with orm_session(app) as session:
         await session.execute(update(User).values(password_hash=legacy))
     assert (await password_grant(client)).status_code == 200
-    async with app.state.services.sessions() as session:
+    async with orm_session(app) as session:
         stored = (await session.execute(select(User.password_hash))).scalar_one()
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert (await password_grant(client)).status_code == 200

@@ -30,7 +30,7 @@ from auth_service.security.tokens import TokenService
 from auth_service.services.accounts import disable
 from auth_service.services.profiles import ProfileCache, UserProfile
 from tests import jws_variants
-from tests.conftest import TEST_ISSUER, FakeClock, access_token, register
+from tests.conftest import TEST_ISSUER, FakeClock, access_token, direct_sql, register
 
 REALM = "auth_service"
 _PARAM = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
@@ -436,7 +436,7 @@ async def test_valid_token_of_a_deleted_user_is_invalid_token(
 ) -> None:
     token = await access_token(client)
     assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
-    async with app.state.engine.begin() as connection:
+    async with direct_sql(app) as connection:
         await connection.execute(text("DELETE FROM users WHERE username = 'alice'"))
     # The profile is cached: a row deleted behind the service's back (no revocation) is
     # served until its entry expires.
@@ -491,7 +491,7 @@ async def test_valid_token_of_a_disabled_user_is_invalid_token(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     token = await access_token(client)
-    async with app.state.engine.begin() as connection:
+    async with direct_sql(app) as connection:
         await connection.execute(text("UPDATE users SET is_active = false"))
     assert_invalid_token(await client.get("/users/me", headers=bearer(token)))
 

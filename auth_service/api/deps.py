@@ -13,7 +13,7 @@ from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import ensure_not_revoked
 from auth_service.services.scopes import PROFILE_SCOPE, SUPPORTED_SCOPES
-from auth_service.services.sessions import ClientInfo
+from auth_service.services.sessions import RequestOrigin
 
 __all__ = ["BearerClaims", "ContextDep", "ProfileClaims", "access_claims", "client_info"]
 
@@ -104,6 +104,6 @@ def _in_networks(text: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> 
     return any(address in network for network in networks)
 
 
-def client_info(request: Request) -> ClientInfo:
+def client_info(request: Request) -> RequestOrigin:
     """The client address and user agent, recorded on sessions and used for throttling."""
-    return ClientInfo(ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+    return RequestOrigin(ip=client_ip(request), user_agent=request.headers.get("user-agent"))

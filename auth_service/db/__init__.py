@@ -1,6 +1,6 @@
-"""Database plumbing: the declarative base and engine/session factories (no globals)."""
+"""Database plumbing: the declarative base, engines, compiled statements, drivers (no globals)."""
 
 from auth_service.db.base import Base
-from auth_service.db.engine import create_engine, create_session_factory
+from auth_service.db.engine import create_engine
 
-__all__ = ["Base", "create_engine", "create_session_factory"]
+__all__ = ["Base", "create_engine"]

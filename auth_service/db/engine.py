@@ -1,4 +1,4 @@
-"""Build the async engine and session factory for a database URL."""
+"""Build the async engine for a database URL (PostgreSQL runtime, probes, tests)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from auth_service.db.sqlite_worker import SQLiteWorker, tune_sqlite
+from auth_service.db.sqlite_worker import tune_sqlite
 from auth_service.db.unavailable import translate_connection_loss
 
 __all__ = [
     "POOL_RECYCLE_SECONDS",
-    "SessionFactory",
     "create_engine",
-    "create_session_factory",
     "is_sqlite",
     "prepare_sqlite_file",
     "probe_database",
@@ -87,35 +85,3 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
     translate_connection_loss(engine)
     return engine
-
-
-class SessionFactory(async_sessionmaker[AsyncSession]):
-    """ORM sessions, plus what the hot paths run on (db/hot.py).
-
-    PostgreSQL: `core`, the engine in autocommit, since each hot statement is atomic on
-    its own (writes are single data-modifying statements) and none should pay BEGIN/COMMIT
-    round trips. SQLite: `sqlite_worker`, the hot paths' own connection and thread, which
-    aclose() stops.
-    """
-
-    core: AsyncEngine
-    sqlite_worker: SQLiteWorker | None
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine, expire_on_commit=False)
-        if engine.dialect.name == "sqlite":
-            self.core = engine
-            self.sqlite_worker = SQLiteWorker(engine.url.database or "", engine.dialect)
-        else:
-            self.core = engine.execution_options(isolation_level="AUTOCOMMIT")
-            self.sqlite_worker = None
-
-    async def aclose(self) -> None:
-        """Stop the SQLite worker, if any (the engine is disposed of separately)."""
-        if self.sqlite_worker is not None:
-            await self.sqlite_worker.close()
-
-
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    """Sessions that keep loaded attributes after commit (services return plain values)."""
-    return SessionFactory(engine)

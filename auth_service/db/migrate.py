@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 
 from alembic import command
 from alembic.config import Config
@@ -104,6 +105,18 @@ def _database_revisions(connection: Connection) -> frozenset[str]:
     if not inspect(connection).has_table(VERSION_TABLE):
         return frozenset()
     return frozenset(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def sqlite_revisions(connection: sqlite3.Connection) -> frozenset[str]:
+    """_database_revisions on a bare sqlite3 connection (the SQLite worker's)."""
+    found = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ).fetchone()
+    if found is None:
+        return frozenset()
+    return frozenset(
+        row[0] for row in connection.execute("SELECT version_num FROM alembic_version")
+    )
 
 
 async def database_revisions(engine: AsyncEngine) -> frozenset[str]:

@@ -1,12 +1,16 @@
-"""The SQLite hot paths' own connection: one thread, writes committed in groups.
+"""The service's one SQLite connection: one thread, writes committed in groups.
 
 A login or refresh reads a row and writes one small transaction. Through the engine's pool
 that took three hops to aiosqlite threads per request, and writers on different pooled
 connections met SQLite's write lock, whose busy handler sleeps 1 ms, then 2, 5, ... between
-tries. Here the hot statements go to one connection in one thread. Whatever queued up
+tries. Here every statement goes to one connection in one thread. Whatever queued up
 while the thread was busy runs as one batch: its writes in one transaction (a savepoint
 each, so a failing one undoes only itself) with one COMMIT, so one fsync, for the batch.
 No caller is answered before the COMMIT that makes its write durable.
+
+It is the only connection the service opens on the file (one writer): a transaction that
+spans several awaited statements (WorkerSession, from session()) reserves the thread from
+BEGIN to COMMIT, and other jobs wait for it, as they would for SQLite's write lock.
 """
 
 from __future__ import annotations
@@ -16,21 +20,24 @@ import contextlib
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
-from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from auth_service.db.runner import SqlSpan
 from auth_service.db.statements import Statement, StatementFailed
 
-__all__ = ["MAX_BATCH", "SQLiteWorker", "tune_sqlite"]
+__all__ = ["MAX_BATCH", "SQLiteWorker", "WorkerSession", "tune_sqlite"]
 
 _T = TypeVar("_T")
 
+# The span of a job that is not one statement (a repository's work function).
+_TRANSACTION_SPAN = "TRANSACTION"
 # Jobs taken per batch: bounds how long one transaction holds SQLite's write lock.
 MAX_BATCH = 64
 
@@ -51,6 +58,27 @@ class _Job:
     work: Callable[[sqlite3.Connection], Any]
     writes: bool
     future: asyncio.Future[Any]
+    # A session's first job: the thread then runs only that session's steps until its end.
+    session: _Channel | None = None
+    end: str | None = None  # in a session's steps: "commit" or "rollback"
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """The steps of one WorkerSession, in order, ending with a commit or rollback step."""
+
+    steps: SimpleQueue[_Job] = field(default_factory=SimpleQueue)
+
+
+# The worker whose session a task holds, and that task: a job it queued behind its own
+# session would wait for it forever. (Tasks it starts inherit the variable but are others.)
+_HOLDING: ContextVar[tuple[SQLiteWorker, asyncio.Task[Any] | None] | None] = ContextVar(
+    "sqlite_worker_session", default=None
+)
+
+
+def _nothing(_connection: sqlite3.Connection) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,50 +89,79 @@ class _Outcome:
 
 
 class SQLiteWorker:
-    """Runs hot statements and write transactions on its own sqlite3 connection.
+    """Runs every statement and transaction of the service on its own sqlite3 connection.
 
-    Used like the PostgreSQL hot connection (`async with`, `commit()`), but each call is
-    complete when it returns: a read has read, a transaction has committed. The thread
-    starts at the first call and stops at close() (or when the worker is dropped).
+    Each call is complete when it returns: a read has read, a transaction has committed.
+    The thread starts at the first call and stops at close() (or when the worker is dropped).
     """
 
-    def __init__(self, path: str, dialect: Dialect) -> None:
+    def __init__(self, path: str, dialect: Dialect, *, span: SqlSpan | None = None) -> None:
         if not path or path == ":memory:":
-            raise ValueError("the SQLite hot path needs a database file")
+            raise ValueError("the SQLite backend needs a database file")
         self.dialect = dialect
+        self.span = span
         self._path = path
         self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
         weakref.finalize(self, self._jobs.put, None)
 
-    async def __aenter__(self) -> SQLiteWorker:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Nothing to release: the connection is the worker's."""
-
-    async def commit(self) -> None:
-        """Nothing to do: every write committed before its call returned."""
-
     async def rows(self, statement: Statement, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Execute one statement with `params` (a write commits); the rows it returns."""
         compiled = statement.compiled(self.dialect)
-        rows: list[Sequence[Any]] = await self._submit(
-            lambda connection: compiled.run(connection, params), writes=not compiled.read
-        )
+        with self.traced(compiled.sql):
+            rows: list[Sequence[Any]] = await self._submit(
+                lambda connection: compiled.run(connection, params), writes=not compiled.read
+            )
         return rows
 
     async def transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `work` in the worker's thread, atomically: its writes commit if it returns
         and are undone if it raises. It should run statements with Compiled.run."""
-        result: _T = await self._submit(work, writes=True)
+        with self.traced(_TRANSACTION_SPAN):
+            result: _T = await self._submit(work, writes=True)
         return result
+
+    def traced(self, sql: str) -> contextlib.AbstractContextManager[object]:
+        """The tracing span of one job (queue wait included), or nothing without tracing."""
+        return self.span(sql) if self.span is not None else contextlib.nullcontext()
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the worker's thread (the metrics' view of its load)."""
+        return self._jobs.qsize()
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[WorkerSession]:
+        """One transaction over several awaited statements: BEGIN IMMEDIATE now, COMMIT
+        when the block ends (ROLLBACK if it raises). The thread serves only this session
+        meanwhile, so keep the block short."""
+        if self._held_here():
+            raise RuntimeError("a SQLite transaction is already open in this task")
+        channel = _Channel()
+        try:
+            await self._submit(_nothing, writes=True, session=channel)
+            holding = _HOLDING.set((self, asyncio.current_task()))
+            try:
+                yield WorkerSession(self, channel)
+            finally:
+                _HOLDING.reset(holding)
+        except BaseException:
+            loop = asyncio.get_running_loop()
+            channel.steps.put(_Job(_nothing, True, loop.create_future(), end="rollback"))
+            raise
+        await self._step(channel, _nothing, end="commit")
+
+    def _held_here(self) -> bool:
+        held = _HOLDING.get()
+        return held is not None and held[0] is self and held[1] is asyncio.current_task()
+
+    async def _step(
+        self, channel: _Channel, work: Callable[[sqlite3.Connection], Any], end: str | None = None
+    ) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        channel.steps.put(_Job(work, True, future, end=end))
+        return await self._outcome(future)
 
     async def close(self) -> None:
         """Finish what is queued, close the connection, stop the thread."""
@@ -114,16 +171,27 @@ class SQLiteWorker:
             self._jobs.put(None)
             await asyncio.to_thread(thread.join)
 
-    async def _submit(self, work: Callable[[sqlite3.Connection], Any], *, writes: bool) -> Any:
+    async def _submit(
+        self,
+        work: Callable[[sqlite3.Connection], Any],
+        *,
+        writes: bool,
+        session: _Channel | None = None,
+    ) -> Any:
         if self._closed:
             raise RuntimeError("the SQLite worker is closed")
+        if self._held_here():
+            raise RuntimeError("inside a SQLite transaction: use its repositories")
         if self._thread is None:
             self._thread = threading.Thread(
-                target=_serve, args=(self._jobs, self._path), name="sqlite-hot", daemon=True
+                target=_serve, args=(self._jobs, self._path), name="sqlite-worker", daemon=True
             )
             self._thread.start()
         future = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(work, writes, future))
+        self._jobs.put(_Job(work, writes, future, session=session))
+        return await self._outcome(future)
+
+    async def _outcome(self, future: asyncio.Future[Any]) -> Any:
         try:
             return await future
         except StatementFailed as failed:
@@ -150,6 +218,43 @@ class SQLiteWorker:
         )
 
 
+class WorkerSession:
+    """The statements of one transaction on the worker (see SQLiteWorker.session)."""
+
+    __slots__ = ("_channel", "_worker", "dialect")
+
+    def __init__(self, worker: SQLiteWorker, channel: _Channel) -> None:
+        self._worker, self._channel = worker, channel
+        self.dialect = worker.dialect
+
+    async def rows(self, statement: Statement, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Execute one statement inside the transaction; the rows it returns."""
+        compiled = statement.compiled(self.dialect)
+        with self._worker.traced(compiled.sql):
+            rows: list[Sequence[Any]] = await self._worker._step(
+                self._channel, lambda connection: compiled.run(connection, params)
+            )
+        return rows
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work` in the worker's thread inside a savepoint of this transaction."""
+
+        def atomically(connection: sqlite3.Connection) -> _T:
+            connection.execute("SAVEPOINT work")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK TO work")
+                connection.execute("RELEASE work")
+                raise
+            connection.execute("RELEASE work")
+            return result
+
+        with self._worker.traced(_TRANSACTION_SPAN):
+            result: _T = await self._worker._step(self._channel, atomically)
+        return result
+
+
 def _serve(jobs: SimpleQueue[_Job | None], path: str) -> None:
     """The worker thread: batches of jobs until the stop mark."""
     connection: sqlite3.Connection | None = None
@@ -162,7 +267,7 @@ def _serve(jobs: SimpleQueue[_Job | None], path: str) -> None:
             try:
                 if connection is None:
                     connection = _connect(path)
-                outcomes = _run(connection, batch)
+                outcomes = _run_in_order(connection, batch)
             except BaseException as error:  # the batch as a whole failed
                 outcomes = [_Outcome(job, error=error) for job in batch]
             if any(_is_closed(outcome.error) for outcome in outcomes):
@@ -195,6 +300,59 @@ def _connect(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None)
     tune_sqlite(connection)
     return connection
+
+
+def _run_in_order(connection: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+    """Run a batch; a session job ends the group before it and runs alone."""
+    outcomes: list[_Outcome] = []
+    group: list[_Job] = []
+    for job in batch:
+        if job.session is None:
+            group.append(job)
+            continue
+        if group:
+            done = _run(connection, group)
+            _deliver(done)  # now, not after the session
+            outcomes += done
+            group = []
+        outcomes += _run_session(connection, job)
+    if group:
+        outcomes += _run(connection, group)
+    return outcomes
+
+
+def _run_session(connection: sqlite3.Connection, start: _Job) -> list[_Outcome]:
+    """BEGIN, then the session's steps as they arrive, answered one by one, until its end;
+    the outcomes of steps whose connection closed under them (for _serve to notice)."""
+    assert start.session is not None
+    steps = start.session.steps
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except BaseException as error:
+        _deliver([_Outcome(start, error=error)])
+        return []
+    _deliver([_Outcome(start)])
+    closed: list[_Outcome] = []
+    while True:
+        step = steps.get()
+        if step.end == "rollback":
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return closed
+        if step.end == "commit":
+            outcome = _attempt(connection, _Job(_commit, True, step.future))
+            if outcome.error is not None and connection.in_transaction:
+                connection.execute("ROLLBACK")
+            _deliver([outcome])
+            return closed
+        outcome = _attempt(connection, step)
+        if _is_closed(outcome.error):
+            closed.append(_Outcome(step, error=outcome.error))
+        _deliver([outcome])
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    connection.execute("COMMIT")
 
 
 def _run(connection: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:

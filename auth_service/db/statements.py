@@ -2,7 +2,14 @@
 
 A Statement holds what SQLAlchemy would work out on every execute: the SQL text, the
 order and bind processing of its parameters, and its columns' result processors. The
-hot paths hand these to asyncpg (db/hot.py) or to sqlite3 (db/sqlite_worker.py).
+repositories hand these to asyncpg (db/postgres.py) or to sqlite3 (db/sqlite_worker.py).
+
+Why SQLAlchemy internals: a positional driver call needs the compiled parameter order
+(`SQLCompiler.positiontup`, `.binds`) and the constants' values (`BindParameter.effective_value`),
+which SQLAlchemy otherwise works out on every execute. This module and db/postgres.py's
+pool adapter are the only places that touch them; both are covered by
+tests/test_sessions_sql.py and tests/test_sqlite_worker.py. Checked against SQLAlchemy
+2.0.x and 2.1.9.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ class Statement:
     def __init__(self, statement: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
         self._statement = statement
         self._column_keys = list(column_keys) if column_keys is not None else None
-        self._compiled: Compiled | None = None
+        # One compiled form per dialect: a Statement may serve both backends (tests do).
+        self._compiled: dict[str, Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> Compiled:
-        """The statement compiled for `dialect` (the first call compiles)."""
-        return self._compiled or self._compile(dialect)
+        """The statement compiled for `dialect` (the first call per dialect compiles)."""
+        return self._compiled.get(dialect.name) or self._compile(dialect)
 
     def _compile(self, dialect: Dialect) -> Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
@@ -45,13 +53,15 @@ class Statement:
             else:
                 value = bind.effective_value
                 order.append(Bind(None, None, process(value) if process else value))
-        columns = self._statement.selected_columns if isinstance(self._statement, Select) else ()
+        # A SELECT's columns, or what an INSERT/UPDATE/DELETE ... RETURNING returns.
+        columns = getattr(self._statement, "exported_columns", ())
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
         read = isinstance(self._statement, Select)
-        self._compiled = Compiled(compiled.string, tuple(order), results, read)
-        return self._compiled
+        built = Compiled(compiled.string, tuple(order), results, read)
+        self._compiled[dialect.name] = built
+        return built
 
 
 class StatementFailed(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from auth_service.db.hot import hot_connection
 from auth_service.errors import (
     HashingBusy,
     InvalidGrant,
@@ -15,6 +14,7 @@ from auth_service.errors import (
     TooManyAttempts,
     WrongCurrentPassword,
 )
+from auth_service.repositories import UserRecord
 from auth_service.security.policy import (
     canonical_username,
     lookup_key,
@@ -27,9 +27,6 @@ from auth_service.services.profiles import UserProfile
 from auth_service.services.revocation import deny_sessions, deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
 from auth_service.services.sessions import end_sessions_in, revoke_session_ids
-from auth_service.stores import sessions as session_rows
-from auth_service.stores import users
-from auth_service.stores.users import UserRecord
 
 __all__ = [
     "UserProfile",
@@ -58,15 +55,13 @@ async def register(
     if ip is not None:
         await ctx.throttler.check_registration(ip)
     password_hash = await ctx.hasher.hash(password)
-    async with ctx.sessions.begin() as session:
-        user = await users.add_user(
-            session,
-            username=display_name,
-            canonical_name=canonical_username(display_name),
-            skeleton=username_skeleton(display_name),
-            password_hash=password_hash,
-            now=ctx.clock(),
-        )
+    user = await ctx.db.users.add(
+        username=display_name,
+        canonical_name=canonical_username(display_name),
+        skeleton=username_skeleton(display_name),
+        password_hash=password_hash,
+        now=ctx.clock(),
+    )
     ctx.audit.record("register", user_id=user.id)
     return UserProfile(id=user.id, username=user.username, created_at=user.created_at)
 
@@ -88,8 +83,7 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     canonical = lookup_key(username)
     user = None
     if canonical is not None:
-        async with hot_connection(ctx.sessions) as db:
-            user = await users.get_user_by_username(db, canonical)
+        user = await ctx.db.users.by_username(canonical)
     if user is None:
         await ctx.hasher.dummy_verify(password, canonical or username)
         raise InvalidGrant
@@ -97,14 +91,9 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     if not result.ok or not user.is_active:
         raise InvalidGrant
     if result.new_hash is not None:
-        async with ctx.sessions.begin() as session:
-            await users.replace_password_hash(
-                session,
-                user.id,
-                expected_hash=user.password_hash,
-                new_hash=result.new_hash,
-                now=ctx.clock(),
-            )
+        await ctx.db.users.replace_password_hash(
+            user.id, expected_hash=user.password_hash, new_hash=result.new_hash, now=ctx.clock()
+        )
         log.info("password hash upgraded", extra={"user_id": user.id})
     return user
 
@@ -142,11 +131,10 @@ async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
     profile = ctx.profiles.get(user_id, now)
     if profile is not None:
         return profile
-    async with ctx.sessions() as session:
-        row = await users.get_active_profile(session, user_id)
+    row = await ctx.db.users.active_profile(user_id)
     if row is None:
         return None
-    profile = UserProfile(id=row[0], username=row[1], created_at=row[2])
+    profile = UserProfile(id=row.id, username=row.username, created_at=row.created_at)
     ctx.profiles.put(profile, now)
     return profile
 
@@ -163,8 +151,7 @@ async def change_password(
 
     The check is throttled and audited like a login from `ip` (see _check_current_password).
     """
-    async with ctx.sessions() as session:
-        user = await users.get_user_by_id(session, claims.subject)
+    user = await ctx.db.users.by_id(claims.subject)
     if user is None or not user.is_active:
         raise InvalidToken("the account no longer exists or is disabled")
     current = ctx.policy.prepare(current_password)
@@ -177,9 +164,8 @@ async def change_password(
     # with the old password cannot open a session) and every other session revoked. The
     # store is written inside it, so a store failure leaves nothing changed and a retry
     # with the same body succeeds.
-    async with ctx.sessions.begin() as session:
-        changed = await users.change_password_hash(
-            session,
+    async with ctx.db.transaction() as tx:
+        changed = await tx.users.change_password_hash(
             user.id,
             expected_version=user.credential_version,
             new_hash=new_hash,
@@ -188,7 +174,7 @@ async def change_password(
         if changed is None:
             raise WrongCurrentPassword  # changed or disabled since it was checked
         ended = await end_sessions_in(
-            ctx, session, user.id, reason="password_changed", keep=claims.session_id
+            ctx, tx, user.id, reason="password_changed", keep=claims.session_id
         )
     await deny_sessions(ctx, ended)  # again, after the commit (see services/revocation.py)
     ctx.audit.record("password_change", user_id=user.id)
@@ -204,16 +190,15 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
     canonical = lookup_key(username)
     if canonical is None:
         return False
-    async with ctx.sessions() as session:
-        user = await users.get_user_by_username(session, canonical)
+    user = await ctx.db.users.by_username(canonical)
     if user is None:
         return False
-    async with ctx.sessions.begin() as session:
-        version = await users.disable_user(session, user.id, now=ctx.clock())
+    async with ctx.db.transaction() as tx:
+        version = await tx.users.disable(user.id, now=ctx.clock())
         if version is None:
             return False  # deleted meanwhile
         await deny_user_tokens(ctx, user.id, version)
-        ended = await end_sessions_in(ctx, session, user.id, reason="user_disabled")
+        ended = await end_sessions_in(ctx, tx, user.id, reason="user_disabled")
     # Again, after the commit: a reseed that read SQL before it cannot lose them.
     await deny_user_tokens(ctx, user.id, version)
     await deny_sessions(ctx, ended)
@@ -225,9 +210,7 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
 async def require_active(ctx: ServiceContext, user_id: str) -> None:
     """Raise InvalidToken unless the user is active in SQL (for privileged operations, which
     should not rest on the denylist alone)."""
-    async with ctx.sessions() as session:
-        active = await users.is_active(session, user_id)
-    if not active:
+    if not await ctx.db.users.is_active(user_id):
         raise InvalidToken("the account no longer exists or is disabled")
 
 
@@ -244,13 +227,12 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
     canonical = lookup_key(username)
     if canonical is None:
         return False
-    async with ctx.sessions.begin() as session:
-        user = await users.get_user_by_username(session, canonical)
+    async with ctx.db.transaction() as tx:
+        user = await tx.users.by_username(canonical)
         if user is None:
             return False
-        await users.set_scopes(session, user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
-    async with ctx.sessions() as session:
-        held = await session_rows.unrevoked_session_scopes(session, user.id)
+        await tx.users.set_scopes(user.id, scopes=" ".join(sorted(scopes)), now=ctx.clock())
+    held = await ctx.db.sessions.unrevoked_scopes(user.id)
     wider = [sid for sid, scope in held if not frozenset(scope.split()) <= scopes]
     if wider:
         await revoke_session_ids(ctx, user.id, wider, reason="scopes_removed")

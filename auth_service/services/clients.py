@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auth_service.errors import ClientExists, InvalidClient, InvalidRequest, InvalidScope
-from auth_service.models import OAuthClient
+from auth_service.repositories import ClientRow
 from auth_service.security.client_secrets import (
     hash_client_secret,
     new_client_secret,
@@ -19,7 +19,6 @@ from auth_service.security.client_secrets import (
 )
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import SUPPORTED_SCOPES
-from auth_service.stores import clients as client_rows
 
 __all__ = [
     "Client",
@@ -73,7 +72,7 @@ def _default_client(ctx: ServiceContext) -> Client:
     )
 
 
-def _view(row: OAuthClient, *, authenticated: bool) -> Client:
+def _view(row: ClientRow, *, authenticated: bool) -> Client:
     return Client(
         client_id=row.client_id,
         confidential=row.confidential,
@@ -92,8 +91,7 @@ async def authenticate_client(ctx: ServiceContext, credentials: ClientCredential
         if ctx.default_client_enabled:
             return _default_client(ctx)
         raise InvalidClient("client authentication is required")
-    async with ctx.sessions() as session:
-        row = await client_rows.get_client(session, credentials.client_id)
+    row = await ctx.db.clients.get(credentials.client_id)
     secret = credentials.client_secret
     if row is None:
         if secret:
@@ -132,7 +130,7 @@ async def register_client(
     if introspection and not confidential:
         raise InvalidRequest("only a confidential client may introspect tokens")
     secret = new_client_secret() if confidential else None
-    row = OAuthClient(
+    row = ClientRow(
         client_id=client_id,
         secret_hash=hash_client_secret(secret) if secret else None,
         confidential=confidential,
@@ -141,21 +139,18 @@ async def register_client(
         created_at=ctx.clock(),
         introspection=introspection,
     )
-    async with ctx.sessions.begin() as session:
-        await client_rows.add_client(session, row)
+    await ctx.db.clients.add(row)
     return NewClient(_view(row, authenticated=False), secret)
 
 
 async def list_clients(ctx: ServiceContext, *, include_default: bool = False) -> list[Client]:
     """Every registered client; first the default public client (not stored) if asked
     for and enabled."""
-    async with ctx.sessions() as session:
-        rows = await client_rows.list_clients(session)
+    rows = await ctx.db.clients.all()
     default = [_default_client(ctx)] if include_default and ctx.default_client_enabled else []
     return default + [_view(row, authenticated=False) for row in rows]
 
 
 async def remove_client(ctx: ServiceContext, client_id: str) -> bool:
     """Delete a client; its sessions can no longer be refreshed (client mismatch)."""
-    async with ctx.sessions.begin() as session:
-        return await client_rows.remove_client(session, client_id)
+    return await ctx.db.clients.remove(client_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from auth_service.audit import Audit
-from auth_service.db.engine import SessionFactory
+from auth_service.repositories import Database
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
@@ -33,9 +33,9 @@ class SessionPolicy:
 
 @dataclass(frozen=True)
 class ServiceContext:
-    """Database sessions, hashing, password policy, tokens, revocation state and the clock."""
+    """The database, hashing, password policy, tokens, revocation state and the clock."""
 
-    sessions: SessionFactory
+    db: Database
     hasher: PasswordHasher
     policy: PasswordPolicy
     tokens: TokenService

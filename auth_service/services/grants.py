@@ -13,7 +13,7 @@ from auth_service.services.accounts import authenticate
 from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import grantable_scopes, parse_requested_scopes
-from auth_service.services.sessions import ClientInfo, TokenGrant, open_session, refresh
+from auth_service.services.sessions import RequestOrigin, TokenGrant, open_session, refresh
 
 __all__ = ["SUPPORTED_GRANT_TYPES", "issue_tokens"]
 
@@ -31,7 +31,7 @@ async def issue_tokens(
     ctx: ServiceContext,
     params: dict[str, str],
     credentials: ClientCredentials | None,
-    origin: ClientInfo,
+    origin: RequestOrigin,
 ) -> TokenGrant:
     """Dispatch on grant_type; `params` are the form fields, each present at most once."""
     grant_type = _required(params, "grant_type")
@@ -49,7 +49,7 @@ async def issue_tokens(
                 refresh_token,
                 requested_scopes=requested,
                 client_id=client.client_id,
-                client=origin,
+                origin=origin,
             )
         except InvalidGrant as exc:
             ctx.audit.record(
@@ -72,4 +72,4 @@ async def issue_tokens(
         )
         raise
     scopes = grantable_scopes(requested, client.scopes, user.scopes.split())
-    return await open_session(ctx, user, scopes=scopes, client_id=client.client_id, client=origin)
+    return await open_session(ctx, user, scopes=scopes, client_id=client.client_id, origin=origin)

@@ -16,7 +16,6 @@ import secrets
 from datetime import timedelta
 
 from auth_service.services.context import ServiceContext
-from auth_service.stores import service_secrets, users
 
 __all__ = ["keep_hash_population_current", "refresh_hash_population", "try_refresh"]
 
@@ -35,13 +34,9 @@ async def refresh_hash_population(ctx: ServiceContext, key: bytes | None = None)
     """
     async with asyncio.timeout(REFRESH_TIMEOUT.total_seconds()):
         if key is None:
-            async with ctx.sessions.begin() as session:
-                value = await service_secrets.ensure_secret(
-                    session, KEY_NAME, secrets.token_hex(32)
-                )
+            value = await ctx.db.secrets.ensure(KEY_NAME, secrets.token_hex(32))
             key = bytes.fromhex(value)
-        async with ctx.sessions() as session:
-            sample = await users.password_hash_sample(session, SAMPLE_SIZE)
+        sample = await ctx.db.hash_samples.sample(SAMPLE_SIZE)
     await ctx.hasher.use_population(sample, key)
     return key
 

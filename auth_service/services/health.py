@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from auth_service.db.migrate import database_revisions, schema_is_behind
 from auth_service.errors import StoreUnavailable
+from auth_service.repositories import Database
 from auth_service.stores.revocation import RevocationStore
 
 __all__ = ["check_readiness"]
@@ -18,15 +16,15 @@ log = logging.getLogger(__name__)
 _CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def _database_state(engine: AsyncEngine) -> tuple[str, str]:
+async def _database_state(db: Database) -> tuple[str, str]:
     """(database, schema): reading the Alembic revision is also the connectivity check."""
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
-            current = await database_revisions(engine)
+            behind = await db.schema_is_behind()
     except Exception as exc:
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         return "unavailable", "unavailable"
-    if schema_is_behind(current):
+    if behind:
         # Logins and registrations would fail on missing tables or columns.
         log.warning("readiness: database schema is behind the code; run `auth-service migrate`")
         return "ok", "behind"
@@ -43,12 +41,10 @@ async def _store_ok(store: RevocationStore) -> bool:
     return True
 
 
-async def check_readiness(engine: AsyncEngine, store: RevocationStore) -> dict[str, str]:
+async def check_readiness(db: Database, store: RevocationStore) -> dict[str, str]:
     """`{"database": "ok" | "unavailable", "schema": "ok" | "behind" | "unavailable",
     "revocation_store": ...}`, checked concurrently."""
-    (database, schema), revocations = await asyncio.gather(
-        _database_state(engine), _store_ok(store)
-    )
+    (database, schema), revocations = await asyncio.gather(_database_state(db), _store_ok(store))
     return {
         "database": database,
         "schema": schema,

@@ -14,7 +14,6 @@ from auth_service.services.accounts import get_profile
 from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import ensure_not_revoked
-from auth_service.stores import sessions as session_rows
 
 __all__ = ["INACTIVE", "introspect"]
 
@@ -72,8 +71,7 @@ async def _refresh_token(ctx: ServiceContext, token: str) -> dict[str, Any] | No
     if len(token) > MAX_REFRESH_TOKEN_LENGTH:
         return None
     now = ctx.clock()
-    async with ctx.sessions() as session:
-        found = await session_rows.find_refresh_family(session, hash_refresh_token(token))
+    found = await ctx.db.sessions.find_family(hash_refresh_token(token))
     if found is None:
         return None
     row, record = found.token, found.session

@@ -11,7 +11,6 @@ from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_token
 from auth_service.services.sessions import revoke_session_ids
-from auth_service.stores import sessions as rows
 
 __all__ = ["LogoutScope", "delete_session", "logout", "revoke"]
 
@@ -72,8 +71,7 @@ async def revoke(
 async def _revoke_refresh_token(ctx: ServiceContext, token: str, client_id: str) -> bool:
     if len(token) > MAX_REFRESH_TOKEN_LENGTH:
         return False
-    async with ctx.sessions() as db:
-        found = await rows.find_refresh_family(db, hash_refresh_token(token))
+    found = await ctx.db.sessions.find_family(hash_refresh_token(token))
     if found is None:
         return False
     record = found.session
@@ -93,10 +91,9 @@ async def _revoke_access_token(ctx: ServiceContext, token: str, client_id: str) 
     if claims.client_id != client_id:
         return True
     await deny_token(ctx, claims.token_id, claims.expires_at)
-    async with ctx.sessions.begin() as db:
-        await rows.record_revoked_access_token(
-            db, jti=claims.token_id, expires_at=claims.expires_at, now=ctx.clock()
-        )
+    await ctx.db.revocations.record_access_token(
+        jti=claims.token_id, expires_at=claims.expires_at, now=ctx.clock()
+    )
     await deny_token(ctx, claims.token_id, claims.expires_at)  # again, after the commit
     ctx.audit.record("revoke", user_id=claims.subject, client_id=client_id, reason="access_token")
     return True

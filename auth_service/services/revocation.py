@@ -18,7 +18,6 @@ from datetime import datetime
 from auth_service.errors import InvalidToken, StoreUnavailable
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
-from auth_service.stores import sessions as session_rows
 from auth_service.stores.revocation import RevocationStatus, SeedData
 
 __all__ = [
@@ -105,16 +104,15 @@ async def _read_revocations(ctx: ServiceContext, ticket: str) -> SeedData:
     now = ctx.clock()
     horizon = ctx.session_policy.access_token_horizon
     leeway = ctx.tokens.leeway
-    async with ctx.sessions() as session:
-        revoked_sessions, revoked_tokens, users = await session_rows.recent_revocations(
-            session, since=now - horizon
-        )
-    tokens = [(jti, _seconds_until(exp + leeway, now)) for jti, exp in revoked_tokens]
+    recent = await ctx.db.revocations.recent(since=now - horizon)
+    tokens = [(jti, _seconds_until(exp + leeway, now)) for jti, exp in recent.tokens]
     return SeedData(
-        sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in revoked_sessions],
+        sessions=[(sid, _seconds_until(at + horizon, now)) for sid, at in recent.sessions],
         # An access token is accepted until its exp plus the leeway, not a horizon later.
         tokens=[(jti, ttl) for jti, ttl in tokens if ttl > 0],
-        users=[(uid, version, _seconds_until(at + horizon, now)) for uid, version, at in users],
+        users=[
+            (uid, version, _seconds_until(at + horizon, now)) for uid, version, at in recent.users
+        ],
         ticket=ticket,
     )
 

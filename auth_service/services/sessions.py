@@ -11,10 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from auth_service.db.hot import hot_connection
 from auth_service.errors import InvalidGrant, InvalidScope
+from auth_service.repositories import (
+    RefreshFamily,
+    RefreshTokenRow,
+    Repositories,
+    SessionRow,
+    UserRecord,
+)
 from auth_service.security.refresh import (
     MAX_REFRESH_TOKEN_LENGTH,
     hash_refresh_token,
@@ -25,16 +30,9 @@ from auth_service.security.refresh import (
 from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_sessions, deny_sessions_eventually
-from auth_service.stores import sessions as rows
-from auth_service.stores import users as user_rows
-from auth_service.stores.sessions import RefreshFamily, RefreshTokenRow, SessionRow
-from auth_service.stores.users import UserRecord
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
-    "ClientInfo",
+    "RequestOrigin",
     "SessionView",
     "TokenGrant",
     "end_sessions_in",
@@ -45,14 +43,16 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ClientInfo:
-    """Where a request came from, recorded on the session (truncated, never trusted)."""
+class RequestOrigin:
+    """Where a request came from (IP, user agent), recorded on the session (truncated,
+    never trusted)."""
 
     ip: str | None
     user_agent: str | None
 
-    def clipped(self) -> ClientInfo:
-        return ClientInfo(
+    def clipped(self) -> RequestOrigin:
+        """The origin cut to what the session columns hold."""
+        return RequestOrigin(
             ip=self.ip[:64] if self.ip else None,
             user_agent=self.user_agent[:256] if self.user_agent else None,
         )
@@ -130,7 +130,7 @@ async def open_session(
     *,
     scopes: frozenset[str],
     client_id: str,
-    client: ClientInfo,
+    origin: RequestOrigin,
 ) -> TokenGrant:
     """Record a new session with its first refresh token; return the first token pair.
 
@@ -140,7 +140,7 @@ async def open_session(
     """
     now = ctx.clock()
     policy = ctx.session_policy
-    client = client.clipped()
+    origin = origin.clipped()
     absolute = now + policy.absolute_lifetime
     record = SessionRow(
         id=new_token_id(),
@@ -149,20 +149,17 @@ async def open_session(
         scope=" ".join(sorted(scopes)),
         created_at=now,
         last_used_at=now,
-        last_ip=client.ip,
-        last_user_agent=client.user_agent,
+        last_ip=origin.ip,
+        last_user_agent=origin.user_agent,
         idle_expires_at=min(now + policy.idle_timeout, absolute),
         absolute_expires_at=absolute,
     )
     refresh_token = new_refresh_token()
-    async with hot_connection(ctx.sessions) as db:
-        opened = await rows.open_session(
-            db,
-            record,
-            token_hash=hash_refresh_token(refresh_token),
-            credential_version=user.credential_version,
-        )
-        await db.commit()
+    opened = await ctx.db.sessions.open(
+        record,
+        token_hash=hash_refresh_token(refresh_token),
+        credential_version=user.credential_version,
+    )
     if not opened:
         ctx.audit.record("login", outcome="failure", user_id=user.id, reason="credentials_changed")
         raise InvalidGrant
@@ -180,8 +177,7 @@ async def open_session(
 
 async def _scopes_still_granted(ctx: ServiceContext, user_id: str, scopes: frozenset[str]) -> bool:
     """Read after the session was written: does the user still hold every scope it got?"""
-    async with ctx.sessions() as db:
-        current = await user_rows.get_user_by_id(db, user_id)
+    current = await ctx.db.users.by_id(user_id)
     return current is not None and scopes <= frozenset(current.scopes.split())
 
 
@@ -208,53 +204,44 @@ async def refresh(
     *,
     requested_scopes: frozenset[str] | None,
     client_id: str,
-    client: ClientInfo,
+    origin: RequestOrigin,
 ) -> TokenGrant:
     """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent.
 
-    The read and the rotation go to the hot connection: on PostgreSQL two autocommitted
-    statements on asyncpg, on SQLite a SELECT and then one write transaction, both run by
-    the SQLiteWorker.
+    Two repository calls, each its own transaction: the read, then the rotation (one
+    statement on PostgreSQL, one worker job on SQLite).
     """
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         raise InvalidGrant("the refresh token is invalid")
     token_hash = hash_refresh_token(refresh_token)
-    async with hot_connection(ctx.sessions) as db:
-        family = _check_family(ctx, await rows.find_refresh_family(db, token_hash), client_id)
-        token_row, record = family.token, family.session
-        if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
-            raise InvalidScope("a refresh cannot widen the scope of the session")
-        if token_row.used_at is None:
-            # Scopes taken from the user since the login are not renewed.
-            scopes = (requested_scopes or frozenset(record.scope.split())) & set(
-                family.user_scopes.split()
-            )
-            now = ctx.clock()
-            client = client.clipped()
-            successor_token = new_refresh_token()
-            grant = _grant(ctx, record, successor_token, family.user_credential_version, scopes)
-            won = await rows.rotate_refresh_token(
-                db,
-                token_hash,
-                now=now,
-                sealed_successor=grant.sealed_for(refresh_token),
-                successor_hash=hash_refresh_token(successor_token),
-                session_id=record.id,
-                idle_expires_at=min(
-                    now + ctx.session_policy.idle_timeout, record.absolute_expires_at
-                ),
-                ip=client.ip,
-                user_agent=client.user_agent,
-            )
-            await db.commit()
-            if won:
-                ctx.audit.record("refresh", user_id=record.user_id, client_id=client_id)
-                return grant
+    family = _check_family(ctx, await ctx.db.sessions.find_family(token_hash), client_id)
+    token_row, record = family.token, family.session
+    if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
+        raise InvalidScope("a refresh cannot widen the scope of the session")
     if token_row.used_at is None:
+        # Scopes taken from the user since the login are not renewed.
+        scopes = (requested_scopes or frozenset(record.scope.split())) & set(
+            family.user_scopes.split()
+        )
+        now = ctx.clock()
+        origin = origin.clipped()
+        successor_token = new_refresh_token()
+        grant = _grant(ctx, record, successor_token, family.user_credential_version, scopes)
+        won = await ctx.db.sessions.rotate(
+            token_hash,
+            now=now,
+            sealed_successor=grant.sealed_for(refresh_token),
+            successor_hash=hash_refresh_token(successor_token),
+            session_id=record.id,
+            idle_expires_at=min(now + ctx.session_policy.idle_timeout, record.absolute_expires_at),
+            ip=origin.ip,
+            user_agent=origin.user_agent,
+        )
+        if won:
+            ctx.audit.record("refresh", user_id=record.user_id, client_id=client_id)
+            return grant
         # Another request rotated this token first: this one is a repeat.
-        async with hot_connection(ctx.sessions) as db:
-            found = await rows.find_refresh_family(db, token_hash)
-        family = _check_family(ctx, found, client_id)
+        family = _check_family(ctx, await ctx.db.sessions.find_family(token_hash), client_id)
     return await _repeat(ctx, family.token, family.session, refresh_token)
 
 
@@ -281,10 +268,7 @@ async def _repeat(
             return grant
     # SQL first, the truth: the family is dead even if the store is unreachable now, and
     # the store catches up (deny_sessions_eventually) before this process trusts it again.
-    async with ctx.sessions.begin() as db:
-        await rows.mark_sessions_revoked(
-            db, [record.id], now=ctx.clock(), reason="refresh_token_reuse"
-        )
+    await ctx.db.sessions.mark_revoked([record.id], now=ctx.clock(), reason="refresh_token_reuse")
     await deny_sessions_eventually(ctx, [record.id])
     ctx.audit.record(
         "reuse_detected",
@@ -309,36 +293,33 @@ async def revoke_session_ids(
     nothing half-done and the client can retry; if SQL then fails, the tokens are merely
     dead a little early.
     """
-    async with ctx.sessions() as db:
-        ids = await rows.matching_session_ids(db, user_id=user_id, only=session_ids, keep=keep)
+    ids = await ctx.db.sessions.matching_ids(user_id=user_id, only=session_ids, keep=keep)
     await deny_sessions(ctx, ids)
-    async with ctx.sessions.begin() as db:
-        await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
+    await ctx.db.sessions.mark_revoked(ids, now=ctx.clock(), reason=reason)
     await deny_sessions(ctx, ids)  # again: survives a reseed that read SQL before the commit
     return ids
 
 
 async def end_sessions_in(
-    ctx: ServiceContext, db: AsyncSession, user_id: str, *, reason: str, keep: str | None = None
+    ctx: ServiceContext, tx: Repositories, user_id: str, *, reason: str, keep: str | None = None
 ) -> list[str]:
     """Inside the caller's transaction, which has already updated (so locked) the user's row:
     revoke every open session of the user but `keep`; return their ids.
 
     No session can open for the user until that transaction ends (open_session needs the
     credential version it changes), so the list is complete. The store is written before
-    the caller commits: if it is unreachable the transaction rolls back whole and a retry
-    is safe; if the commit then fails, the tokens are merely dead a little early.
+    the caller's transaction commits: if it is unreachable the transaction rolls back whole
+    and a retry is safe; if the commit then fails, the tokens are merely dead a little early.
     """
-    ids = await rows.matching_session_ids(db, user_id=user_id, keep=keep)
+    ids = await tx.sessions.matching_ids(user_id=user_id, keep=keep)
     await deny_sessions(ctx, ids)
-    await rows.mark_sessions_revoked(db, ids, now=ctx.clock(), reason=reason)
+    await tx.sessions.mark_revoked(ids, now=ctx.clock(), reason=reason)
     return ids
 
 
 async def list_sessions(ctx: ServiceContext, user_id: str, current: str) -> list[SessionView]:
     """The caller's open sessions, newest first."""
-    async with ctx.sessions() as db:
-        records = await rows.list_open_sessions(db, user_id, ctx.clock())
+    records = await ctx.db.sessions.list_open(user_id, ctx.clock())
     return [
         SessionView(
             id=r.id,

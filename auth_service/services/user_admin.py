@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auth_service.errors import UserDeletionRefused
+from auth_service.repositories import AdminUserRow
 from auth_service.security.policy import lookup_key
 from auth_service.services.context import ServiceContext
-from auth_service.stores import user_admin
-from auth_service.stores.user_admin import AdminUserRow
 
 __all__ = ["UserPage", "UserSummary", "delete", "enable", "list_users", "show"]
 
@@ -61,10 +60,7 @@ async def list_users(
 ) -> UserPage:
     """Users by canonical name, a page at a time (keyset: stable while users change)."""
     limit = max(1, min(limit, MAX_PAGE))
-    async with ctx.sessions() as session:
-        rows = await user_admin.list_admin_rows(
-            session, disabled_only=disabled_only, after=after, limit=limit + 1
-        )
+    rows = await ctx.db.users.admin_page(disabled_only=disabled_only, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return UserPage(
@@ -77,8 +73,7 @@ async def _row(ctx: ServiceContext, username: str) -> AdminUserRow | None:
     canonical = lookup_key(username)
     if canonical is None:
         return None
-    async with ctx.sessions() as session:
-        return await user_admin.get_admin_row(session, canonical)
+    return await ctx.db.users.admin_row(canonical)
 
 
 async def show(ctx: ServiceContext, username: str) -> UserSummary | None:
@@ -86,8 +81,7 @@ async def show(ctx: ServiceContext, username: str) -> UserSummary | None:
     row = await _row(ctx, username)
     if row is None:
         return None
-    async with ctx.sessions() as session:
-        count = await user_admin.count_open_sessions(session, row.id, ctx.clock())
+    count = await ctx.db.sessions.count_open(row.id, ctx.clock())
     return _summary(row, count)
 
 
@@ -97,8 +91,7 @@ async def enable(ctx: ServiceContext, username: str) -> bool:
     if row is None:
         return False
     if not row.is_active:
-        async with ctx.sessions.begin() as session:
-            await user_admin.enable_user(session, row.id, now=ctx.clock())
+        await ctx.db.users.enable(row.id, now=ctx.clock())
         ctx.profiles.discard(row.id)
         ctx.audit.record("enable", user_id=row.id)
     return True
@@ -118,8 +111,7 @@ async def delete(ctx: ServiceContext, username: str) -> bool:
         raise UserDeletionRefused(
             f"tokens issued before the disable may live {wait} s more; delete after that"
         )
-    async with ctx.sessions.begin() as session:
-        deleted = await user_admin.delete_user(session, row.id)
+    deleted = await ctx.db.users.delete_disabled(row.id)
     if deleted:
         ctx.profiles.discard(row.id)
         ctx.audit.record("delete", user_id=row.id)

@@ -35,8 +35,8 @@ async def readyz(request: Request) -> JSONResponse:
     if PROCESS_DRAIN.draining:  # told to stop: the load balancer should move traffic away
         body = HealthBody(status="draining")
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
-    state = request.app.state.public.state
-    checks = await check_readiness(state.engine, state.services.revocations)
+    services = request.app.state.public.state.services
+    checks = await check_readiness(services.db, services.revocations)
     ready = all(value == "ok" for value in checks.values())
     body = HealthBody(status="ok" if ready else "unavailable", checks=checks)
     if ready:

@@ -1,0 +1,116 @@
+"""The frozen rows the repositories return: what services read, never ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = [
+    "AdminUserRow",
+    "ClientRow",
+    "ProfileRow",
+    "RecentRevocations",
+    "RefreshFamily",
+    "RefreshTokenRow",
+    "SessionRow",
+    "UserRecord",
+]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user as the services read it."""
+
+    id: str
+    username: str
+    password_hash: str
+    is_active: bool
+    scopes: str
+    # As read with the hash: a session opens only while it is still current.
+    credential_version: int
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """What a user may see of their own account."""
+
+    id: str
+    username: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AdminUserRow:
+    """Everything an administrator may see of an account (never the hash)."""
+
+    id: str
+    username: str
+    canonical_name: str
+    is_active: bool
+    scopes: str
+    created_at: datetime
+    updated_at: datetime
+    tokens_valid_after: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A session (the `sid` of its access tokens), as stored."""
+
+    id: str
+    user_id: str
+    client_id: str
+    scope: str
+    created_at: datetime
+    last_used_at: datetime
+    last_ip: str | None
+    last_user_agent: str | None
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshTokenRow:
+    """An issued refresh token, known by its hash."""
+
+    token_hash: str
+    session_id: str
+    issued_at: datetime
+    used_at: datetime | None
+    sealed_successor: str | None
+
+
+@dataclass(frozen=True)
+class RefreshFamily:
+    """A refresh token, its session, and the state of the session's user."""
+
+    token: RefreshTokenRow
+    session: SessionRow
+    username: str
+    user_active: bool
+    user_scopes: str
+    user_credential_version: int
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    """A registered OAuth client; a confidential one has a secret, stored only hashed."""
+
+    client_id: str
+    secret_hash: str | None
+    confidential: bool
+    grant_types: str
+    scopes: str
+    created_at: datetime
+    introspection: bool
+
+
+@dataclass(frozen=True)
+class RecentRevocations:
+    """What the denylist must hold, read from SQL (the durable truth)."""
+
+    sessions: list[tuple[str, datetime]]  # (session id, revoked at)
+    tokens: list[tuple[str, datetime]]  # (jti, expires at)
+    users: list[tuple[str, int, datetime]]  # (user id, credential version, disabled at)
