@@ -118,12 +118,14 @@ def _redis_client(settings: Settings) -> Redis | None:
     return connect_redis(settings.redis_url) if settings.redis_url else None
 
 
-def _stores(settings: Settings, redis: Redis | None) -> tuple[RevocationStore, ThrottleStore]:
+def _stores(
+    settings: Settings, redis: Redis | None, clock: Callable[[], datetime]
+) -> tuple[RevocationStore, ThrottleStore]:
     if redis is None:
         marker = settings.data_dir / REVOCATION_CHANGE_MARKER
         if not marker.exists():
             announce_change(marker)  # exists from now on: no failing stat per request
-        return MemoryStore(change_marker=marker), MemoryThrottleStore()
+        return MemoryStore(change_marker=marker, clock=clock), MemoryThrottleStore(clock=clock)
     prefix = settings.redis_key_prefix
     return RedisStore(redis, prefix=prefix), RedisThrottleStore(redis, prefix=prefix)
 
@@ -207,7 +209,7 @@ async def open_runtime(
     ring = _load_keys(settings, watcher)
     db = _database(settings, tracing)
     redis = _redis_client(settings)
-    revocations, throttle_store = _stores(settings, redis)
+    revocations, throttle_store = _stores(settings, redis, clock)
     hasher = HashingPool(
         Argon2Parameters(
             memory_kib=settings.password_hash_memory_kib,

@@ -6,8 +6,6 @@ default), not a whole token horizon more; the same on the write and the reseed p
 
 from __future__ import annotations
 
-import time
-
 import httpx
 from fastapi import FastAPI
 from redis import asyncio as redis_asyncio
@@ -26,7 +24,8 @@ async def entry_seconds_left(app: FastAPI, backend: Backend, key: str) -> float:
     """How long the store keeps `key` (without the prefix), whatever the backend."""
     store = app.state.services.revocations
     if isinstance(store, MemoryStore):
-        return store._entries[key][1] - time.monotonic()  # the store has no public TTL
+        # The store has no public TTL; it counts on the app's (injected) clock.
+        return store._entries[key][1] - app.state.services.clock().timestamp()
     assert backend.redis_url is not None
     client = redis_asyncio.Redis.from_url(backend.redis_url)
     try:

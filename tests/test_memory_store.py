@@ -1,12 +1,13 @@
-"""The in-process revocation store learns of other processes' revocations by a marker file."""
+"""The in-process revocation store: other processes' revocations by a marker file, TTLs on
+the injected clock."""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from auth_service.stores.revocation import MemoryStore, SeedData, announce_change
+from tests.conftest import FakeClock
 
 
 async def seeded(store: MemoryStore) -> bool:
@@ -67,12 +68,31 @@ async def test_without_a_marker_one_seed_lasts(tmp_path: Path) -> None:
     assert found.token_revoked
 
 
-async def test_writes_never_weaken_an_entry(tmp_path: Path) -> None:
-    store = MemoryStore()
+async def test_writes_never_weaken_an_entry(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
     await store.set_user_not_before("u", 5, 60)
     await store.set_user_not_before("u", 3, 1)  # an older cut-off, written late
     found = await store.status(token_id="t", session_id="s", user_id="u")
     assert found.user_not_before == 5
     await store.revoke_token("t", 60)
     await store.revoke_token("t", 1)
-    assert store._entries["jti:t"][1] - time.monotonic() > 30  # the longer TTL stays
+    clock.advance(30)
+    found = await store.status(token_id="t", session_id="s", user_id="u")
+    assert (found.token_revoked, found.user_not_before) == (True, 5)  # the longer TTLs stay
+
+
+async def test_entries_expire_on_the_injected_clock(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    await store.revoke_token("t", 60)
+    await store.revoke_sessions(["s"], 60)
+    await store.set_user_not_before("u", 5, 60)
+    clock.advance(59)
+    found = await store.status(token_id="t", session_id="s", user_id="u")
+    assert (found.token_revoked, found.session_revoked, found.user_not_before) == (True, True, 5)
+    clock.advance(1)
+    found = await store.status(token_id="t", session_id="s", user_id="u")
+    assert (found.token_revoked, found.session_revoked, found.user_not_before) == (
+        False,
+        False,
+        None,
+    )

@@ -32,7 +32,9 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -123,6 +125,10 @@ class _Keys:
 
     def seeding(self, ticket: str) -> str:
         return f"{self._prefix}seeding:{ticket}"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _not_before(raw: object) -> int | None:
@@ -308,11 +314,15 @@ class MemoryStore:
     then replace `change_marker`; each status read stats it (~1 µs) and, once it changed,
     reports unseeded so the caller reseeds from SQL before trusting a negative answer. A
     restore's ticket is the count of changes seen when it began: a change announced while
-    it read SQL keeps the store unseeded.
+    it read SQL keeps the store unseeded. Entries expire on the injected clock (the one the
+    tokens' `exp` is checked against), so tests advance time instead of sleeping.
     """
 
-    def __init__(self, *, change_marker: Path | None = None) -> None:
-        self._entries: dict[str, tuple[str, float]] = {}
+    def __init__(
+        self, *, change_marker: Path | None = None, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
+        self._entries: dict[str, tuple[str, float]] = {}  # value, expiry (POSIX seconds)
+        self._clock = clock
         self._keys = _Keys("")
         self._marker = change_marker
         self._marker_seen = _stat_marker(change_marker)
@@ -322,12 +332,12 @@ class MemoryStore:
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
         self._look_for_changes()
-        keys = self._keys
+        keys, now = self._keys, self._now()
         return RevocationStatus(
             seeded=self._seeded_generation == self._generation,
-            token_revoked=self._get(keys.token(token_id)) is not None,
-            session_revoked=self._get(keys.session(session_id)) is not None,
-            user_not_before=_not_before(self._get(keys.user(user_id))),
+            token_revoked=self._get(keys.token(token_id), now) is not None,
+            session_revoked=self._get(keys.session(session_id), now) is not None,
+            user_not_before=_not_before(self._get(keys.user(user_id), now)),
         )
 
     async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
@@ -373,12 +383,16 @@ class MemoryStore:
                 self._marker_seen = marker
                 self._generation += 1
 
-    def _get(self, key: str) -> str | None:
+    def _now(self) -> float:
+        """The injected clock in seconds: entries expire when the tokens they cover do."""
+        return self._clock().timestamp()
+
+    def _get(self, key: str, now: float) -> str | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
         value, expires = entry
-        if expires <= time.monotonic():
+        if expires <= now:
             del self._entries[key]
             return None
         return value
@@ -387,18 +401,18 @@ class MemoryStore:
         """Set an entry; like the Redis script, never lower a not-before or shorten a TTL."""
         key, value, ttl_seconds, mode = entry
         self._written = True
+        now = self._now()
         if len(self._entries) > 100_000:
-            self._purge_expired()
-        expires = time.monotonic() + max(1, ttl_seconds)
+            self._purge_expired(now)
+        expires = now + max(1, ttl_seconds)
         current = self._entries.get(key)
-        if current is not None and current[1] > time.monotonic():
+        if current is not None and current[1] > now:
             if mode == "max" and float(current[0]) > float(value):
                 value = current[0]
             expires = max(expires, current[1])
         self._entries[key] = (value, expires)
 
-    def _purge_expired(self) -> None:
-        now = time.monotonic()
+    def _purge_expired(self, now: float) -> None:
         for key in [k for k, (_, expires) in self._entries.items() if expires <= now]:
             del self._entries[key]
 

@@ -13,8 +13,9 @@ never push an account over its own limit, only many addresses together can.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from redis import asyncio as redis_asyncio
@@ -200,6 +201,10 @@ class RedisThrottleStore:
             raise StoreUnavailable from exc
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class _Window:
     """A counter within its window; `sources` only for account counters."""
@@ -213,13 +218,17 @@ class MemoryThrottleStore:
     """The same counters in one process (the embedded default).
 
     No method awaits anything, so each runs to completion on the event loop: that is
-    what makes a reservation atomic here.
+    what makes a reservation atomic here. Windows end on the injected clock.
     """
 
     _MAX_ENTRIES = 100_000
 
-    def __init__(self) -> None:
-        self._windows: dict[str, _Window] = {}
+    def __init__(self, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        self._windows: dict[str, _Window] = {}  # window ends in POSIX seconds
+        self._clock = clock
+
+    def _now(self) -> float:
+        return self._clock().timestamp()
 
     def _current(self, key: str, now: float) -> _Window | None:
         window = self._windows.get(key)
@@ -248,14 +257,14 @@ class MemoryThrottleStore:
             window.count -= 1
 
     async def take(self, key: str, limit: int, window_seconds: int) -> int:
-        now = time.monotonic()
+        now = self._now()
         if self._count(key, now) >= limit:
             return self._wait(key, now)
         self._raise(key, now, window_seconds)
         return 0
 
     async def reserve_login(self, counters: LoginCounters, limits: LoginLimits) -> Reservation:
-        now = time.monotonic()
+        now = self._now()
         if self._count(counters.pair, now) >= limits.pair:
             return Reservation(self._wait(counters.pair, now))
         if self._count(counters.known, now) == 0:
@@ -280,7 +289,7 @@ class MemoryThrottleStore:
         succeeded: bool,
         known_seconds: int,
     ) -> None:
-        now = time.monotonic()
+        now = self._now()
         account = self._current(counters.account, now)
         share = 0 if account is None else account.sources.get(counters.pair, 0)
         if reservation.counted_on_account and account is not None and share > 0:
