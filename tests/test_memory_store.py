@@ -75,4 +75,4 @@ async def test_writes_never_weaken_an_entry(tmp_path: Path) -> None:
     assert found.user_not_before == 5
     await store.revoke_token("t", 60)
     await store.revoke_token("t", 1)
-    assert store._entries["jti:t"][1] - time.monotonic() > 30  # the longer TTL stays
+    assert store._entries["revoked-token:t"][1] - time.monotonic() > 30  # the longer TTL stays
