@@ -22,6 +22,7 @@ __all__ = [
     "MissingToken",
     "OAuthError",
     "PasswordRejected",
+    "RejectedWithReasons",
     "SchemaBehind",
     "ServiceUnavailable",
     "SessionNotFound",
@@ -150,17 +151,19 @@ class UsernameTaken(AuthServiceError):
     default_description = "that username is already registered"
 
 
-class _RejectedWithReasons(AuthServiceError):
+class RejectedWithReasons(AuthServiceError):
+    """A name or password refused for reasons the client may show."""
+
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("; ".join(reasons))
 
 
-class InvalidUsername(_RejectedWithReasons):
+class InvalidUsername(RejectedWithReasons):
     code = "invalid_username"
 
 
-class PasswordRejected(_RejectedWithReasons):
+class PasswordRejected(RejectedWithReasons):
     code = "invalid_password"
 
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from auth_service.api.errors import install_error_handlers
 from auth_service.db import create_engine
@@ -25,6 +25,7 @@ from auth_service.db.postgres import PgConnection
 from auth_service.db.statements import Statement
 from auth_service.errors import DatabaseUnavailable
 from auth_service.models import User
+from auth_service.repositories.postgres import PgDatabase
 
 REFUSALS = {
     "starting up": ("57P03", "the database system is starting up"),
@@ -93,10 +94,10 @@ async def _hot_path(url: str) -> None:
 
 
 async def _orm_path(url: str) -> None:
+    """The engine's own connections (readiness: SELECT 1, the schema revision)."""
     engine = create_engine(url)
     try:
-        async with engine.connect() as db:
-            await db.execute(text("SELECT 1"))
+        await PgDatabase(engine).ping()
     finally:
         await engine.dispose()
 
@@ -112,9 +113,15 @@ async def test_orm_path_connect_refused_is_database_unavailable(refusing_url: st
 
 
 async def test_closed_port_on_the_hot_path_is_database_unavailable(closed_port_url: str) -> None:
-    # (The ORM path raises asyncpg's bare OSError, which api/errors.py answers 503.)
     with pytest.raises(DatabaseUnavailable):
         await _hot_path(closed_port_url)
+
+
+async def test_closed_port_on_the_orm_path_is_database_unavailable(closed_port_url: str) -> None:
+    # asyncpg's bare OSError, which SQLAlchemy passes on unwrapped, is translated by the
+    # database layer too: api/errors.py maps domain errors only.
+    with pytest.raises(DatabaseUnavailable):
+        await _orm_path(closed_port_url)
 
 
 async def _answers(url: str) -> dict[str, httpx.Response]:

@@ -57,7 +57,7 @@ async def test_a_revoked_access_token_is_denied_until_it_expires_and_no_longer(
     revoked, live = grants[0]["access_token"], grants[1]["access_token"]
     response = await client.post("/revoke", data={"token": revoked})
     assert response.status_code == 200, response.text
-    key = f"jti:{claims(revoked)['jti']}"
+    key = f"revoked-token:{claims(revoked)['jti']}"
 
     left = await entry_seconds_left(app, backend, key)
     assert TTL <= left <= TTL + LEEWAY + 1, left

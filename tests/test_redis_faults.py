@@ -284,21 +284,21 @@ async def test_revocations_survive_losing_every_redis_key(service: Service, wipe
     assert (await service.me(newest["access_token"])).status_code == 200
     first_sid = claims(first["access_token"])["sid"]
     assert service.redis.exists(f"{PREFIX}epoch")
-    assert service.redis.exists(f"{PREFIX}sid:{first_sid}")
+    assert service.redis.exists(f"{PREFIX}revoked-session:{first_sid}")
 
     if wipe == "flushall":
         service.redis.flushall()
     else:
         service.redis.restart()
     assert not service.redis.exists(f"{PREFIX}epoch")
-    assert not service.redis.exists(f"{PREFIX}sid:{first_sid}")
+    assert not service.redis.exists(f"{PREFIX}revoked-session:{first_sid}")
 
     # The revocation comes back from SQL; the live session is untouched.
     revoked = await service.me(first["access_token"])
     assert revoked.status_code == 401, revoked.text
     assert 'error="invalid_token"' in revoked.headers["www-authenticate"]
     assert service.redis.exists(f"{PREFIX}epoch")
-    assert service.redis.exists(f"{PREFIX}sid:{first_sid}")
+    assert service.redis.exists(f"{PREFIX}revoked-session:{first_sid}")
     assert (await service.me(second["access_token"])).status_code == 200
     assert (await service.me(newest["access_token"])).status_code == 200
 

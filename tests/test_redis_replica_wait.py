@@ -67,7 +67,7 @@ async def test_a_revocation_is_on_the_replica_when_the_write_returns(
         await store.revoke_token("jti-1", 60)
     assert _wait_calls(primary) > waits_before
     with redis.Redis(port=replica) as client:
-        assert client.get("waittest:jti:jti-1") == b"1"
+        assert client.get("waittest:revoked-token:jti-1") == b"1"
 
 
 async def test_without_a_replica_a_revocation_does_not_wait(processes: Processes) -> None:

@@ -269,7 +269,7 @@ async def test_redis_writes_never_weaken_an_entry(
         assert found.seeded
         assert found.token_revoked
         assert found.user_not_before == 5
-        assert await client.ttl(f"{PREFIX}jti:t") > 30
-        assert await client.ttl(f"{PREFIX}unb:u") > 30
+        assert await client.ttl(f"{PREFIX}revoked-token:t") > 30
+        assert await client.ttl(f"{PREFIX}user-not-before:u") > 30
     finally:
         await client.aclose()

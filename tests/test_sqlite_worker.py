@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from auth_service.db.sqlite_worker import SQLiteWorker
+from auth_service.errors import DatabaseUnavailable
 
 WAIT_SECONDS = 5
 
@@ -105,9 +106,11 @@ async def test_a_failing_job_undoes_only_its_own_writes(worker: SQLiteWorker) ->
 
 async def test_a_closed_connection_answers_503_once_then_is_replaced(worker: SQLiteWorker) -> None:
     await worker.transaction(_insert("kept"))
-    with pytest.raises(OperationalError) as raised:
+    with pytest.raises(DatabaseUnavailable) as raised:
         await worker.transaction(lambda connection: connection.close())
-    assert raised.value.connection_invalidated
+    cause = raised.value.__cause__
+    assert isinstance(cause, OperationalError)
+    assert cause.connection_invalidated
     assert await _names(worker) == ["kept"]
     assert await worker.transaction(_insert("later")) == "later"
 

@@ -1,18 +1,21 @@
-"""The one place where domain errors become HTTP responses (RFC 6749 §5.2, RFC 6750 §3)."""
+"""The one place where domain errors become HTTP responses (RFC 6749 §5.2, RFC 6750 §3).
+
+Only domain errors are mapped: the database layer raises DatabaseUnavailable for a lost
+or refused database itself (db/unavailable.py), so no driver error is known here.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from auth_service.db.unavailable import is_connection_loss
 from auth_service.errors import (
     AuthServiceError,
     DatabaseUnavailable,
@@ -24,6 +27,7 @@ from auth_service.errors import (
     MissingToken,
     OAuthError,
     PasswordRejected,
+    RejectedWithReasons,
     ServiceUnavailable,
     SessionNotFound,
     StoreUnavailable,
@@ -56,64 +60,110 @@ def _bearer_challenge(error: AuthServiceError | None) -> str:
     return challenge
 
 
+def _no_headers(_: AuthServiceError) -> dict[str, str]:
+    return {}
+
+
+def _bearer_headers(exc: AuthServiceError) -> dict[str, str]:
+    return {"WWW-Authenticate": _bearer_challenge(exc)}
+
+
+def _basic_headers(_: AuthServiceError) -> dict[str, str]:
+    return {**NO_STORE, "WWW-Authenticate": f'Basic realm="{BEARER_REALM}"'}
+
+
+def _no_store_headers(_: AuthServiceError) -> dict[str, str]:
+    return dict(NO_STORE)
+
+
+def _throttled_headers(exc: AuthServiceError) -> dict[str, str]:
+    assert isinstance(exc, TooManyAttempts)
+    return {**NO_STORE, "Retry-After": str(exc.retry_after_seconds)}
+
+
+def _retry_headers(exc: AuthServiceError) -> dict[str, str]:
+    assert isinstance(exc, ServiceUnavailable)
+    return {"Retry-After": str(exc.retry_after_seconds)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """How one kind of domain error is answered: its status and its headers."""
+
+    status: int
+    headers: Callable[[AuthServiceError], dict[str, str]] = _no_headers
+
+
+# Resolved along the exception's MRO: the most specific class listed wins, whatever the
+# order here (InvalidClient before its base OAuthError; unlisted kinds, AuthServiceError).
+_ANSWERS: dict[type[AuthServiceError], _Answer] = {
+    AuthServiceError: _Answer(500),
+    OAuthError: _Answer(400, _no_store_headers),  # RFC 6749 §5.2
+    InvalidClient: _Answer(401, _basic_headers),
+    InvalidToken: _Answer(401, _bearer_headers),  # RFC 6750 §3.1
+    InsufficientScope: _Answer(403, _bearer_headers),
+    UsernameTaken: _Answer(409),
+    UserDeletionRefused: _Answer(409),
+    SessionNotFound: _Answer(404),
+    UserNotFound: _Answer(404),
+    WrongCurrentPassword: _Answer(400),
+    InvalidUsername: _Answer(422),
+    PasswordRejected: _Answer(422),
+    TooManyAttempts: _Answer(429, _throttled_headers),
+    ServiceUnavailable: _Answer(503, _retry_headers),
+}
+
+
+def _answer(kind: type[AuthServiceError]) -> _Answer:
+    return next(_ANSWERS[cls] for cls in kind.__mro__ if cls in _ANSWERS)
+
+
 def error_response(exc: AuthServiceError) -> JSONResponse:
     """Status, body and headers for a domain error."""
-    body: dict[str, object] = {"error": exc.code, "error_description": exc.description}
-    headers: dict[str, str] = {}
-    if isinstance(exc, MissingToken):
+    if isinstance(exc, MissingToken):  # RFC 6750 §3.1: no error code without credentials
         return JSONResponse(
             {"error_description": exc.description},
             status_code=401,
             headers={"WWW-Authenticate": _bearer_challenge(None)},
         )
-    if isinstance(exc, InvalidToken | InsufficientScope):
-        status = 403 if isinstance(exc, InsufficientScope) else 401
-        headers["WWW-Authenticate"] = _bearer_challenge(exc)
-    elif isinstance(exc, InvalidClient):
-        status = 401
-        headers = {**NO_STORE, "WWW-Authenticate": f'Basic realm="{BEARER_REALM}"'}
-    elif isinstance(exc, OAuthError):
-        status = 400
-        headers = dict(NO_STORE)
-    elif isinstance(exc, UsernameTaken | UserDeletionRefused):
-        status = 409
-    elif isinstance(exc, SessionNotFound | UserNotFound):
-        status = 404
-    elif isinstance(exc, WrongCurrentPassword):
-        status = 400
-    elif isinstance(exc, InvalidUsername | PasswordRejected):
-        status = 422
+    answer = _answer(type(exc))
+    body: dict[str, object] = {"error": exc.code, "error_description": exc.description}
+    if isinstance(exc, RejectedWithReasons):
         body["reasons"] = exc.reasons
-    elif isinstance(exc, TooManyAttempts):
-        status = 429
-        headers = {**NO_STORE, "Retry-After": str(exc.retry_after_seconds)}
-    elif isinstance(exc, ServiceUnavailable):
-        status = 503
-        headers["Retry-After"] = str(exc.retry_after_seconds)
-    else:
-        status = 500
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=answer.status, headers=answer.headers(exc))
+
+
+def _count_hash_rejection(request: Request, _: AuthServiceError) -> None:
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        services.audit.hash_rejections.inc()
+
+
+def _count_redis_error(request: Request, _: AuthServiceError) -> None:
+    _count_dependency_error(request, "redis")
+
+
+def _count_database_error(request: Request, exc: AuthServiceError) -> None:
+    cause = exc.__cause__
+    log.warning("database unavailable: %s", type(cause).__name__ if cause else "connection lost")
+    _count_dependency_error(request, "database")
+
+
+# What an error is counted as before it is answered (its MRO again: the first listed).
+_SIDE_EFFECTS: dict[type[AuthServiceError], Callable[[Request, AuthServiceError], None]] = {
+    StoreUnavailable: _count_redis_error,
+    DatabaseUnavailable: _count_database_error,
+    HashingBusy: _count_hash_rejection,
+}
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthServiceError)
-    if isinstance(exc, StoreUnavailable):
-        _count_dependency_error(request, "redis")
-    elif isinstance(exc, DatabaseUnavailable):
-        log.warning("database unavailable: connection lost")
-        _count_dependency_error(request, "database")
-    elif isinstance(exc, HashingBusy):
-        services = getattr(request.app.state, "services", None)
-        if services is not None:
-            services.audit.hash_rejections.inc()
+    for kind in type(exc).__mro__:
+        if (count := _SIDE_EFFECTS.get(kind)) is not None:
+            count(request, exc)
+            break
     return error_response(exc)
-
-
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    # Connection refused, failover, pool timeout: the database is unavailable, not broken.
-    log.warning("database unavailable: %s", type(exc).__name__)
-    _count_dependency_error(request, "database")
-    return error_response(ServiceUnavailable("the database is unavailable, retry shortly"))
 
 
 def _count_dependency_error(request: Request, dependency: str) -> None:
@@ -156,10 +206,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    if is_connection_loss(exc):
-        # A path that met a database refusal untranslated: still 503, never 500.
-        return await _database_error(request, exc)
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(
         {"error": "server_error", "error_description": "internal error"}, status_code=500
@@ -169,12 +216,6 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping on the app."""
     app.add_exception_handler(AuthServiceError, _domain_error)
-    app.add_exception_handler(OperationalError, _database_error)
-    app.add_exception_handler(InterfaceError, _database_error)
-    app.add_exception_handler(SQLAlchemyTimeoutError, _database_error)
-    # asyncpg raises a refused or timed-out connection as a bare OSError, unwrapped by
-    # SQLAlchemy; Redis failures are already StoreUnavailable, so the database is left.
-    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -30,7 +30,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 
 from auth_service.db.runner import SqlSpan
 from auth_service.db.statements import Statement
-from auth_service.db.unavailable import is_connection_loss
+from auth_service.db.unavailable import is_connection_loss, unavailable_on_loss
 from auth_service.errors import DatabaseUnavailable
 
 __all__ = ["PgConnection", "PgRunner", "PgTransaction"]
@@ -60,14 +60,10 @@ class PgConnection:
     async def __aenter__(self) -> PgConnection:
         # A checkout may open a connection, which awaits: SQLAlchemy needs a greenlet.
         # The pool's own checkout bypasses the engine's handle_error event, so a refusal
-        # (starting up, shutting down, too many clients, connection refused) is translated
-        # here, as db/unavailable.py does for the engine's connections.
-        try:
+        # (starting up, shutting down, too many clients, connection refused) or an exhausted
+        # pool is translated here, as db/unavailable.py does for the engine's connections.
+        async with unavailable_on_loss():
             connection = await greenlet_spawn(self._engine.sync_engine.pool.connect)
-        except Exception as error:
-            if is_connection_loss(error):
-                raise DatabaseUnavailable() from error
-            raise
         self._connection = connection
         self.driver = connection.driver_connection
         return self

@@ -31,6 +31,8 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 from auth_service.db.runner import SqlSpan
 from auth_service.db.statements import Statement, StatementFailed
+from auth_service.db.unavailable import sqlite_unavailable
+from auth_service.errors import DatabaseUnavailable
 
 __all__ = ["MAX_BATCH", "SQLiteWorker", "WorkerSession", "tune_sqlite"]
 
@@ -195,15 +197,20 @@ class SQLiteWorker:
         try:
             return await future
         except StatementFailed as failed:
-            raise self._as_sqlalchemy(failed.sql, failed.args, failed.error) from failed.error
-        except sqlite3.Error as error:
-            raise self._as_sqlalchemy("", (), error) from error
+            sql, args, error = failed.sql, failed.args, failed.error
+        except sqlite3.Error as raised:
+            sql, args, error = "", (), raised
+        wrapped = self._as_sqlalchemy(sql, args, error)
+        # Closed (replaced for the next call), locked, unreadable or full: retry later.
+        if _is_closed(error) or sqlite_unavailable(error):
+            raise DatabaseUnavailable() from wrapped
+        raise wrapped from error
 
     def _as_sqlalchemy(
         self, sql: str, args: tuple[Any, ...], error: sqlite3.Error
     ) -> StatementError:
-        """The driver's error as SQLAlchemy raises it. A closed connection (replaced for
-        the next call) is OperationalError, which answers 503, as a lost one does."""
+        """The driver's error as SQLAlchemy raises it (a closed connection, replaced for
+        the next call, as an invalidated OperationalError)."""
         closed = _is_closed(error)
         if closed:
             error = sqlite3.OperationalError(str(error))

@@ -7,18 +7,31 @@ connection whose previous statement was cut (InternalClientError), InterfaceErro
 Each is recognised here once, the connection is invalidated (SQLAlchemy then replaces the
 pool, whose other connections likely went the same way), and the error raised is the
 domain's DatabaseUnavailable instead of whatever the catch-all would have made a 500.
+A checkout that found the pool exhausted for its whole timeout is DatabaseUnavailable too,
+and so is a SQLite file that is locked, unreadable or full (`sqlite_unavailable`). This
+is the only translation: api/errors.py knows domain errors only.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.errors import DatabaseUnavailable
 
-__all__ = ["is_connection_loss", "translate_connection_loss"]
+__all__ = [
+    "is_connection_loss",
+    "sqlite_unavailable",
+    "translate_connection_loss",
+    "unavailable_on_loss",
+]
 
 # Not every OperatorInterventionError: a cancelled query (57014) is the caller's doing.
 _LOSS = (
@@ -44,6 +57,39 @@ def is_connection_loss(error: BaseException) -> bool:
         orig = getattr(current, "orig", None)  # SQLAlchemy's wrapper of the driver error
         current = orig if isinstance(orig, BaseException) else current.__cause__
     return False
+
+
+@asynccontextmanager
+async def unavailable_on_loss() -> AsyncIterator[None]:
+    """Raise a connection loss or an exhausted pool met inside the block as
+    DatabaseUnavailable (from the original): for paths the engine's event does not see
+    (the pool's own checkout, a connect refused before any DBAPI connection exists)."""
+    try:
+        yield
+    except PoolTimeout as error:
+        raise DatabaseUnavailable() from error
+    except Exception as error:
+        if is_connection_loss(error):
+            raise DatabaseUnavailable() from error
+        raise
+
+
+# SQLite's primary result codes meaning the file cannot be used now, not a faulty statement.
+_SQLITE_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_FULL,
+    }
+)
+
+
+def sqlite_unavailable(error: sqlite3.Error) -> bool:
+    """True if `error` means the SQLite file is locked, unreadable or full (retry later)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE  # extended → primary
 
 
 def _translate(context: ExceptionContext) -> BaseException | None:

@@ -110,21 +110,54 @@ class RevocationStore(Protocol):
 
 
 class _Keys:
+    """The store's key names under `prefix`: `revoked-token:<jti>`, `revoked-session:<sid>`,
+    `user-not-before:<user id>` (the lowest credential version still valid), `epoch`, and
+    `seeding:<ticket>`.
+
+    Releases up to 0.1.x named the entries `jti:`, `sid:` and `unb:` (LEGACY_NAMES). While
+    a rolling upgrade runs both releases against one Redis, each must see the other's
+    revocations, so RedisStore writes every entry under both names and reads both; the
+    epoch and the tickets kept their names, so both releases share one seed. Drop
+    LEGACY_NAMES in the release after: entries then live only under the new names (this
+    release wrote them there too), and the legacy ones expire with their TTLs.
+    """
+
     def __init__(self, prefix: str) -> None:
         self.epoch = f"{prefix}epoch"
         self._prefix = prefix
 
     def token(self, token_id: str) -> str:
-        return f"{self._prefix}jti:{token_id}"
+        return f"{self._prefix}revoked-token:{token_id}"
 
     def session(self, session_id: str) -> str:
-        return f"{self._prefix}sid:{session_id}"
+        return f"{self._prefix}revoked-session:{session_id}"
 
     def user(self, user_id: str) -> str:
-        return f"{self._prefix}unb:{user_id}"
+        return f"{self._prefix}user-not-before:{user_id}"
 
     def seeding(self, ticket: str) -> str:
         return f"{self._prefix}seeding:{ticket}"
+
+    def legacy(self, key: str) -> str:
+        """The name an entry had up to release 0.1.x (`jti:`, `sid:`, `unb:`)."""
+        kind, _, rest = key[len(self._prefix) :].partition(":")
+        return f"{self._prefix}{LEGACY_NAMES[kind]}:{rest}"
+
+
+# The entry names of releases up to 0.1.x, read and written too during the transition.
+LEGACY_NAMES = {"revoked-token": "jti", "revoked-session": "sid", "user-not-before": "unb"}
+
+
+def _with_legacy(keys: _Keys, entries: list[_Entry]) -> list[_Entry]:
+    """Every entry under its name and under its legacy name (see _Keys)."""
+    return entries + [(keys.legacy(key), value, ttl, mode) for key, value, ttl, mode in entries]
+
+
+def _newer(current: object, legacy: object) -> object:
+    """A not-before read under both names: the higher (writes never lower it)."""
+    if current is None or legacy is None:
+        return current if legacy is None else legacy
+    return max(int(str(current)), int(str(legacy)))
 
 
 def _utc_now() -> datetime:
@@ -204,16 +237,29 @@ class RedisStore:
         keys = self._keys
         try:
             # Concurrent checks share one MGET; the epoch is read in the same command.
-            epoch, token, session, user = await self._reads.mget(
-                [keys.epoch, keys.token(token_id), keys.session(session_id), keys.user(user_id)]
+            token, session, user = (
+                keys.token(token_id),
+                keys.session(session_id),
+                keys.user(user_id),
+            )
+            epoch, token, session, user, old_token, old_session, old_user = await self._reads.mget(
+                [
+                    keys.epoch,
+                    token,
+                    session,
+                    user,
+                    keys.legacy(token),
+                    keys.legacy(session),
+                    keys.legacy(user),
+                ]
             )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
         return RevocationStatus(
             seeded=epoch is not None,
-            token_revoked=token is not None,
-            session_revoked=session is not None,
-            user_not_before=_not_before(user),
+            token_revoked=token is not None or old_token is not None,
+            session_revoked=session is not None or old_session is not None,
+            user_not_before=_not_before(_newer(user, old_user)),
         )
 
     async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
@@ -236,7 +282,7 @@ class RedisStore:
         return ticket
 
     async def seed(self, data: SeedData) -> bool:
-        entries = _seed_entries(self._keys, data)
+        entries = _with_legacy(self._keys, _seed_entries(self._keys, data))
         keys, args = _flatten(entries)
         try:
             written = await self._seed(
@@ -272,7 +318,7 @@ class RedisStore:
     async def _write(self, entries: list[_Entry]) -> None:
         if not entries:
             return
-        keys, args = _flatten(entries)
+        keys, args = _flatten(_with_legacy(self._keys, entries))
         try:
             await self._revoke(keys=keys, args=args)
             if await self._replica_count() > 0:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth_service.db.migrate import database_revisions, schema_is_behind
 from auth_service.db.postgres import PgRunner, PgTransaction
 from auth_service.db.runner import Runner, SqlSpan
+from auth_service.db.unavailable import unavailable_on_loss
 from auth_service.repositories import PoolStatus
 from auth_service.repositories.postgres.sessions import PgSessions
 from auth_service.repositories.postgres.small import PgClients, PgRevocations, PgServiceSecrets
@@ -56,12 +57,13 @@ class PgDatabase(PgRepositories):
 
     async def ping(self) -> None:
         """SELECT 1 through SQLAlchemy (the readiness probe's round trip)."""
-        async with self._engine.connect() as connection:
+        async with unavailable_on_loss(), self._engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def schema_is_behind(self) -> bool:
         """Read the Alembic revision through SQLAlchemy."""
-        return schema_is_behind(await database_revisions(self._engine))
+        async with unavailable_on_loss():
+            return schema_is_behind(await database_revisions(self._engine))
 
     def pool_status(self) -> PoolStatus:
         """The engine pool's size, checked-out and overflow connections."""
