@@ -13,7 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from auth_service.db.sqlite_worker import SQLiteWorker, WorkerSession
 from auth_service.db.statements import Statement
 from auth_service.errors import ClientExists
-from auth_service.models import OAuthClient, RevokedAccessToken, ServiceSecret, Session, User
+from auth_service.models import (
+    OAuthClient,
+    RevocationGeneration,
+    RevokedAccessToken,
+    ServiceSecret,
+    Session,
+    User,
+)
 from auth_service.repositories.rows import ClientRow, RecentRevocations
 
 __all__ = ["SqliteClients", "SqliteRevocations", "SqliteServiceSecrets"]
@@ -23,6 +30,7 @@ _SECRETS = cast(Table, ServiceSecret.__table__)
 _REVOKED = cast(Table, RevokedAccessToken.__table__)
 _SESSIONS = cast(Table, Session.__table__)
 _USERS = cast(Table, User.__table__)
+_GENERATION = cast(Table, RevocationGeneration.__table__)
 
 _CLIENT_COLUMNS = tuple(_CLIENTS.c[field.name] for field in fields(ClientRow))
 _GET_CLIENT = Statement(select(*_CLIENT_COLUMNS).where(_CLIENTS.c.client_id == bindparam("id")))
@@ -45,6 +53,7 @@ _RECORD_TOKEN = Statement(
     .values(jti=bindparam("jti"), expires_at=bindparam("expires"), revoked_at=bindparam("now"))
     .on_conflict_do_nothing()
 )
+_READ_GENERATION = Statement(select(_GENERATION.c.value))  # its one row
 _RECENT_SESSIONS = Statement(
     select(_SESSIONS.c.id, _SESSIONS.c.revoked_at).where(_SESSIONS.c.revoked_at > bindparam("t"))
 )
@@ -114,6 +123,11 @@ class SqliteRevocations:
     async def record_access_token(self, *, jti: str, expires_at: datetime, now: datetime) -> None:
         """Remember a revoked access token until it expires (a repeat changes nothing)."""
         await self._db.rows(_RECORD_TOKEN, {"jti": jti, "expires": expires_at, "now": now})
+
+    async def generation(self) -> int:
+        """How many revocations SQL has recorded (bumped by triggers in their transaction)."""
+        rows = await self._db.rows(_READ_GENERATION, {})
+        return int(rows[0][0]) if rows else 0
 
     async def recent(self, *, since: datetime) -> RecentRevocations:
         """What the denylist must hold since `since`."""
