@@ -51,6 +51,7 @@ from auth_service.services.context import ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
 from auth_service.services.profiles import ProfileCache
+from auth_service.services.revocation import watch_generation
 from auth_service.services.throttling import ThrottlePolicy, Throttler
 from auth_service.stores.redis_client import connect as connect_redis
 from auth_service.stores.redis_client import connect_sentinel
@@ -313,6 +314,10 @@ def create_app(
                     runtime.services, hash_population.REFRESH_EVERY
                 )
             )
+            # Catch a Redis that lost recent revocations in a failover (services/revocation.py).
+            checking = asyncio.create_task(
+                watch_generation(runtime.services, settings.revocation_check_seconds)
+            )
             watching = None
             if runtime.key_watcher is not None:
 
@@ -329,7 +334,7 @@ def create_app(
                 yield
             finally:
                 gc.unfreeze()
-                for task in (refreshing, watching):
+                for task in (refreshing, checking, watching):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):

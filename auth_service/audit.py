@@ -30,6 +30,11 @@ class Audit:
             ["event", "outcome"],
             registry=registry,
         )
+        self.revocation_losses = Counter(
+            "auth_revocation_store_losses_total",
+            "Times the revocation store was found behind SQL's generation and reseeded",
+            registry=registry,
+        )
         self.denylist_hits = Counter(
             "auth_denylist_hits_total", "Access tokens refused as revoked", registry=registry
         )

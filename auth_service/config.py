@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     # monitored master's name; the client asks Sentinel for the primary after each failover.
     redis_sentinels: str | None = None
     redis_sentinel_master: str | None = None
+    # How often each process compares Redis's mirror of SQL's revocation generation with
+    # SQL (and at once after a Redis error): a mirror behind SQL means Redis lost writes
+    # (a failover to a lagging replica) and is reseeded before it is trusted again.
+    revocation_check_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # --- tokens ---------------------------------------------------------------------
     issuer: str | None = None

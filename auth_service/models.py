@@ -8,7 +8,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -141,3 +150,14 @@ class ServiceSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
+
+
+class RevocationGeneration(Base):
+    """One row: how many revocations SQL has recorded, bumped by triggers in the same
+    transaction as each one; Redis mirrors it, so a Redis that lost recent writes in a
+    failover is seen behind and reseeded (services/revocation.py, check_generation)."""
+
+    __tablename__ = "revocation_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

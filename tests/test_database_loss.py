@@ -155,3 +155,46 @@ async def test_cut_connections_under_mixed_load_are_503_never_500(
     assert sum(count for (_, status), count in statuses.items() if status == 503) > 0
     # Nothing reached the catch-all, whose re-raise makes uvicorn drop the connection.
     assert not [record for record in caplog.records if record.getMessage() == "unhandled error"]
+
+
+async def test_connections_closed_while_pooled_are_replaced_before_any_request_fails(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # What a PostgreSQL restart leaves behind: every pooled connection closed by the server
+    # while idle. The client already saw each close (asyncpg read the FATAL and the EOF),
+    # so a checkout replaces them without a round trip and no request gets a 503.
+    app = create_app(make_settings(postgres_url, tmp_path))
+    database = postgres_url.rsplit("/", 1)[1]
+    account = {"username": "pooled", "password": PASSWORD}
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        probes = httpx.ASGITransport(app=create_management_app(app), raise_app_exceptions=False)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as client,
+            httpx.AsyncClient(transport=probes, base_url=TEST_ISSUER) as management,
+        ):
+            assert (await client.post("/register", json=account)).status_code == 201
+            login = await client.post("/token", data={"grant_type": "password", **account})
+            headers = {"authorization": f"Bearer {login.json()['access_token']}"}
+            # several connections in the pool, all idle afterwards
+            warm = await asyncio.gather(
+                *(client.get("/sessions", headers=headers) for _ in range(8))
+            )
+            assert {r.status_code for r in warm} == {200}
+            admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+            try:
+                cut = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+            finally:
+                await admin.close()
+            assert cut >= 2
+            await asyncio.sleep(0.1)  # one turn of the loop reads each server's goodbye
+            after = await asyncio.gather(
+                *(client.get("/sessions", headers=headers) for _ in range(8))
+            )
+            assert [r.status_code for r in after] == [200] * 8
+            assert (await management.get("/readyz")).status_code == 200
+    await empty_database(postgres_url)

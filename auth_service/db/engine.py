@@ -6,11 +6,14 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from auth_service.db.sqlite_worker import tune_sqlite
 from auth_service.db.unavailable import translate_connection_loss
@@ -72,8 +75,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = _create_async_engine(url, hide_parameters=True, pool_size=4, max_overflow=0)
         event.listen(engine.sync_engine, "connect", tune_sqlite)
         return engine
-    # No pool_pre_ping (a round trip per checkout): a connection broken meanwhile fails its
-    # statement, SQLAlchemy then invalidates the whole pool and the request answers 503
+    # No pool_pre_ping (a round trip per checkout): a connection the server closed while
+    # it idled (a restart, pg_terminate_backend) is seen closed by asyncpg already and is
+    # replaced at checkout (_replace_closed); one broken silently fails its statement,
+    # SQLAlchemy then invalidates the whole pool and the request answers 503
     # (db/unavailable.py); recycling retires connections that idle timeouts or failovers
     # may have cut.
     engine = _create_async_engine(
@@ -84,4 +89,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         hide_parameters=True,
     )
     translate_connection_loss(engine)
+    event.listen(engine.sync_engine, "checkout", _replace_closed)
     return engine
+
+
+def _replace_closed(
+    dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    """Refuse a pooled connection the server already closed: the pool discards it and
+    checks out (or opens) another, so the first request after a PostgreSQL restart does
+    not fail. asyncpg reads the server's goodbye while the connection idles; no round trip."""
+    driver = proxy.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")

@@ -193,6 +193,11 @@ class RevocationRepository(Protocol):
         """Remember a revoked access token until it expires (idempotent)."""
         ...
 
+    async def generation(self) -> int:
+        """How many revocations SQL has recorded: triggers bump it in the transaction of
+        each (a session revoked, an access token recorded, a user's tokens cut off)."""
+        ...
+
     async def recent(self, *, since: datetime) -> RecentRevocations:
         """Sessions revoked and users disabled since `since`, and unexpired revoked tokens."""
         ...

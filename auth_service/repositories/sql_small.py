@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
 from auth_service.errors import ClientExists
-from auth_service.models import OAuthClient, RevokedAccessToken, ServiceSecret, Session, User
+from auth_service.models import (
+    OAuthClient,
+    RevocationGeneration,
+    RevokedAccessToken,
+    ServiceSecret,
+    Session,
+    User,
+)
 from auth_service.repositories.rows import ClientRow, RecentRevocations
 
 __all__ = [
@@ -35,6 +42,7 @@ _SECRETS = cast(Table, ServiceSecret.__table__)
 _REVOKED = cast(Table, RevokedAccessToken.__table__)
 _SESSIONS = cast(Table, Session.__table__)
 _USERS = cast(Table, User.__table__)
+_GENERATION = cast(Table, RevocationGeneration.__table__)
 
 _CLIENT_COLUMNS = tuple(_CLIENTS.c[field.name] for field in fields(ClientRow))
 _GET_CLIENT = Statement(select(*_CLIENT_COLUMNS).where(_CLIENTS.c.client_id == bindparam("id")))
@@ -46,6 +54,7 @@ _REMOVE_CLIENT = Statement(
 
 _READ_SECRET = Statement(select(_SECRETS.c.value).where(_SECRETS.c.name == bindparam("name")))
 
+_READ_GENERATION = Statement(select(_GENERATION.c.value))  # its one row
 _RECENT_SESSIONS = Statement(
     select(_SESSIONS.c.id, _SESSIONS.c.revoked_at).where(_SESSIONS.c.revoked_at > bindparam("t"))
 )
@@ -149,6 +158,11 @@ class SqlRevocations:
         """Remember a revoked access token until it expires (a repeat changes nothing)."""
         params = {"jti": jti, "expires": expires_at, "now": now}
         await self._db.rows(self.inserts.revoked_token, params)
+
+    async def generation(self) -> int:
+        """How many revocations SQL has recorded (bumped by triggers in their transaction)."""
+        rows = await self._db.rows(_READ_GENERATION, {})
+        return int(rows[0][0]) if rows else 0
 
     async def recent(self, *, since: datetime) -> RecentRevocations:
         """What the denylist must hold since `since`."""

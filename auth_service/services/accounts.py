@@ -176,7 +176,7 @@ async def change_password(
         ended = await end_sessions_in(
             ctx, tx, user.id, reason="password_changed", keep=claims.session_id
         )
-    await deny_sessions(ctx, ended)  # again, after the commit (see services/revocation.py)
+    await deny_sessions(ctx, ended, committed=True)  # again, after the commit
     ctx.audit.record("password_change", user_id=user.id)
 
 
@@ -200,8 +200,8 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
         await deny_user_tokens(ctx, user.id, version)
         ended = await end_sessions_in(ctx, tx, user.id, reason="user_disabled")
     # Again, after the commit: a reseed that read SQL before it cannot lose them.
-    await deny_user_tokens(ctx, user.id, version)
     await deny_sessions(ctx, ended)
+    await deny_user_tokens(ctx, user.id, version, committed=True)
     ctx.profiles.discard(user.id)
     ctx.audit.record("disable", user_id=user.id)
     return True

@@ -16,7 +16,7 @@ from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
-__all__ = ["ServiceContext", "SessionPolicy"]
+__all__ = ["GenerationSeen", "ServiceContext", "SessionPolicy"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class SessionPolicy:
     # Access tokens live at most this long after they were issued (TTL plus clock leeway):
     # a denylist entry older than that protects nothing and may expire.
     access_token_horizon: timedelta
+
+
+@dataclass
+class GenerationSeen:
+    """SQL's revocation generation at this process's last check (None: not checked yet)."""
+
+    sql: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,3 +59,5 @@ class ServiceContext:
     # Session revocations committed to SQL while the store was unreachable: delivered to
     # it before this process trusts it again (services/revocation.py).
     undelivered_sessions: set[str] = field(default_factory=set, compare=False)
+    # SQL's revocation generation as this process last read it (services/revocation.py).
+    generation_seen: GenerationSeen = field(default_factory=lambda: GenerationSeen(), compare=False)

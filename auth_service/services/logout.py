@@ -94,6 +94,6 @@ async def _revoke_access_token(ctx: ServiceContext, token: str, client_id: str) 
     await ctx.db.revocations.record_access_token(
         jti=claims.token_id, expires_at=claims.expires_at, now=ctx.clock()
     )
-    await deny_token(ctx, claims.token_id, claims.expires_at)  # again, after the commit
+    await deny_token(ctx, claims.token_id, claims.expires_at, committed=True)  # again
     ctx.audit.record("revoke", user_id=claims.subject, client_id=client_id, reason="access_token")
     return True

@@ -6,33 +6,85 @@ before any token is trusted, so no revoked token comes back to life. The invaria
 make this hold under any sequence of flushes are in stores/revocation.py; the part the
 use cases play: call a `deny_*` before committing the revocation to SQL (an unreachable
 store then fails the call with nothing done) and the same `deny_*` again after the commit
-(a restore that read SQL just before the commit cannot then lose it).
+(a restore that read SQL just before the commit cannot then lose it), that one with
+`committed=True`: it raises the store's generation mirror (stores/revocation.py,
+invariants 4 and 5), which check_generation compares with SQL to catch a store that lost
+recent writes (a Sentinel failover to a lagging replica) and reseed it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 from datetime import datetime
 
-from auth_service.errors import InvalidToken, StoreUnavailable
+from auth_service.errors import DatabaseUnavailable, InvalidToken, StoreUnavailable
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
-from auth_service.stores.revocation import RevocationStatus, SeedData
+from auth_service.stores.revocation import Mirror, RevocationStatus, SeedData
 
 __all__ = [
+    "check_generation",
     "deny_sessions",
     "deny_sessions_eventually",
     "deny_token",
     "deny_user_tokens",
     "ensure_not_revoked",
     "reseed",
+    "watch_generation",
 ]
 
 log = logging.getLogger(__name__)
 
 # Restores refused (the store lost its state again meanwhile) before a check fails closed.
 MAX_RESEED_ATTEMPTS = 5
+# How often each process compares the store's generation mirror with SQL (two reads), and
+# the least pause between two checks when store errors wake it sooner.
+GENERATION_CHECK_SECONDS = 2.0
+GENERATION_CHECK_MIN_GAP_SECONDS = 0.5
+
+
+async def check_generation(ctx: ServiceContext) -> bool:
+    """Catch a store that lost recent revocations but kept its epoch (a failover to a
+    replica that had not received them): SQL's revocation generation read at one check
+    must be mirrored by the store at the next (each after-commit write raises the mirror
+    within milliseconds). If not, forget the store and restore it from SQL before it is
+    trusted again. True if writes were lost."""
+    seen = ctx.generation_seen
+    mirror = await ctx.revocations.generation()
+    lost = seen.sql is not None and (mirror is None or mirror < seen.sql)
+    if lost and mirror is None:
+        # never restored yet (a new prefix, an empty Redis): the epoch check restores it
+        probe = await ctx.revocations.status(token_id="-", session_id="-", user_id="-")  # noqa: S106
+        lost = probe.seeded
+    if lost:
+        log.warning(
+            "revocation store is behind SQL (mirror %s, SQL %d): it lost writes; "
+            "reseeding from SQL before trusting it",
+            mirror,
+            seen.sql,
+        )
+        ctx.audit.revocation_losses.inc()
+        await ctx.revocations.forget()
+        await reseed(ctx)
+    seen.sql = await ctx.db.revocations.generation()
+    return lost
+
+
+async def watch_generation(ctx: ServiceContext, interval: float = GENERATION_CHECK_SECONDS) -> None:
+    """Check every `interval`, and at once after a store error (a failover shows as one)."""
+    errors = ctx.revocations.errors
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(errors.wait(), interval)
+        errors.clear()
+        try:
+            await check_generation(ctx)
+        except (StoreUnavailable, DatabaseUnavailable):
+            log.info("revocation generation check: store or database unreachable")
+        await asyncio.sleep(GENERATION_CHECK_MIN_GAP_SECONDS)
 
 
 def _seconds_until(when: datetime, now: datetime) -> int:
@@ -86,7 +138,8 @@ async def reseed(ctx: ServiceContext) -> None:
             if probe.seeded:
                 return  # another request of this process reseeded meanwhile
             ticket = await ctx.revocations.begin_seed()
-            data = await _read_revocations(ctx, ticket)
+            generation = await ctx.db.revocations.generation()  # before the revocations
+            data = await _read_revocations(ctx, ticket, generation)
             if await ctx.revocations.seed(data):
                 log.warning(
                     "revocation store reseeded from SQL: %d sessions, %d tokens, %d users",
@@ -100,7 +153,7 @@ async def reseed(ctx: ServiceContext) -> None:
         raise StoreUnavailable
 
 
-async def _read_revocations(ctx: ServiceContext, ticket: str) -> SeedData:
+async def _read_revocations(ctx: ServiceContext, ticket: str, generation: int) -> SeedData:
     now = ctx.clock()
     horizon = ctx.session_policy.access_token_horizon
     leeway = ctx.tokens.leeway
@@ -114,14 +167,26 @@ async def _read_revocations(ctx: ServiceContext, ticket: str) -> SeedData:
             (uid, version, _seconds_until(at + horizon, now)) for uid, version, at in recent.users
         ],
         ticket=ticket,
+        generation=generation,
     )
 
 
-async def deny_sessions(ctx: ServiceContext, session_ids: list[str]) -> None:
+async def _mirror(ctx: ServiceContext, committed: bool) -> Mirror | None:
+    """After a commit: SQL's generation now (it counts that commit), and the floor."""
+    if not committed:
+        return None
+    floor = ctx.generation_seen.sql or 0  # stores/revocation.py, invariant 5
+    return Mirror(await ctx.db.revocations.generation(), floor)
+
+
+async def deny_sessions(
+    ctx: ServiceContext, session_ids: list[str], *, committed: bool = False
+) -> None:
     """Push session revocations to every replica: before the SQL commit and after it."""
     if session_ids:
         ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
-        await ctx.revocations.revoke_sessions(session_ids, ttl)
+        mirror = await _mirror(ctx, committed)
+        await ctx.revocations.revoke_sessions(session_ids, ttl, mirror)
 
 
 async def deny_sessions_eventually(ctx: ServiceContext, session_ids: list[str]) -> None:
@@ -129,7 +194,7 @@ async def deny_sessions_eventually(ctx: ServiceContext, session_ids: list[str]) 
     them and deliver them before this process trusts the store again (and a reseed after
     a restart reads them from SQL anyway)."""
     try:
-        await deny_sessions(ctx, session_ids)
+        await deny_sessions(ctx, session_ids, committed=True)
     except StoreUnavailable:
         ctx.undelivered_sessions.update(session_ids)
         log.warning(
@@ -145,18 +210,23 @@ async def _deliver_pending(ctx: ServiceContext) -> None:
     ctx.undelivered_sessions.difference_update(pending)
 
 
-async def deny_token(ctx: ServiceContext, token_id: str, expires_at: datetime) -> None:
+async def deny_token(
+    ctx: ServiceContext, token_id: str, expires_at: datetime, *, committed: bool = False
+) -> None:
     """Push one access-token revocation to every replica: before the SQL commit and after.
 
     The entry lives as long as the token can be accepted: its expiry plus the clock leeway.
     """
     ttl = _seconds_until(expires_at + ctx.tokens.leeway, ctx.clock())
-    await ctx.revocations.revoke_token(token_id, ttl)
+    await ctx.revocations.revoke_token(token_id, ttl, await _mirror(ctx, committed))
 
 
-async def deny_user_tokens(ctx: ServiceContext, user_id: str, credential_version: int) -> None:
+async def deny_user_tokens(
+    ctx: ServiceContext, user_id: str, credential_version: int, *, committed: bool = False
+) -> None:
     """Kill every access token of a user carrying a credential version below this one:
     before the SQL commit and after it."""
     ttl = math.ceil(ctx.session_policy.access_token_horizon.total_seconds())
     # The store's per-user "not before" holds a credential version now, not a time.
-    await ctx.revocations.set_user_not_before(user_id, credential_version, ttl)
+    mirror = await _mirror(ctx, committed)
+    await ctx.revocations.set_user_not_before(user_id, credential_version, ttl, mirror)

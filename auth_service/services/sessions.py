@@ -8,11 +8,12 @@ session dies, including the successor and every access token carrying its `sid`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from auth_service.errors import InvalidGrant, InvalidScope
+from auth_service.errors import InvalidGrant, InvalidScope, StoreUnavailable
 from auth_service.repositories import (
     RefreshFamily,
     RefreshTokenRow,
@@ -268,6 +269,10 @@ async def _repeat(
             return grant
     # SQL first, the truth: the family is dead even if the store is unreachable now, and
     # the store catches up (deny_sessions_eventually) before this process trusts it again.
+    # Tried before the commit too, so that a mirror raised after it covers the entry
+    # (stores/revocation.py, invariant 4); unreachable, it is only tried after.
+    with contextlib.suppress(StoreUnavailable):
+        await deny_sessions(ctx, [record.id])
     await ctx.db.sessions.mark_revoked([record.id], now=ctx.clock(), reason="refresh_token_reuse")
     await deny_sessions_eventually(ctx, [record.id])
     ctx.audit.record(
@@ -296,7 +301,8 @@ async def revoke_session_ids(
     ids = await ctx.db.sessions.matching_ids(user_id=user_id, only=session_ids, keep=keep)
     await deny_sessions(ctx, ids)
     await ctx.db.sessions.mark_revoked(ids, now=ctx.clock(), reason=reason)
-    await deny_sessions(ctx, ids)  # again: survives a reseed that read SQL before the commit
+    # again: survives a reseed that read SQL before the commit
+    await deny_sessions(ctx, ids, committed=True)
     return ids
 
 

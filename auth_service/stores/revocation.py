@@ -24,10 +24,22 @@ Hence once a revocation's after-commit write has been done, every later check ei
 finds its entry or finds no epoch and restores from SQL (which holds it) before
 answering. (Reuse detection queues that write in-process while the store is down; see
 services/revocation.deny_sessions_eventually.)
+
+A failover to a replica that lagged loses a suffix of the writes but keeps the epoch.
+4. The generation mirror: an after-commit write carries SQL's revocation generation read
+   after its commit and raises the store's mirror to it in the same script, after the
+   entries, so a store that kept the mirror kept every write before it; the restore
+   sets it to the generation read before its SQL read. A mirror behind SQL means lost
+   writes: `forget` deletes the epoch and refuses every restore begun before it (the
+   ticket holds the loss count), and the next check restores from SQL.
+5. A write raises the mirror only from at least the `floor` it is given (SQL's
+   generation at this process's last check): a mirror already behind SQL stays behind,
+   so writes after a failover cannot hide the loss before a check sees it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -44,7 +56,14 @@ from redis.exceptions import RedisError
 from auth_service.errors import StoreUnavailable
 from auth_service.stores.coalesced import CoalescedMget
 
-__all__ = ["MemoryStore", "RedisStore", "RevocationStatus", "RevocationStore", "SeedData"]
+__all__ = [
+    "MemoryStore",
+    "Mirror",
+    "RedisStore",
+    "RevocationStatus",
+    "RevocationStore",
+    "SeedData",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +91,55 @@ class RevocationStatus:
 class SeedData:
     """Entries rebuilt from SQL: (id, ttl seconds) and (user id, not-before, ttl seconds).
 
-    `ticket` is what `begin_seed` returned before SQL was read.
+    `ticket` is what `begin_seed` returned before SQL was read; `generation` is SQL's
+    revocation generation read before the revocations were.
     """
 
     tokens: list[tuple[str, int]] = field(default_factory=list)
     sessions: list[tuple[str, int]] = field(default_factory=list)
     users: list[tuple[str, int, int]] = field(default_factory=list)
     ticket: str = ""
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """What an after-commit write tells the store: SQL's revocation generation read after
+    the commit, raised to only from at least `floor` (invariant 5)."""
+
+    generation: int
+    floor: int
 
 
 class RevocationStore(Protocol):
     """Fast, TTL-bound revocation state shared by every replica."""
 
+    # Set on every failure to reach the store: the generation check runs at once.
+    errors: asyncio.Event
+
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
         """Read the epoch marker and the three denylist entries of one token at once."""
         ...
 
-    async def revoke_token(self, token_id: str, ttl_seconds: int) -> None: ...
+    async def revoke_token(
+        self, token_id: str, ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None: ...
 
-    async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None: ...
+    async def revoke_sessions(
+        self, session_ids: list[str], ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None: ...
 
     async def set_user_not_before(
-        self, user_id: str, not_before: int, ttl_seconds: int
+        self, user_id: str, not_before: int, ttl_seconds: int, mirror: Mirror | None = None
     ) -> None: ...
+
+    async def generation(self) -> int | None:
+        """The mirror of SQL's revocation generation (None: never written)."""
+        ...
+
+    async def forget(self) -> None:
+        """Lost writes were detected: unseeded from now on, restores begun before refused."""
+        ...
 
     async def begin_seed(self) -> str:
         """Start a restore before reading SQL: a ticket that any later loss invalidates."""
@@ -124,6 +169,8 @@ class _Keys:
 
     def __init__(self, prefix: str) -> None:
         self.epoch = f"{prefix}epoch"
+        self.generation = f"{prefix}generation"
+        self.losses = f"{prefix}losses"
         self._prefix = prefix
 
     def token(self, token_id: str) -> str:
@@ -186,26 +233,59 @@ local function put(key, value, ttl, mode)
 end
 """
 
+# Raise the mirror KEYS[1] to ARGV[1] if it is at least ARGV[2] (invariant 5).
+_MIRROR_LUA = """
+local function mirror(key, generation, floor)
+  if generation == '' then return end
+  local current = tonumber(redis.call('GET', key) or '-1')
+  if current >= tonumber(floor) and current < tonumber(generation) then
+    redis.call('SET', key, generation)
+  end
+end
+"""
+
+# KEYS[1]: the mirror, then the entries; ARGV[1], ARGV[2]: generation and floor ('' for
+# none), then value, ttl, mode per entry. The mirror moves after the entries.
 _REVOKE_SCRIPT = (
     _WRITE_LUA
+    + _MIRROR_LUA
     + """
-for i, key in ipairs(KEYS) do
-  put(key, ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i])
+for i = 2, #KEYS do
+  local at = 3 * (i - 2) + 3
+  put(KEYS[i], ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2])
 end
+mirror(KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 )
 
-# KEYS[1]: the ticket, KEYS[2]: the epoch, then the entries; ARGV[1]: the epoch value,
-# then value, ttl, mode per entry. Nothing is written unless the ticket survived.
+# KEYS[1]: a new ticket, KEYS[2]: the loss count. The ticket holds the count it began at.
+_BEGIN_SEED_SCRIPT = """
+redis.call('SET', KEYS[1], redis.call('GET', KEYS[2]) or '0', 'EX', tonumber(ARGV[1]))
+return 1
+"""
+
+# KEYS[1]: the epoch, KEYS[2]: the loss count: unseeded, and every ticket out refused.
+_FORGET_SCRIPT = """
+redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+# KEYS[1]: the ticket, KEYS[2]: the epoch, KEYS[3]: the mirror, KEYS[4]: the loss count,
+# then the entries; ARGV[1]: the epoch value, ARGV[2]: the generation, then value, ttl,
+# mode per entry. Nothing is written unless the ticket survived, with no loss since.
 _SEED_SCRIPT = (
     _WRITE_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 3, #KEYS do
-  local at = 3 * (i - 3) + 2
+local ticket = redis.call('GET', KEYS[1])
+if not ticket or ticket ~= (redis.call('GET', KEYS[4]) or '0') then return 0 end
+for i = 5, #KEYS do
+  local at = 3 * (i - 5) + 3
   put(KEYS[i], ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2])
 end
+local current = tonumber(redis.call('GET', KEYS[3]) or '-1')
+if current < tonumber(ARGV[2]) then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
 return 1
@@ -229,7 +309,10 @@ class RedisStore:
         self._keys = _Keys(prefix)
         self._reads = CoalescedMget(client.mget)
         self._revoke = client.register_script(_REVOKE_SCRIPT)
+        self._begin_seed = client.register_script(_BEGIN_SEED_SCRIPT)
+        self._forget = client.register_script(_FORGET_SCRIPT)
         self._seed = client.register_script(_SEED_SCRIPT)
+        self.errors = asyncio.Event()
         self._replicas = 0
         self._replicas_checked_at = -REPLICA_COUNT_TTL_SECONDS
 
@@ -254,7 +337,7 @@ class RedisStore:
                 ]
             )
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
+            raise self._unavailable() from exc
         return RevocationStatus(
             seeded=epoch is not None,
             token_revoked=token is not None or old_token is not None,
@@ -262,35 +345,57 @@ class RedisStore:
             user_not_before=_not_before(_newer(user, old_user)),
         )
 
-    async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
-        await self._write([(self._keys.token(token_id), "1", ttl_seconds, "set")])
+    async def revoke_token(
+        self, token_id: str, ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None:
+        await self._write([(self._keys.token(token_id), "1", ttl_seconds, "set")], mirror)
 
-    async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None:
-        await self._write(
-            [(self._keys.session(sid), "1", ttl_seconds, "set") for sid in session_ids]
-        )
+    async def revoke_sessions(
+        self, session_ids: list[str], ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None:
+        entries = [(self._keys.session(sid), "1", ttl_seconds, "set") for sid in session_ids]
+        await self._write(entries, mirror)
 
-    async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
-        await self._write([(self._keys.user(user_id), str(not_before), ttl_seconds, "max")])
+    async def set_user_not_before(
+        self, user_id: str, not_before: int, ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None:
+        key = self._keys.user(user_id)
+        await self._write([(key, str(not_before), ttl_seconds, "max")], mirror)
+
+    async def generation(self) -> int | None:
+        try:
+            raw = await self._redis.get(self._keys.generation)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable() from exc
+        return None if raw is None else int(raw)
+
+    async def forget(self) -> None:
+        try:
+            await self._forget(keys=[self._keys.epoch, self._keys.losses])
+        except (RedisError, OSError) as exc:
+            raise self._unavailable() from exc
 
     async def begin_seed(self) -> str:
         ticket = secrets.token_hex(16)
         try:
-            await self._redis.set(self._keys.seeding(ticket), "1", ex=SEED_TICKET_SECONDS)
+            await self._begin_seed(
+                keys=[self._keys.seeding(ticket), self._keys.losses], args=[SEED_TICKET_SECONDS]
+            )
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
+            raise self._unavailable() from exc
         return ticket
 
     async def seed(self, data: SeedData) -> bool:
         entries = _with_legacy(self._keys, _seed_entries(self._keys, data))
         keys, args = _flatten(entries)
+        k = self._keys
         try:
             written = await self._seed(
-                keys=[self._keys.seeding(data.ticket), self._keys.epoch, *keys],
-                args=[secrets.token_hex(8), *args],
+                keys=[k.seeding(data.ticket), k.epoch, k.generation, k.losses, *keys],
+                args=[secrets.token_hex(8), data.generation, *args],
             )
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
+            raise self._unavailable() from exc
         return bool(written)
 
     async def warn_if_evicting(self) -> None:
@@ -310,21 +415,26 @@ class RedisStore:
         try:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
+            raise self._unavailable() from exc
 
     async def close(self) -> None:
         return None  # the shared client is closed by its owner
 
-    async def _write(self, entries: list[_Entry]) -> None:
+    def _unavailable(self) -> StoreUnavailable:
+        self.errors.set()
+        return StoreUnavailable()
+
+    async def _write(self, entries: list[_Entry], mirror: Mirror | None) -> None:
         if not entries:
             return
         keys, args = _flatten(_with_legacy(self._keys, entries))
+        moved: list[str | int] = ["", ""] if mirror is None else [mirror.generation, mirror.floor]
         try:
-            await self._revoke(keys=keys, args=args)
+            await self._revoke(keys=[self._keys.generation, *keys], args=[*moved, *args])
             if await self._replica_count() > 0:
                 await self._replicated()
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
+            raise self._unavailable() from exc
 
     async def _replica_count(self) -> int:
         """The primary's connected replicas, read at most every REPLICA_COUNT_TTL_SECONDS."""
@@ -375,6 +485,8 @@ class MemoryStore:
         self._generation = 0  # outside changes seen
         self._seeded_generation = -1  # the generation the last seed read SQL at
         self._written = False
+        self._mirror: int | None = None  # SQL's revocation generation, as Redis mirrors it
+        self.errors = asyncio.Event()  # never set: nothing to reach
 
     async def status(self, *, token_id: str, session_id: str, user_id: str) -> RevocationStatus:
         self._look_for_changes()
@@ -386,15 +498,35 @@ class MemoryStore:
             user_not_before=_not_before(self._get(keys.user(user_id), now)),
         )
 
-    async def revoke_token(self, token_id: str, ttl_seconds: int) -> None:
+    async def revoke_token(
+        self, token_id: str, ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None:
         self._put((self._keys.token(token_id), "1", ttl_seconds, "set"))
+        self._move_mirror(mirror)
 
-    async def revoke_sessions(self, session_ids: list[str], ttl_seconds: int) -> None:
+    async def revoke_sessions(
+        self, session_ids: list[str], ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None:
         for session_id in session_ids:
             self._put((self._keys.session(session_id), "1", ttl_seconds, "set"))
+        self._move_mirror(mirror)
 
-    async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
+    async def set_user_not_before(
+        self, user_id: str, not_before: int, ttl_seconds: int, mirror: Mirror | None = None
+    ) -> None:
         self._put((self._keys.user(user_id), str(not_before), ttl_seconds, "max"))
+        self._move_mirror(mirror)
+
+    async def generation(self) -> int | None:
+        return self._mirror
+
+    async def forget(self) -> None:
+        self._generation += 1  # unseeded, and a restore begun before is refused
+
+    def _move_mirror(self, mirror: Mirror | None) -> None:
+        current = -1 if self._mirror is None else self._mirror
+        if mirror is not None and mirror.floor <= current < mirror.generation:
+            self._mirror = mirror.generation
 
     async def begin_seed(self) -> str:
         self._look_for_changes()
@@ -407,6 +539,7 @@ class MemoryStore:
         if data.ticket != str(self._generation):
             return False  # a change was announced while SQL was read: read again
         self._seeded_generation = self._generation
+        self._mirror = max(data.generation, -1 if self._mirror is None else self._mirror)
         return True
 
     async def ping(self) -> None:

@@ -35,6 +35,25 @@ CLI_TIMEOUT_SECONDS = 60.0
 ISSUER = "https://auth.scale.invalid"
 
 
+# Run inside a namespace: GET each URL of argv[1] (JSON host -> URL) argv[2] times, print
+# JSON host -> statuses.
+_PROBE = """
+import json, sys, urllib.error, urllib.request
+urls, tries, out = json.loads(sys.argv[1]), int(sys.argv[2]), {}
+for host, url in urls.items():
+    out[host] = []
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                out[host].append(answer.status)
+        except urllib.error.HTTPError as refused:
+            out[host].append(refused.code)
+        except OSError:
+            out[host].append(None)
+print(json.dumps(out))
+"""
+
+
 def postgres_bin() -> Path:
     """The newest installed PostgreSQL server binaries (Debian's layout)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
@@ -401,6 +420,31 @@ backend replicas
             lambda: self.haproxy_status().get(host, "").startswith("UP"),
             deadline,
             self.replica(host),
+        )
+
+    def readyz(self, hosts: tuple[str, ...], tries: int) -> dict[str, list[int | None]]:
+        """Each replica's /readyz `tries` times in a row, asked from HAProxy's namespace
+        over the management port as HAProxy asks it (None: no answer)."""
+        urls = {h: f"http://{self.address(h)}:{MANAGEMENT_PORT}/readyz" for h in hosts}
+        done = subprocess.run(
+            [*self._in("lb", sys.executable, "-c", _PROBE), json.dumps(urls), str(tries)],
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_SECONDS,
+            check=True,
+        )
+        result: dict[str, list[int | None]] = json.loads(done.stdout)
+        return result
+
+    def wait_replicas_ready(self, deadline: float, tries: int = 4) -> None:
+        """Until every replica answers /readyz 200 `tries` times in a row (its workers share
+        the socket, so most likely each of them answered)."""
+        wait_for(
+            "every replica's /readyz 200",
+            lambda: all(
+                statuses == [200] * tries for statuses in self.readyz(REPLICAS, tries).values()
+            ),
+            deadline,
         )
 
     def wait_replica_down(self, host: str, deadline: float) -> None:
