@@ -47,8 +47,10 @@ async def _lose(app: FastAPI, backend: Backend, keys: list[str], mirror: int) ->
     assert backend.redis_url is not None
     client = redis_asyncio.Redis.from_url(backend.redis_url)
     try:
-        prefixed = [f"{backend.redis_prefix}{key}" for key in keys]
-        assert await client.delete(*prefixed) == len(keys)
+        # the store writes each entry under its name and the 0.1.x name (`sid:`)
+        legacy = [key.replace("revoked-session:", "sid:") for key in keys]
+        prefixed = [f"{backend.redis_prefix}{key}" for key in [*keys, *legacy]]
+        assert await client.delete(*prefixed) == 2 * len(keys)
         await client.set(f"{backend.redis_prefix}generation", mirror)
         assert await client.exists(f"{backend.redis_prefix}epoch")
     finally:
@@ -83,7 +85,7 @@ async def test_a_partial_loss_is_detected_and_the_revoked_token_refused_again(
     assert generation > before
     assert await ctx.revocations.generation() == generation
     assert await check_generation(ctx) is False  # nothing lost: SQL seen at `generation`
-    await _lose(app, backend, [f"sid:{claims['sid']}"], before)
+    await _lose(app, backend, [f"revoked-session:{claims['sid']}"], before)
     # the loss is real: the store alone would accept the logged-out token again
     assert await _me(client, token) == 200
     assert await check_generation(ctx) is True
@@ -101,7 +103,7 @@ async def test_writes_after_a_loss_do_not_hide_it(
     before = await _sql_generation(ctx)
     await _logout(client, lost)
     await check_generation(ctx)  # SQL seen with bob's logout in it
-    await _lose(app, backend, [f"sid:{claims['sid']}"], before)
+    await _lose(app, backend, [f"revoked-session:{claims['sid']}"], before)
     # a revocation on the new primary, after the loss, before any check: its mirror
     # write must not cover bob's lost one
     await _logout(client, later)
