@@ -319,9 +319,9 @@ def create_app(
                     app.state.documents = runtime.documents
 
                 watching = asyncio.create_task(runtime.key_watcher.run(reload))
-            # Everything alive now (~110,000 tracked objects: modules, routes, keys) lives
-            # until shutdown; unfrozen, every full collection walked it all (~0.1 s) on the
-            # event loop and freed nothing. Unfrozen at shutdown, so it can be freed again.
+            # Everything alive now (modules, routes, keys: most tracked objects) lives until
+            # shutdown; unfrozen, every full collection walked it all on the event loop and
+            # freed nothing. Unfrozen at shutdown, so it can be freed again.
             gc.freeze()
             try:
                 yield
