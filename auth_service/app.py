@@ -326,9 +326,9 @@ def create_app(
                     app.state.documents = runtime.documents
 
                 watching = asyncio.create_task(runtime.key_watcher.run(reload))
-            # Everything alive now (~110,000 tracked objects: modules, routes, keys) lives
-            # until shutdown; unfrozen, every full collection walked it all (~0.1 s) on the
-            # event loop and freed nothing. Unfrozen at shutdown, so it can be freed again.
+            # Everything alive now (modules, routes, keys: most tracked objects) lives until
+            # shutdown; unfrozen, every full collection walked it all on the event loop and
+            # freed nothing. Unfrozen at shutdown, so it can be freed again.
             gc.freeze()
             try:
                 yield
@@ -361,7 +361,7 @@ def create_app(
     if tracing is not None:
         app.add_middleware(tracing.middleware_class(), **tracing.middleware_options())
     # The API routes go into the app's own route list, ahead of the docs routes: matching
-    # through included routers costs FastAPI ~0.1 ms per request and per router.
+    # through included routers costs FastAPI time per request and per router.
     api_routes = [
         route
         for module in (users, token, sessions, admin, wellknown, health)

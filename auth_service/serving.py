@@ -2,7 +2,7 @@
 
 - TCP_NODELAY: with `--workers N` uvicorn's supervisor binds the listening socket with
   proto 0, so asyncio never sets TCP_NODELAY on accepted connections and Nagle's algorithm
-  meets delayed ACKs (about 40 ms added per response). It is set in `connection_made`.
+  meets delayed ACKs (a delayed-ACK timeout added per response). It is set in `connection_made`.
 - A header cap: httptools buffers request headers without any limit (a 2 MB header was
   accepted). A request head (request line, headers and the blank line) of more than
   `MAX_HEADER_BYTES` gets 431 and the connection is closed before the parser buffers more.

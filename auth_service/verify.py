@@ -43,19 +43,24 @@ __all__ = [
     "require_token",
 ]
 
+# The checks below up to JOSE_OPTIONS are the issuer's too: security/tokens.py imports
+# them from here (this module imports nothing else from the package, so it ships alone).
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
-_MAX_TOKEN_LENGTH = 8192
-_MAX_AGE = re.compile(r"max-age=(\d+)")
+MAX_TOKEN_LENGTH = 8192
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 # The order n of the P-256 group (FIPS 186-4 D.1.2.3): (r, s) and (r, n - s) both verify.
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_JOSE_OPTIONS = {
-    "verify_exp": False,  # checked below with our leeway and clock
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+# Time claims are checked against the verifier's own clock with leeway. python-jose turns
+# require_exp/nbf/iat into checks against its clock without leeway, so their presence is
+# checked separately.
+JOSE_OPTIONS = {
+    "verify_exp": False,
     "verify_nbf": False,
     "verify_iat": False,
     "verify_at_hash": False,
     **{f"require_{claim}": True for claim in ("aud", "iss", "sub", "jti")},
 }
+_MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
 class TokenError(Exception):
@@ -165,7 +170,7 @@ class TokenVerifier:
                 algorithms=[header["alg"]],
                 audience=self.audience,
                 issuer=self.issuer,
-                options=_JOSE_OPTIONS,
+                options=JOSE_OPTIONS,
             )
         except (JOSEError, ValueError, TypeError) as exc:
             raise TokenError("the token signature or claims are invalid") from exc
@@ -257,9 +262,10 @@ class TokenVerifier:
 
 
 def _header(token: str) -> dict[str, str]:
-    if len(token) > _MAX_TOKEN_LENGTH or token.count(".") != 2:
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
         raise TokenError("the token is not a signed JWT")
-    _require_canonical(token)
+    if not is_canonical(token):
+        raise TokenError("the token is not canonically encoded")
     try:
         header = jwt.get_unverified_header(token)
     except (JOSEError, ValueError, TypeError) as exc:
@@ -269,30 +275,36 @@ def _header(token: str) -> dict[str, str]:
         raise TokenError("the token is not an access token")
     if not isinstance(kid, str) or not isinstance(alg, str):
         raise TokenError("the token header lacks kid or alg")
-    if alg == "ES256" and not _is_low_s(token):
+    if alg == "ES256" and not is_low_s(token):
         raise TokenError("the token signature is not in canonical form")
     return {"kid": kid, "alg": alg}
 
 
-def _b64url_decode(segment: str) -> bytes:
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode unpadded base64url."""
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def _require_canonical(token: str) -> None:
-    """Refuse any spelling but unpadded base64url whose unused trailing bits are zero."""
-    for segment in token.split("."):
-        if (
-            not _BASE64URL.fullmatch(segment)
-            or len(segment) % 4 == 1
-            or base64.urlsafe_b64encode(_b64url_decode(segment)).rstrip(b"=").decode() != segment
-        ):
-            raise TokenError("the token is not canonically encoded")
+def is_canonical(token: str) -> bool:
+    """True only for unpadded base64url segments whose unused trailing bits are zero (one
+    spelling per token: a cache or denylist keyed by the string cannot be sidestepped)."""
+    return all(
+        _BASE64URL.fullmatch(segment)
+        and len(segment) % 4 != 1
+        and b64url_encode(b64url_decode(segment)) == segment
+        for segment in token.split(".")
+    )
 
 
-def _is_low_s(token: str) -> bool:
+def is_low_s(token: str) -> bool:
     """True for an ES256 signature r||s with s <= n/2 (the one of the two valid forms)."""
-    signature = _b64url_decode(token.rpartition(".")[2])
-    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_ORDER // 2
+    signature = b64url_decode(token.rpartition(".")[2])
+    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= P256_ORDER // 2
 
 
 def require_token(verifier: TokenVerifier, *, scopes: Sequence[str] = ()) -> Callable[..., Any]:

@@ -3,22 +3,15 @@ the HTTP mapping: the database layer raises DatabaseUnavailable itself."""
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service.api.errors import install_error_handlers
 from auth_service.db.postgres import PgConnection
-from auth_service.db.sqlite_worker import SQLiteWorker
 from auth_service.db.statements import Statement
 from auth_service.errors import (
     AuthServiceError,
@@ -102,51 +95,3 @@ async def test_an_exhausted_pool_is_database_unavailable(postgres_url: str) -> N
             assert await again.rows(Statement(select(1)), {}) == [(1,)]
     finally:
         await engine.dispose()
-
-
-@pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[SQLiteWorker]:
-    path = tmp_path / "worker.db"
-    with sqlite3.connect(path) as setup:
-        setup.execute("CREATE TABLE item (name TEXT PRIMARY KEY)")
-    setup.close()
-    worker = SQLiteWorker(str(path), SQLiteDialect_pysqlite())
-    yield worker
-    await worker.close()
-
-
-def _busy_error(path: Path) -> sqlite3.OperationalError:
-    """A real SQLITE_BUSY: a write while another connection holds the file exclusively."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        try:
-            other.execute("INSERT INTO item (name) VALUES ('blocked')")
-        except sqlite3.OperationalError as error:
-            return error
-        raise AssertionError("the write was not refused")
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-        other.close()
-
-
-async def test_a_locked_sqlite_file_is_database_unavailable(
-    worker: SQLiteWorker, tmp_path: Path
-) -> None:
-    busy = _busy_error(tmp_path / "worker.db")
-    assert busy.sqlite_errorname == "SQLITE_BUSY"
-
-    def locked(_: sqlite3.Connection) -> None:
-        raise busy
-
-    with pytest.raises(DatabaseUnavailable) as raised:
-        await worker.transaction(locked)
-    assert isinstance(raised.value.__cause__, OperationalError)
-    await asyncio.wait_for(worker.rows(Statement(select(1)), {}), 5)  # the worker goes on
-
-
-async def test_a_faulty_sqlite_statement_stays_a_sqlalchemy_error(worker: SQLiteWorker) -> None:
-    with pytest.raises(OperationalError):  # SQLITE_ERROR: the statement's fault, not the file's
-        await worker.transaction(lambda connection: connection.execute("SELECT nosuch()"))

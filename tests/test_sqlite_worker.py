@@ -207,3 +207,40 @@ async def test_a_cancelled_session_step_rolls_the_session_back(worker: SQLiteWor
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await asyncio.wait_for(_names(worker), WAIT_SECONDS) == []
+
+
+def _busy_error(path: Path) -> sqlite3.OperationalError:
+    """A real SQLITE_BUSY: a write while another connection holds the file exclusively."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            other.execute("INSERT INTO item (name) VALUES ('blocked')")
+        except sqlite3.OperationalError as error:
+            return error
+        raise AssertionError("the write was not refused")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        other.close()
+
+
+async def test_a_locked_sqlite_file_is_database_unavailable(
+    worker: SQLiteWorker, tmp_path: Path
+) -> None:
+    busy = _busy_error(tmp_path / "worker.db")
+    assert busy.sqlite_errorname == "SQLITE_BUSY"
+
+    def locked(_: sqlite3.Connection) -> None:
+        raise busy
+
+    with pytest.raises(DatabaseUnavailable) as raised:
+        await worker.transaction(locked)
+    assert isinstance(raised.value.__cause__, OperationalError)
+    assert await worker.transaction(_insert("after")) == "after"  # the worker goes on
+
+
+async def test_a_faulty_sqlite_statement_stays_a_sqlalchemy_error(worker: SQLiteWorker) -> None:
+    with pytest.raises(OperationalError):  # SQLITE_ERROR: the statement's fault, not the file's
+        await worker.transaction(lambda connection: connection.execute("SELECT nosuch()"))

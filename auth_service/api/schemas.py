@@ -1,12 +1,18 @@
-"""Request and response bodies as they appear on the wire (and in openapi.json)."""
+"""Request and response bodies as they appear on the wire (and in openapi.json).
+
+The token response and the session list are the services' own frozen dataclasses
+(services/sessions.py: TokenGrant, SessionView), serialised as they are.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BEARER_ERRORS",
     "AdminUserBody",
     "AdminUserPage",
     "ErrorBody",
@@ -15,8 +21,6 @@ __all__ = [
     "PasswordChangeBody",
     "RegisterBody",
     "RejectionBody",
-    "SessionBody",
-    "TokenBody",
     "UserBody",
 ]
 
@@ -38,16 +42,6 @@ class UserBody(BaseModel):
     created_at: datetime
 
 
-class TokenBody(BaseModel):
-    """RFC 6749 §5.1 successful token response."""
-
-    access_token: str
-    token_type: str = Field(examples=["Bearer"])
-    expires_in: int
-    refresh_token: str
-    scope: str
-
-
 class PasswordChangeBody(BaseModel):
     """The current password (re-authentication) and the new one."""
 
@@ -57,25 +51,19 @@ class PasswordChangeBody(BaseModel):
     new_password: str = Field(min_length=1, max_length=4096)
 
 
-class SessionBody(BaseModel):
-    """One of the caller's open sessions; never any token."""
-
-    id: str
-    client_id: str
-    scope: str
-    created_at: datetime
-    last_used_at: datetime
-    last_ip: str | None
-    user_agent: str | None
-    expires_at: datetime
-    current: bool
-
-
 class ErrorBody(BaseModel):
     """RFC 6749 §5.2 / RFC 6750 §3 error; `error` is a stable machine-readable code."""
 
     error: str
     error_description: str
+
+
+# The error answers of every bearer-protected route (RFC 6750 §3.1), for the OpenAPI schema.
+BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid, expired or revoked token (RFC 6750)"},
+    403: {"model": ErrorBody, "description": "insufficient_scope"},
+    503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
+}
 
 
 class RejectionBody(ErrorBody):

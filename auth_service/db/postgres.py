@@ -7,12 +7,9 @@ statement on its own, autocommitted (the hot writes are single data-modifying st
 PgTransaction holds one connection between BEGIN and COMMIT. Driver errors are raised as
 SQLAlchemy's; a lost connection invalidates the pool and is DatabaseUnavailable (503).
 
-Why SQLAlchemy internals: checkout and checkin may open or close a connection, which
-awaits, so they run under `greenlet_spawn`; a lost connection must retire the whole pool
-as SQLAlchemy's own disconnect handling does (`Pool._invalidate`), since the others
-likely went with it. Only this adapter and db/statements.py touch internals; covered by
-tests/test_sessions_sql.py (cut connections, cancelled statements, error types).
-Checked against SQLAlchemy 2.0.x and 2.1.9.
+Checkout and checkin run in a greenlet and a lost connection retires the whole pool
+through db/sqlalchemy_internals.py (the one adapter touching SQLAlchemy internals);
+tests/test_sessions_sql.py covers cut connections, cancelled statements and error types.
 """
 
 from __future__ import annotations
@@ -26,9 +23,9 @@ from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from auth_service.db.runner import SqlSpan
+from auth_service.db.sqlalchemy_internals import in_greenlet, invalidate_pool
 from auth_service.db.statements import Statement
 from auth_service.db.unavailable import is_connection_loss, unavailable_on_loss
 from auth_service.errors import DatabaseUnavailable
@@ -63,7 +60,7 @@ class PgConnection:
         # (starting up, shutting down, too many clients, connection refused) or an exhausted
         # pool is translated here, as db/unavailable.py does for the engine's connections.
         async with unavailable_on_loss():
-            connection = await greenlet_spawn(self._engine.sync_engine.pool.connect)
+            connection = await in_greenlet(self._engine.sync_engine.pool.connect)
         self._connection = connection
         self.driver = connection.driver_connection
         return self
@@ -77,7 +74,7 @@ class PgConnection:
         connection, self._connection, self.driver = self._connection, None, None
         if connection is not None:
             # A checkin may close a connection (pool full, invalidated): a greenlet again.
-            await greenlet_spawn(connection.close)
+            await in_greenlet(connection.close)
 
     async def rows(self, statement: Statement, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Execute one statement with `params`; the rows it returns, processed."""
@@ -125,7 +122,7 @@ class PgConnection:
             return error
         if driver.is_closed() or is_connection_loss(error):
             pool = self._engine.sync_engine.pool
-            await greenlet_spawn(pool._invalidate, connection, error)
+            await invalidate_pool(pool, connection, error)
             return DatabaseUnavailable()
         dbapi = self._engine.dialect.loaded_dbapi
         translated = _pg_translated(dbapi, error)

@@ -4,12 +4,8 @@ A Statement holds what SQLAlchemy would work out on every execute: the SQL text,
 order and bind processing of its parameters, and its columns' result processors. The
 repositories hand these to asyncpg (db/postgres.py) or to sqlite3 (db/sqlite_worker.py).
 
-Why SQLAlchemy internals: a positional driver call needs the compiled parameter order
-(`SQLCompiler.positiontup`, `.binds`) and the constants' values (`BindParameter.effective_value`),
-which SQLAlchemy otherwise works out on every execute. This module and db/postgres.py's
-pool adapter are the only places that touch them; both are covered by
-tests/test_sessions_sql.py and tests/test_sqlite_worker.py. Checked against SQLAlchemy
-2.0.x and 2.1.9.
+The parameter order and the constants' values come from SQLAlchemy internals, read
+through db/sqlalchemy_internals.py (the one adapter that touches them).
 """
 
 from __future__ import annotations
@@ -22,6 +18,8 @@ from typing import Any
 from sqlalchemy import Dialect, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+
+from auth_service.db.sqlalchemy_internals import constant_value, positional_binds
 
 __all__ = ["Bind", "Compiled", "Statement", "StatementFailed"]
 
@@ -42,16 +40,14 @@ class Statement:
     def _compile(self, dialect: Dialect) -> Compiled:
         compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
         assert isinstance(compiled, SQLCompiler)
-        assert compiled.positiontup is not None
         order = []
-        for name in compiled.positiontup:
-            bind = compiled.binds[name]
+        for bind in positional_binds(compiled):
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             # A parameter (bindparam without a value), or a constant given in the statement.
             if bind.required:
                 order.append(Bind(bind.key, process))
             else:
-                value = bind.effective_value
+                value = constant_value(bind)
                 order.append(Bind(None, None, process(value) if process else value))
         # A SELECT's columns, or what an INSERT/UPDATE/DELETE ... RETURNING returns.
         columns = getattr(self._statement, "exported_columns", ())

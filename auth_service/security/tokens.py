@@ -11,8 +11,6 @@ raised, becomes one `InvalidToken`.
 
 from __future__ import annotations
 
-import base64
-import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -25,11 +23,26 @@ from jose.exceptions import JOSEError
 
 from auth_service.errors import InvalidToken
 from auth_service.security.keys import SigningKey
+from auth_service.verify import (
+    ACCESS_TOKEN_TYPES,
+    JOSE_OPTIONS,
+    MAX_TOKEN_LENGTH,
+    P256_ORDER,
+    b64url_decode,
+    b64url_encode,
+    is_canonical,
+    is_low_s,
+)
 
-__all__ = ["AccessClaims", "IssuedToken", "TokenService", "new_token_id", "utc_now"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "AccessClaims",
+    "IssuedToken",
+    "TokenService",
+    "new_token_id",
+    "utc_now",
+]
 
-ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
-MAX_TOKEN_LENGTH = 8192
 # The user's credential version (private claim); optional so that tokens minted before it
 # existed stay readable (as version 0).
 CREDENTIAL_VERSION_CLAIM = "cred_ver"
@@ -37,22 +50,9 @@ _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scop
 # Largest accepted time claim (year 9999): keeps datetime conversion from overflowing.
 _MAX_TIMESTAMP = 253_402_300_799
 # Tokens whose signature and fixed claims were already checked; a token string is immutable,
-# so a hit skips the ECDSA verify (~0.1 ms) and the JOSE parsing. Bounded, least recently
+# so a hit skips the ECDSA verify and the JOSE parsing. Bounded, least recently
 # used out first; keyed by the whole token, and only valid tokens get in.
 VERIFIED_CACHE_ENTRIES = 4096
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-# The order n of the P-256 group (FIPS 186-4 D.1.2.3): (r, s) and (r, n - s) both verify.
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_JOSE_OPTIONS = {
-    # Time claims are checked below against the injectable clock. python-jose turns
-    # require_exp/nbf/iat into checks against its own clock without leeway, so their
-    # presence is checked below instead.
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_at_hash": False,
-    **{f"require_{claim}": True for claim in ("aud", "iss", "sub", "jti")},
-}
 
 
 def utc_now() -> datetime:
@@ -212,7 +212,7 @@ class TokenService:
                 algorithms=[key.algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
-                options=_JOSE_OPTIONS,
+                options=JOSE_OPTIONS,
             )
         except JOSEError as exc:
             raise InvalidToken("the access token signature or claims are invalid") from exc
@@ -228,7 +228,8 @@ class TokenService:
     def _key_for(self, token: str) -> SigningKey:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the access token is not a signed JWT")
-        _require_canonical(token)
+        if not is_canonical(token):
+            raise InvalidToken("the access token is not canonically encoded")
         try:
             header = jwt.get_unverified_header(token)
         except (JOSEError, ValueError, TypeError) as exc:
@@ -246,7 +247,7 @@ class TokenService:
             raise InvalidToken("the access token was signed by an unknown key")
         if header.get("alg") != key.algorithm:
             raise InvalidToken("the access token algorithm is not allowed")
-        if key.algorithm == "ES256" and not _is_low_s(token):
+        if key.algorithm == "ES256" and not is_low_s(token):
             raise InvalidToken("the access token signature is not in canonical form")
         return key
 
@@ -259,39 +260,14 @@ class TokenService:
         return verified.claims
 
 
-def _b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _require_canonical(token: str) -> None:
-    """Refuse any spelling but unpadded base64url whose unused trailing bits are zero."""
-    for segment in token.split("."):
-        if (
-            not _BASE64URL.fullmatch(segment)
-            or len(segment) % 4 == 1
-            or _b64url_encode(_b64url_decode(segment)) != segment
-        ):
-            raise InvalidToken("the access token is not canonically encoded")
-
-
-def _is_low_s(token: str) -> bool:
-    """True for an ES256 signature r||s with s <= n/2 (the one of the two valid forms)."""
-    signature = _b64url_decode(token.rpartition(".")[2])
-    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_ORDER // 2
-
-
 def _low_s(token: str) -> str:
     """The same ES256 token with s replaced by n - s when s > n/2 (both verify)."""
     head, _, encoded = token.rpartition(".")
-    signature = _b64url_decode(encoded)
+    signature = b64url_decode(encoded)
     s = int.from_bytes(signature[32:], "big")
-    if s <= _P256_ORDER // 2:
+    if s <= P256_ORDER // 2:
         return token
-    return f"{head}.{_b64url_encode(signature[:32] + (_P256_ORDER - s).to_bytes(32, 'big'))}"
+    return f"{head}.{b64url_encode(signature[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
 
 
 def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:

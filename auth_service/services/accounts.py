@@ -50,7 +50,7 @@ async def register(
     `ip` is the requester's address for per-IP throttling (None from the command line).
     """
     display_name = normalize_username(username)
-    # zxcvbn takes up to ~30 ms of CPU: off the event loop, like the hashing.
+    # zxcvbn is CPU-heavy on long inputs: off the event loop, like the hashing.
     password = await asyncio.to_thread(ctx.policy.accept, password, username=display_name)
     if ip is not None:
         await ctx.throttler.check_registration(ip)

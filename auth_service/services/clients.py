@@ -21,6 +21,7 @@ from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import SUPPORTED_SCOPES
 
 __all__ = [
+    "SUPPORTED_GRANT_TYPES",
     "Client",
     "ClientCredentials",
     "NewClient",
@@ -30,7 +31,10 @@ __all__ = [
     "remove_client",
 ]
 
-ALL_GRANT_TYPES = frozenset({"password", "refresh_token"})
+# The grants this service implements, in the order discovery and errors list them; a
+# client is registered for some of them.
+SUPPORTED_GRANT_TYPES = ("password", "refresh_token")
+_ALL_GRANT_TYPES = frozenset(SUPPORTED_GRANT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def _default_client(ctx: ServiceContext) -> Client:
     return Client(
         client_id=ctx.default_client_id,
         confidential=False,
-        grant_types=ALL_GRANT_TYPES,
+        grant_types=_ALL_GRANT_TYPES,
         scopes=frozenset(SUPPORTED_SCOPES),
         authenticated=False,
     )
@@ -134,7 +138,7 @@ async def register_client(
         client_id=client_id,
         secret_hash=hash_client_secret(secret) if secret else None,
         confidential=confidential,
-        grant_types=" ".join(sorted(grant_types & ALL_GRANT_TYPES)),
+        grant_types=" ".join(sorted(grant_types & _ALL_GRANT_TYPES)),
         scopes=" ".join(sorted(scopes)),
         created_at=ctx.clock(),
         introspection=introspection,

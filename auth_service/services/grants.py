@@ -10,14 +10,16 @@ from auth_service.errors import (
     UnsupportedGrantType,
 )
 from auth_service.services.accounts import authenticate
-from auth_service.services.clients import ClientCredentials, authenticate_client
+from auth_service.services.clients import (
+    SUPPORTED_GRANT_TYPES,
+    ClientCredentials,
+    authenticate_client,
+)
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import grantable_scopes, parse_requested_scopes
 from auth_service.services.sessions import RequestOrigin, TokenGrant, open_session, refresh
 
 __all__ = ["SUPPORTED_GRANT_TYPES", "issue_tokens"]
-
-SUPPORTED_GRANT_TYPES = ("password", "refresh_token")
 
 
 def _required(params: dict[str, str], name: str) -> str:

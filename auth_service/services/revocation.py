@@ -1,15 +1,54 @@
-"""Is this access token still good? One store round trip, reseeded from SQL when needed.
+"""Revocation: the invariants that keep a revoked token revoked, and the rules enforcing them.
 
-SQL is the truth; the store (Redis or memory) is a TTL-bound cache of recent revocations.
-When its epoch marker is missing (flushed, restarted, new process) it is rebuilt from SQL
-before any token is trusted, so no revoked token comes back to life. The invariants that
-make this hold under any sequence of flushes are in stores/revocation.py; the part the
-use cases play: call a `deny_*` before committing the revocation to SQL (an unreachable
-store then fails the call with nothing done) and the same `deny_*` again after the commit
-(a restore that read SQL just before the commit cannot then lose it), that one with
-`committed=True`: it raises the store's generation mirror (stores/revocation.py,
-invariants 4 and 5), which check_generation compares with SQL to catch a store that lost
-recent writes (a Sentinel failover to a lagging replica) and reseed it.
+SQL is the truth; the store (Redis shared by every replica, or the in-process MemoryStore
+of the embedded default) is a TTL-bound cache of recent revocations that may lose
+everything at any moment (FLUSHALL, a restart without persistence, a failover, another
+process). This module is the one place these invariants are stated; stores/revocation.py
+implements the store's half, the use cases call the `deny_*` rules below.
+
+1. Seeded or not, never half-seeded (the epoch marker). A store answers a check with
+   `seeded`; a negative answer counts only from a seeded store (`ensure_not_revoked`).
+   The epoch marker stands only over a complete restore: `reseed` takes a ticket
+   (`begin_seed`: in Redis a key of its own, which any flush deletes), then reads SQL,
+   then `seed` writes every entry and the epoch in one script, only if the ticket still
+   exists. A flush can neither split a restore nor slip in after its SQL read.
+2. The store is written before SQL and again after the commit. Before: an unreachable
+   store fails the call with nothing done (a retry is safe; if SQL then fails, tokens are
+   merely dead a little early). After: a restore whose SQL read missed the commit either
+   finds the entry in place when it writes (no flush since its ticket) or is refused (a
+   flush deleted its ticket); an entry flushed later takes the epoch with it, and the
+   next restore reads SQL after the commit. Reuse detection is the one exception: SQL
+   first, then `deny_sessions_eventually`, which queues the write in-process while the
+   store is down and delivers it before this process trusts the store again.
+3. Writes never weaken an entry: a user's not-before (the lowest credential version
+   still valid) only grows and no TTL shrinks, so a restore from an older SQL read or a
+   late write cannot undo a newer revocation.
+4. Other processes on the embedded default (the CLI's `users disable`, say) commit to SQL
+   and then replace the change marker file in the data dir (`announce_change`); the
+   MemoryStore stats it on every check and counts each change as a new generation.
+5. Generations: a MemoryStore's restore ticket is the generation it began at, and it is
+   seeded only while no change has been announced since; one announced while SQL was
+   read keeps the store unseeded, and the next check restores again.
+6. One restore at a time per process (`ctx.reseed_lock`): concurrent checks that find
+   the store unseeded wait for one restore instead of each reading SQL, and re-check
+   `seeded` first; a restore refused MAX_RESEED_ATTEMPTS times fails closed
+   (StoreUnavailable, 503) rather than trust an unseeded store.
+
+7. The generation mirror (a failover to a replica that lagged loses a suffix of the
+   writes but keeps the epoch): SQL counts revocations (a generation bumped in the
+   transaction of each); an after-commit write (`committed=True`) carries the generation
+   read after its commit and raises the store's mirror to it in the same script, after
+   the entries, so a store that kept the mirror kept every write before it; a restore
+   sets it to the generation read before its SQL read. A mirror behind SQL means lost
+   writes: `check_generation` calls `forget`, which deletes the epoch and refuses every
+   restore begun before it (the ticket holds the loss count); the next check restores.
+8. A write raises the mirror only from at least the `floor` it is given (SQL's
+   generation at this process's last check): a mirror already behind SQL stays behind,
+   so writes after a failover cannot hide the loss before a check sees it.
+
+Hence once a revocation's after-commit write is done, every later check either finds its
+entry or finds no epoch and restores from SQL (which holds it) before answering, and a
+store that lost that write without losing its epoch is caught by the generation check.
 """
 
 from __future__ import annotations

@@ -59,15 +59,19 @@ class RequestOrigin:
         )
 
 
-@dataclass(frozen=True)
+# The RFC 6750 token type of every access token issued here.
+BEARER = "Bearer"
+
+
+@dataclass(frozen=True, kw_only=True)
 class TokenGrant:
-    """The RFC 6749 §5.1 success response, before serialisation."""
+    """RFC 6749 §5.1 successful token response: POST /token's body, field for field."""
 
     access_token: str
+    token_type: str
     expires_in: int
-    scope: str
     refresh_token: str
-    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+    scope: str
 
     def sealed_for(self, old_refresh_token: str) -> str:
         """This grant, readable only with the refresh token it replaced."""
@@ -84,12 +88,12 @@ class TokenGrant:
     @classmethod
     def unsealed(cls, sealed: str, old_refresh_token: str) -> TokenGrant | None:
         raw = open_sealed(sealed, old_refresh_token)
-        return cls(**json.loads(raw)) if raw is not None else None
+        return cls(token_type=BEARER, **json.loads(raw)) if raw is not None else None
 
 
 @dataclass(frozen=True)
 class SessionView:
-    """A session as its owner may see it (no tokens)."""
+    """One of the caller's open sessions as GET /sessions shows it; never any token."""
 
     id: str
     client_id: str
@@ -119,6 +123,7 @@ def _grant(
     )
     return TokenGrant(
         access_token=issued.token,
+        token_type=BEARER,
         expires_in=issued.expires_in,
         scope=" ".join(sorted(scopes)),
         refresh_token=refresh_token,

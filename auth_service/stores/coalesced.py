@@ -1,9 +1,9 @@
 """Concurrent MGETs sent as one command (ioredis calls this auto-pipelining).
 
-Every bearer-token check reads its denylist entries with one MGET, and redis-py spends
-about 50 µs of event-loop time per command (pool checkout, packing, parsing, release),
-about as much as the rest of a /users/me. Reads asked for in the same turn of the event
-loop go out together as one MGET; each caller still gets exactly its own keys' values,
+Every bearer-token check reads its denylist entries with one MGET, and each redis-py
+command costs event-loop time of its own (pool checkout, packing, parsing, release) on
+the order of the rest of a /users/me. Reads asked for in the same turn of the event loop
+go out together as one MGET; each caller still gets exactly its own keys' values,
 and if the command fails, every caller in it sees that failure.
 """
 

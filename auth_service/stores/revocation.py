@@ -2,39 +2,11 @@
 
 Two implementations of one small Protocol: Redis (shared by every replica) and an
 in-process dict (the embedded default). Every entry expires when the access tokens it
-could affect have expired. SQL is the truth; the store is a cache that may lose
-everything at any moment (FLUSHALL, a restart without persistence, another process).
-
-Invariants (what makes "revoked stays revoked" hold through any sequence of flushes):
-
-1. The epoch marker only ever stands over a complete restore. A restore starts with
-   `begin_seed` (a ticket: in Redis a key of its own, which any flush deletes), then reads
-   SQL, then `seed` writes every entry and the epoch in one script, and only if the ticket
-   still exists. A flush can neither split the restore nor slip in after its SQL read.
-2. Every revocation is written to the store after its SQL commit (most also before it,
-   so an unreachable store fails the call with nothing half-done). That write lands
-   after the commit, so a restore whose SQL read missed the commit either finds the entry
-   in place when it writes (no flush since its ticket) or is refused (a flush deleted
-   its ticket); an entry flushed later takes the epoch with it, and the next restore
-   reads SQL after the commit.
-3. Writes never weaken an entry: a user's not-before only grows and no TTL shrinks, so
-   a restore from an older SQL read cannot undo a newer revocation.
-
-Hence once a revocation's after-commit write has been done, every later check either
-finds its entry or finds no epoch and restores from SQL (which holds it) before
-answering. (Reuse detection queues that write in-process while the store is down; see
-services/revocation.deny_sessions_eventually.)
-
-A failover to a replica that lagged loses a suffix of the writes but keeps the epoch.
-4. The generation mirror: an after-commit write carries SQL's revocation generation read
-   after its commit and raises the store's mirror to it in the same script, after the
-   entries, so a store that kept the mirror kept every write before it; the restore
-   sets it to the generation read before its SQL read. A mirror behind SQL means lost
-   writes: `forget` deletes the epoch and refuses every restore begun before it (the
-   ticket holds the loss count), and the next check restores from SQL.
-5. A write raises the mirror only from at least the `floor` it is given (SQL's
-   generation at this process's last check): a mirror already behind SQL stays behind,
-   so writes after a failover cannot hide the loss before a check sees it.
+could affect have expired. The invariants that keep a revoked token revoked through any
+sequence of flushes, and the rules the use cases follow, are stated once in
+services/revocation.py; this module is the store's half of them: the seed ticket and the
+one-script seed (1), the write that never weakens an entry (3), the MemoryStore's
+change marker and generations (4, 5), and the generation mirror (7, 8).
 """
 
 from __future__ import annotations
@@ -466,12 +438,10 @@ def _seed_entries(keys: _Keys, data: SeedData) -> list[_Entry]:
 class MemoryStore:
     """In-process store for the embedded default: one replica, lost (and reseeded) on restart.
 
-    Other processes on the same data dir (the CLI's `users disable`, say) commit to SQL and
-    then replace `change_marker`; each status read stats it (~1 µs) and, once it changed,
-    reports unseeded so the caller reseeds from SQL before trusting a negative answer. A
-    restore's ticket is the count of changes seen when it began: a change announced while
-    it read SQL keeps the store unseeded. Entries expire on the injected clock (the one the
-    tokens' `exp` is checked against), so tests advance time instead of sleeping.
+    Each status read stats `change_marker` (one stat call) and, once another process
+    replaced it, reports unseeded; a restore's ticket is the generation (changes seen) it
+    began at (services/revocation.py, invariants 4 and 5). Entries expire on the injected
+    clock, so tests advance time instead of sleeping.
     """
 
     def __init__(

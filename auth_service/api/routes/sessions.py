@@ -10,21 +10,16 @@ from fastapi.responses import JSONResponse
 from auth_service.api.deps import BearerClaims, ContextDep, ProfileClaims
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import client_credentials, read_form
-from auth_service.api.schemas import ErrorBody, SessionBody
+from auth_service.api.schemas import BEARER_ERRORS, ErrorBody
 from auth_service.services import introspection
 from auth_service.services import logout as logout_service
 from auth_service.services.logout import LogoutScope
-from auth_service.services.sessions import list_sessions
+from auth_service.services.sessions import SessionView, list_sessions
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["sessions"])
 
-_BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing, invalid, expired or revoked token (RFC 6750)"},
-    403: {"model": ErrorBody, "description": "insufficient_scope"},
-    503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
-}
 # What api/forms.py accepts: an empty value counts as omitted (RFC 6749 §3.1), so only the
 # required `token` needs a character; NUL anywhere, a repeated parameter (an array) or more
 # than 16 parameters is 400 invalid_request; unknown parameters are ignored.
@@ -71,7 +66,7 @@ def _token_form_docs(ok: str, unauthorized: str) -> dict[str, Any]:
     }
 
 
-@router.post("/logout", status_code=204, summary="Log out", responses=_BEARER_ERRORS)
+@router.post("/logout", status_code=204, summary="Log out", responses=BEARER_ERRORS)
 async def logout(
     claims: BearerClaims,
     ctx: ContextDep,
@@ -113,19 +108,18 @@ async def introspect(request: Request, ctx: ContextDep) -> JSONResponse:
 
 
 @router.get(
-    "/sessions", response_model=list[SessionBody], summary="My sessions", responses=_BEARER_ERRORS
+    "/sessions", response_model=list[SessionView], summary="My sessions", responses=BEARER_ERRORS
 )
-async def sessions(claims: ProfileClaims, ctx: ContextDep) -> list[SessionBody]:
+async def sessions(claims: ProfileClaims, ctx: ContextDep) -> list[SessionView]:
     """The caller's open sessions, newest first, without tokens."""
-    views = await list_sessions(ctx, claims.subject, claims.session_id)
-    return [SessionBody(**vars(view)) for view in views]
+    return await list_sessions(ctx, claims.subject, claims.session_id)
 
 
 @router.delete(
     "/sessions/{session_id}",
     status_code=204,
     summary="End one of my sessions",
-    responses={**_BEARER_ERRORS, 404: {"model": ErrorBody, "description": "no such session"}},
+    responses={**BEARER_ERRORS, 404: {"model": ErrorBody, "description": "no such session"}},
 )
 async def delete_session(session_id: str, claims: ProfileClaims, ctx: ContextDep) -> Response:
     """Revoke one of the caller's sessions (404 for anyone else's)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,8 +12,9 @@ from fastapi.responses import JSONResponse
 from auth_service.api.deps import ContextDep, client_info
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import client_credentials, read_form
-from auth_service.api.schemas import ErrorBody, TokenBody
+from auth_service.api.schemas import ErrorBody
 from auth_service.services.grants import SUPPORTED_GRANT_TYPES, issue_tokens
+from auth_service.services.sessions import TokenGrant
 
 __all__ = ["router"]
 
@@ -42,7 +44,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     "/token",
-    response_model=TokenBody,
+    response_model=TokenGrant,
     summary="Issue tokens (password and refresh_token grants)",
     responses=_ERRORS,
     openapi_extra={
@@ -67,11 +69,4 @@ async def token(request: Request, ctx: ContextDep) -> JSONResponse:
         grant_type = params.get("grant_type", "")
         if grant_type in SUPPORTED_GRANT_TYPES:  # never a label from the client's own text
             ctx.audit.grant_seconds.labels(grant_type).observe(time.perf_counter() - started)
-    body = TokenBody(
-        access_token=grant.access_token,
-        token_type=grant.token_type,
-        expires_in=grant.expires_in,
-        refresh_token=grant.refresh_token,
-        scope=grant.scope,
-    )
-    return JSONResponse(body.model_dump(), headers=NO_STORE)
+    return JSONResponse(asdict(grant), headers=NO_STORE)

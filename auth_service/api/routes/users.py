@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from auth_service.api.deps import ContextDep, ProfileClaims, client_info
 from auth_service.api.schemas import (
+    BEARER_ERRORS,
     ErrorBody,
     PasswordChangeBody,
     RegisterBody,
@@ -23,11 +24,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["users"])
 
-_BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing, invalid, expired or revoked token (RFC 6750)"},
-    403: {"model": ErrorBody, "description": "insufficient_scope"},
-    503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
-}
 
 # What the username and password rules accept (security/policy.py), for the request schemas:
 # the body models only bound the size, the rules run after parsing and answer 422 with
@@ -79,7 +75,7 @@ async def register(body: RegisterBody, ctx: ContextDep, request: Request) -> Use
     return UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
 
 
-@router.get("/users/me", response_model=UserBody, summary="Who am I", responses=_BEARER_ERRORS)
+@router.get("/users/me", response_model=UserBody, summary="Who am I", responses=BEARER_ERRORS)
 async def me(claims: ProfileClaims, ctx: ContextDep) -> Response:
     """The account the bearer token was issued to (needs the `profile` scope)."""
     profile = await accounts.get_profile(ctx, claims.subject)
@@ -95,7 +91,7 @@ async def me(claims: ProfileClaims, ctx: ContextDep) -> Response:
     status_code=204,
     summary="Change my password",
     responses={
-        **_BEARER_ERRORS,
+        **BEARER_ERRORS,
         400: {
             "model": ErrorBody,
             "description": "the current password is wrong, or the body is not UTF-8 JSON",
