@@ -94,6 +94,7 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
         if token in revoked_at and record["t0"] > revoked_at[token] and record["status"] == 200:
             if any(w.revocation_lost(record) for w in windows):
                 accepted_in_loss.append(record)
+                continue  # the fault's own doing, counted as revoked_accepted
             else:
                 verdict.fail("revoked access token accepted", record)
         if record["op"] == "replay_refresh" and record["status"] == 200:
@@ -146,7 +147,11 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
                 "failed": len(failed),
                 "503": sum(1 for r in failed if r["status"] == 503),
                 "other_failures": sum(
-                    1 for r in failed if r["status"] != 503 and not window.lost_in_flight(r)
+                    1
+                    for r in failed
+                    if r["status"] != 503
+                    and not window.lost_in_flight(r)
+                    and r not in accepted_in_loss
                 ),
                 "lost_in_flight": sum(1 for r in failed if window.lost_in_flight(r)),
                 "revoked_accepted": sum(1 for r in accepted_in_loss if window.revocation_lost(r)),
