@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint openapi bench container-test scale-test clean
+.PHONY: run test test-fast lint openapi bench container-test scale-test scale-throughput clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,13 @@ container-test: $(STAMP)  ## build the image with buildah, run it, check health,
 	scripts/ensure-services
 	scripts/container-test
 
-scale-test: $(STAMP)  ## faults across namespaced hosts under load (root; not part of test)
+scale-test: $(STAMP)  ## faults across namespaced hosts under load (root; run by .ci/run)
 	scripts/ensure-scale-tools
 	$(BIN)/python -m tests.scale.run
+
+scale-throughput: $(STAMP)  ## the same hosts: requests/s and round trips, 1 vs 3 replicas on one CPU
+	scripts/ensure-scale-tools
+	$(BIN)/python -m tests.scale.run --throughput --out scale-throughput
 
 openapi: $(STAMP)  ## regenerate the committed openapi.json
 	$(BIN)/auth-service openapi --output openapi.json

@@ -67,3 +67,31 @@ def test_a_replayed_logout_refused_right_after_the_kill_is_counted_not_failed() 
     assert _checks([late], kill) == {
         "status 401 inside a fault window (only 503 + Retry-After allowed)"
     }
+
+
+def _replay(t0: float, status: int) -> dict[str, Any]:
+    return {"op": "replay_access", "t0": t0, "t1": t0 + 0.1, "status": status, "token": "j1"}
+
+
+def test_a_revoked_token_accepted_before_the_partial_loss_is_repaired_is_counted() -> None:
+    loss = Window("redis_partial_loss", 100.0, 102.0, zero_failures=False, revocations_lost=True)
+    final = {**FINAL, "revoked_at": {"j1": 50.0}}
+    verdict = judge([_replay(101.0, 200), _replay(110.0, 401)], final, [loss])
+    assert verdict.failures == {}
+    assert verdict.table[0]["revoked_accepted"] == 1
+    assert verdict.table[0]["other_failures"] == 0
+
+
+def test_a_revoked_token_accepted_after_the_repair_is_a_failure() -> None:
+    loss = Window("redis_partial_loss", 100.0, 102.0, zero_failures=False, revocations_lost=True)
+    other = Window("redis_failover", 100.0, 102.0, zero_failures=False)
+    final = {**FINAL, "revoked_at": {"j1": 50.0}}
+    assert "revoked access token accepted" in judge([_replay(102.5, 200)], final, [loss]).failures
+    assert "revoked access token accepted" in judge([_replay(101.0, 200)], final, [other]).failures
+
+
+def test_a_fault_window_without_requests_fails_the_run() -> None:
+    idle = Window("key_rotation", 100.0, 110.0, zero_failures=True)
+    assert _checks([_me(200.0, 200)], idle) == {
+        "no request during a fault window (it proves nothing)"
+    }

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from tests.scale.cluster import REPLICAS, Cluster
 
+PREFIX = "auth:"  # the service's default AUTH_REDIS_KEY_PREFIX
+
 __all__ = ["FAULTS", "Fault"]
 
 # generous: a replica's start takes seconds, and far longer on a shared, busy machine
@@ -21,12 +23,15 @@ LINK_DOWN_SECONDS = 5.0
 class Fault:
     """A named fault; `zero_failures` when no request may fail while it runs; `lossy` when
     a request in flight on the failed replica at that instant cannot be answered (SIGKILL,
-    a cut link), so its closed connection is counted, not judged a failure."""
+    a cut link), so its closed connection is counted, not judged a failure;
+    `revocations_lost` when the fault itself deletes revocations from Redis, so a revoked
+    token accepted before the service repaired it is the fault, counted, not judged."""
 
     name: str
     inject: Callable[[Cluster], None]
     zero_failures: bool = False
     lossy: bool = False
+    revocations_lost: bool = False
 
 
 def _deadline() -> float:
@@ -75,6 +80,38 @@ def redis_failover(cluster: Cluster) -> None:
         cluster.wait_replica_up(host, _deadline())
 
 
+def redis_partial_loss(cluster: Cluster) -> None:
+    """What a failover to a lagging replica leaves, made certain: on the Redis primary,
+    every session and access-token denylist entry deleted and the generation mirror moved
+    back, the epoch kept. Over when a replica has detected it (the loss count rose) and
+    the store is restored from SQL (the epoch is back)."""
+    primary = cluster.redis_primary_host()
+    with cluster.redis_client(primary) as client:
+        losses = int(client.get(f"{PREFIX}losses") or 0)
+        lost = [
+            key
+            for pattern in ("sid:*", "jti:*")
+            for key in client.scan_iter(match=f"{PREFIX}{pattern}", count=1000)
+        ]
+        if not lost:
+            raise RuntimeError("no revocation in Redis to lose: the load revoked nothing")
+        mirror = int(client.get(f"{PREFIX}generation") or 0)
+        with client.pipeline(transaction=True) as both:  # one step, as a failover is
+            both.delete(*lost)
+            both.set(f"{PREFIX}generation", max(0, mirror - len(lost)))
+            both.execute()
+    print(f"scale-test: deleted {len(lost)} denylist entries on {primary}", flush=True)
+    deadline = _deadline()
+    while True:
+        with cluster.redis_client(cluster.redis_primary_host()) as client:
+            detected = int(client.get(f"{PREFIX}losses") or 0) > losses
+            if detected and client.exists(f"{PREFIX}epoch"):
+                break
+        if time.monotonic() > deadline:
+            raise RuntimeError("the partial Redis loss was not detected and repaired in time")
+        time.sleep(0.2)
+
+
 def postgres_restart(cluster: Cluster) -> None:
     """Fast shutdown (SIGINT) of PostgreSQL, start again; over when every replica's own
     /readyz (which reads the database) answers 200 again and HAProxy has them all UP."""
@@ -110,6 +147,7 @@ FAULTS = (
     Fault("kill_replica", kill_replica, lossy=True),
     Fault("rolling_restart", rolling_restart, zero_failures=True),
     Fault("redis_failover", redis_failover),
+    Fault("redis_partial_loss", redis_partial_loss, revocations_lost=True),
     Fault("postgres_restart", postgres_restart),
     Fault("link_cut", link_cut, lossy=True),
     Fault("key_rotation", key_rotation, zero_failures=True),

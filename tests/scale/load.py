@@ -32,6 +32,7 @@ REQUEST_TIMEOUT_SECONDS = 15.0
 MAX_ITERATIONS_PER_USER = 100_000
 FINAL_LOGIN_DEADLINE_SECONDS = 60.0
 PROBE_SAMPLE = 400
+FINAL_CONCURRENCY = 8  # the final checks' requests in flight at once
 
 
 def fingerprint(token: str) -> str:
@@ -283,29 +284,39 @@ async def final_checks(config: dict[str, Any], rec: Recorder, shared: Shared) ->
     lb = config["lb_url"]
     targets = [lb, *config["replica_urls"]]
     sample = random.Random(7)
+    gate = asyncio.Semaphore(FINAL_CONCURRENCY)
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS) as client:
-        cannot_log_in = []
-        for username in shared.registered:
+        cannot_log_in: list[dict[str, Any]] = []
+
+        async def log_in(username: str) -> None:
             deadline = time.monotonic() + FINAL_LOGIN_DEADLINE_SECONDS
             while True:
-                response = await rec.send(
-                    client,
-                    "final_login",
-                    "POST",
-                    f"{lb}/token",
-                    data={"grant_type": "password", "username": username, "password": PASSWORD},
-                )
+                async with gate:
+                    response = await rec.send(
+                        client,
+                        "final_login",
+                        "POST",
+                        f"{lb}/token",
+                        data={
+                            "grant_type": "password",
+                            "username": username,
+                            "password": PASSWORD,
+                        },
+                    )
                 status = None if response is None else response.status_code
                 if status == 200 or time.monotonic() > deadline or status not in (None, 503):
                     break
                 await asyncio.sleep(0.5)
             if status != 200:
                 cannot_log_in.append({"username": username, "status": status})
+
+        await asyncio.gather(*(log_in(username) for username in shared.registered))
         revoked = sorted(shared.revoked_access.items())
         revoked = sample.sample(revoked, min(PROBE_SAMPLE, len(revoked)))
-        accepted_revoked = []
-        for key, (token, revoked_at) in revoked:
-            for target in targets:
+        accepted_revoked: list[dict[str, Any]] = []
+
+        async def probe_access(key: str, token: str, revoked_at: float, target: str) -> None:
+            async with gate:
                 response = await rec.send(
                     client,
                     "final_access",
@@ -314,31 +325,43 @@ async def final_checks(config: dict[str, Any], rec: Recorder, shared: Shared) ->
                     headers={"Authorization": f"Bearer {token}"},
                     token=key,
                 )
-                if response is None or response.status_code != 401:
-                    accepted_revoked.append(
-                        {
-                            "jti": key,
-                            "target": target,
-                            "revoked_at": revoked_at,
-                            "status": None if response is None else response.status_code,
-                        }
-                    )
+            if response is None or response.status_code != 401:
+                accepted_revoked.append(
+                    {
+                        "jti": key,
+                        "target": target,
+                        "revoked_at": revoked_at,
+                        "status": None if response is None else response.status_code,
+                    }
+                )
+
+        await asyncio.gather(
+            *(
+                probe_access(key, token, revoked_at, target)
+                for key, (token, revoked_at) in revoked
+                for target in targets
+            )
+        )
         rotated = sorted({**shared.dead_refresh, **shared.live_rotated}.items())
         rotated = sample.sample(rotated, min(PROBE_SAMPLE, len(rotated)))
-        accepted_rotated = []
-        for key, (token, _) in rotated:
-            response = await rec.send(
-                client,
-                "final_refresh",
-                "POST",
-                f"{lb}/token",
-                data={"grant_type": "refresh_token", "refresh_token": token},
-                token=key,
-            )
+        accepted_rotated: list[dict[str, Any]] = []
+
+        async def probe_refresh(key: str, token: str) -> None:
+            async with gate:
+                response = await rec.send(
+                    client,
+                    "final_refresh",
+                    "POST",
+                    f"{lb}/token",
+                    data={"grant_type": "refresh_token", "refresh_token": token},
+                    token=key,
+                )
             if response is None or response.status_code == 200 or response.status_code >= 500:
                 accepted_rotated.append(
                     {"token": key, "status": None if response is None else response.status_code}
                 )
+
+        await asyncio.gather(*(probe_refresh(key, token) for key, (token, _) in rotated))
     return {
         "registered": len(shared.registered),
         "cannot_log_in": cannot_log_in,

@@ -20,16 +20,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.scale.cluster import REPLICAS, Cluster
+from tests.scale.cluster import REPLICAS, Cluster, postgres_bin
 from tests.scale.faults import FAULTS
 from tests.scale.verdict import Verdict, Window, judge
 
 WARMUP_SECONDS = 6.0
 SETTLE_SECONDS = 4.0
-LOAD_MAX_SECONDS = 300.0
+LOAD_MAX_SECONDS = 1200.0  # a safety stop only: the runner ends the load after the faults
 CLIENT_EXIT_TIMEOUT_SECONDS = 240.0
 THROUGHPUT_SECONDS = 20.0
 THROUGHPUT_CPU = "0"
+IDLE_SECONDS = 5.0
+STATS_FLUSH_SECONDS = 2.5  # a backend flushes its statistics within ~1 s of idling
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -74,7 +76,16 @@ def run_faults(cluster: Cluster, names: list[str]) -> list[Window]:
         start = time.time()
         print(f"scale-test: fault {fault.name} ...", flush=True)
         fault.inject(cluster)
-        windows.append(Window(fault.name, start, time.time(), fault.zero_failures, fault.lossy))
+        windows.append(
+            Window(
+                fault.name,
+                start,
+                time.time(),
+                fault.zero_failures,
+                fault.lossy,
+                fault.revocations_lost,
+            )
+        )
         print(f"scale-test: fault {fault.name} over after {time.time() - start:.1f} s", flush=True)
         time.sleep(SETTLE_SECONDS)
     return windows
@@ -88,6 +99,7 @@ def print_table(verdict: Verdict) -> None:
         "503",
         "other_failures",
         "lost_in_flight",
+        "revoked_accepted",
         "fault_seconds",
         "seconds_to_recover",
     ]
@@ -126,8 +138,43 @@ def pin_replicas(cluster: Cluster, cpu: str) -> None:
             )
 
 
+def coordination_counts(cluster: Cluster) -> tuple[int, int]:
+    """(PostgreSQL transactions of the service's database, Redis commands) so far. Each
+    autocommitted statement is one transaction; BEGIN ... COMMIT is one for its three."""
+    with cluster.redis_client(cluster.redis_primary_host()) as client:
+        commands = int(client.info("stats")["total_commands_processed"])
+    done = subprocess.run(
+        [
+            str(postgres_bin() / "psql"),
+            "-h",
+            str(cluster.pg_dir),
+            "-U",
+            "postgres",
+            "-At",
+            "-c",
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'auth'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return int(done.stdout.split()[-1]), commands
+
+
+def background_rates(cluster: Cluster, seconds: float) -> tuple[float, float]:
+    """PostgreSQL transactions and Redis commands per second with no load: health checks,
+    generation checks, Sentinel and replication."""
+    time.sleep(STATS_FLUSH_SECONDS)
+    pg0, redis0 = coordination_counts(cluster)
+    time.sleep(seconds)
+    pg1, redis1 = coordination_counts(cluster)
+    return (pg1 - pg0) / seconds, (redis1 - redis0) / seconds
+
+
 def measure_throughput(cluster: Cluster, out: Path) -> list[dict[str, Any]]:
-    """Requests/s through HAProxy with 1 and then 3 replicas, all pinned to one CPU."""
+    """Requests/s through HAProxy with 1 and then 3 replicas, all pinned to one CPU, and
+    the PostgreSQL transactions and Redis commands each request cost (idle rate removed)."""
     pin_replicas(cluster, THROUGHPUT_CPU)
     rows = []
     for enabled in (1, 3):
@@ -135,8 +182,11 @@ def measure_throughput(cluster: Cluster, out: Path) -> list[dict[str, Any]]:
             verb = "enable" if index < enabled else "disable"
             cluster.haproxy_command(f"{verb} server replicas/{host}")
         time.sleep(2.0)
+        pg_idle, redis_idle = background_rates(cluster, IDLE_SECONDS)
         phase = out / f"throughput-{enabled}"
         phase.mkdir()
+        pg0, redis0 = coordination_counts(cluster)
+        started = time.time()
         client = start_client(
             cluster,
             phase,
@@ -145,17 +195,31 @@ def measure_throughput(cluster: Cluster, out: Path) -> list[dict[str, Any]]:
             think_seconds=0.0,
             skip_final_checks=True,
         )
-        client.wait(timeout=THROUGHPUT_SECONDS + 60)
+        client.wait(timeout=THROUGHPUT_SECONDS + 120)
+        time.sleep(STATS_FLUSH_SECONDS)
+        pg1, redis1 = coordination_counts(cluster)
+        elapsed = time.time() - started
         records = [json.loads(line) for line in (phase / "records.jsonl").open()]
         ok = [r for r in records if r["status"] is not None and r["status"] < 500]
         span = max(r["t1"] for r in records) - min(r["t0"] for r in records)
+        pg_load = pg1 - pg0 - pg_idle * elapsed
+        redis_load = redis1 - redis0 - redis_idle * elapsed
         rows.append(
             {
                 "replicas": enabled,
                 "cpu_budget": f"CPU {THROUGHPUT_CPU} shared by all replicas",
+                "requests": len(records),
                 "requests_per_second": round(len(ok) / span, 1),
                 "per_replica": round(len(ok) / span / enabled, 1),
                 "failed": len(records) - len(ok),
+                "postgres_transactions_per_request": round(pg_load / len(records), 2),
+                "redis_commands_per_request": round(redis_load / len(records), 2),
+                "idle_postgres_transactions_per_second": round(pg_idle, 1),
+                "idle_redis_commands_per_second": round(redis_idle, 1),
+                "by_op": {
+                    op: sum(1 for r in records if r["op"] == op)
+                    for op in sorted({r["op"] for r in records})
+                },
             }
         )
     return rows

@@ -36,9 +36,15 @@ class Window:
     end: float
     zero_failures: bool
     lossy: bool = False
+    revocations_lost: bool = False
 
     def holds(self, record: dict[str, Any]) -> bool:
         return self.start <= record["t1"] and record["t0"] <= self.end + WINDOW_GRACE_SECONDS
+
+    def revocation_lost(self, record: dict[str, Any]) -> bool:
+        """A revoked token accepted while the fault's own deletion of revocations was not
+        yet repaired (sent before the harness saw the store restored from SQL)."""
+        return self.revocations_lost and self.start <= record["t1"] and record["t0"] <= self.end
 
     def lost_in_flight(self, record: dict[str, Any]) -> bool:
         """A request sent before HAProxy could know the replica was gone, whose answer was
@@ -80,11 +86,17 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
     load = [r for r in records if not r["op"].startswith("final_")]
     revoked_at: dict[str, float] = {**final["revoked_at"]}
     dead_at: dict[str, float] = {**final["dead_refresh_at"]}
+    accepted_in_loss: list[dict[str, Any]] = []
     for record in load:
         token = record.get("token")
-        # 1. nothing revoked or logged out before it was sent is accepted
+        # 1. nothing revoked or logged out before it was sent is accepted (but while a
+        #    fault had deleted revocations and the service had not yet repaired it)
         if token in revoked_at and record["t0"] > revoked_at[token] and record["status"] == 200:
-            verdict.fail("revoked access token accepted", record)
+            if any(w.revocation_lost(record) for w in windows):
+                accepted_in_loss.append(record)
+                continue  # the fault's own doing, counted as revoked_accepted
+            else:
+                verdict.fail("revoked access token accepted", record)
         if record["op"] == "replay_refresh" and record["status"] == 200:
             verdict.fail("rotated or revoked refresh token accepted", record)
         if (
@@ -124,6 +136,8 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
         verdict.fail("rotated or revoked refresh token not refused at the end", example)
     for window in windows:
         inside = [r for r in load if window.holds(r)]
+        if not inside:
+            verdict.fail("no request during a fault window (it proves nothing)", vars(window))
         failed = [r for r in inside if _failed(r)]
         last_failure = max((r["t1"] for r in failed), default=window.start)
         verdict.table.append(
@@ -133,9 +147,14 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
                 "failed": len(failed),
                 "503": sum(1 for r in failed if r["status"] == 503),
                 "other_failures": sum(
-                    1 for r in failed if r["status"] != 503 and not window.lost_in_flight(r)
+                    1
+                    for r in failed
+                    if r["status"] != 503
+                    and not window.lost_in_flight(r)
+                    and r not in accepted_in_loss
                 ),
                 "lost_in_flight": sum(1 for r in failed if window.lost_in_flight(r)),
+                "revoked_accepted": sum(1 for r in accepted_in_loss if window.revocation_lost(r)),
                 "fault_seconds": round(window.end - window.start, 2),
                 "seconds_to_recover": round(max(0.0, last_failure - window.start), 2),
             }
