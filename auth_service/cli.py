@@ -385,12 +385,65 @@ def _client_flags(client: Client) -> list[tuple[str, bool]]:
 
 
 def _remove_client(settings: Settings, args: argparse.Namespace) -> int:
-    from auth_service.services.clients import remove_client
+    from auth_service.services.client_admin import remove_client
 
     if not _with_services(settings, lambda ctx: remove_client(ctx, args.client_id)):
         sys.stderr.write(f"auth-service: no client {args.client_id!r}\n")
         return 1
     return 0
+
+
+def _disable_client(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.client_admin import disable_client
+
+    if not _with_services(settings, lambda ctx: disable_client(ctx, args.client_id)):
+        sys.stderr.write(f"auth-service: no client {args.client_id!r}\n")
+        return 1
+    print(f"disabled {args.client_id}: it cannot authenticate; its client tokens are revoked")
+    return 0
+
+
+def _enable_client(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.client_admin import enable_client
+
+    if not _with_services(settings, lambda ctx: enable_client(ctx, args.client_id)):
+        sys.stderr.write(f"auth-service: no client {args.client_id!r}\n")
+        return 1
+    print(f"enabled {args.client_id}: tokens revoked earlier stay revoked")
+    return 0
+
+
+def _rotate_client_secret(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.client_admin import rotate_secret
+
+    secret = _with_services(settings, lambda ctx: rotate_secret(ctx, args.client_id))
+    if secret is None:
+        sys.stderr.write(f"auth-service: no client {args.client_id!r}\n")
+        return 1
+    # Shown once; the old secret and the client's tokens stopped working.
+    print(json.dumps({"client_id": args.client_id, "client_secret": secret}))
+    return 0
+
+
+def _set_client_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.client_admin import replace_keys
+
+    jwks = _client_jwks(args)
+    assert jwks is not None  # one of the two (required) options
+    if not _with_services(settings, lambda ctx: replace_keys(ctx, args.client_id, jwks)):
+        sys.stderr.write(f"auth-service: no client {args.client_id!r}\n")
+        return 1
+    print(f"replaced the keys of {args.client_id}; its client tokens are revoked")
+    return 0
+
+
+def _key_file_options(group: argparse._MutuallyExclusiveGroup) -> None:
+    group.add_argument(
+        "--jwks-file", type=Path, help="public keys (JWKS JSON) for private_key_jwt, no secret"
+    )
+    group.add_argument(
+        "--public-key-file", type=Path, help="a PEM public key for private_key_jwt, no secret"
+    )
 
 
 def _key_directory(settings: Settings) -> KeyDirectory:
@@ -515,20 +568,24 @@ def main(argv: list[str] | None = None) -> int:
         "--require-pkce", action="store_true", help="always for public clients; opt-in otherwise"
     )
     add.add_argument("--id-token-alg", choices=["RS256", "ES256"], default="RS256")
-    key_files = add.add_mutually_exclusive_group()
-    key_files.add_argument(
-        "--jwks-file", type=Path, help="public keys (JWKS JSON) for private_key_jwt, no secret"
-    )
-    key_files.add_argument(
-        "--public-key-file", type=Path, help="a PEM public key for private_key_jwt, no secret"
-    )
+    _key_file_options(add.add_mutually_exclusive_group())
     add.set_defaults(run=_add_client)
     list_command = clients.add_parser("list", help="list registered clients")
     list_command.add_argument("--json", action="store_true", help="every property, as JSON")
     list_command.set_defaults(run=_list_clients)
-    remove = clients.add_parser("remove", help="delete a client")
-    remove.add_argument("client_id")
-    remove.set_defaults(run=_remove_client)
+    for name, run, text in [
+        ("remove", _remove_client, "delete a client (revokes its client_credentials tokens)"),
+        ("disable", _disable_client, "refuse its authentication, revoke its client tokens"),
+        ("enable", _enable_client, "let a disabled client authenticate again"),
+        ("rotate-secret", _rotate_client_secret, "new secret (printed once), old tokens revoked"),
+    ]:
+        command = clients.add_parser(name, help=text)
+        command.add_argument("client_id")
+        command.set_defaults(run=run)
+    set_keys = clients.add_parser("set-keys", help="new keys for a private_key_jwt client")
+    set_keys.add_argument("client_id")
+    _key_file_options(set_keys.add_mutually_exclusive_group(required=True))
+    set_keys.set_defaults(run=_set_client_keys)
     keys = commands.add_parser("keys", help="manage the signing keys in AUTH_KEYS_DIR")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     key_commands.add_parser("generate", help="add a key (published as next, or first active)")

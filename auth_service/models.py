@@ -142,6 +142,22 @@ class OAuthClient(Base):
     id_token_alg: Mapped[str] = mapped_column(String(8))
     # The public keys of a private_key_jwt client, a JWKS as JSON; NULL for the others.
     jwks: Mapped[str | None] = mapped_column(Text)
+    # The `sid` of its client_credentials tokens: replaced (and the old one revoked) when
+    # its credentials change or it is disabled or removed.
+    token_epoch: Mapped[str] = mapped_column(String(32))
+    # Set while disabled: it cannot authenticate and its tokens are revoked.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RevokedClientEpoch(Base):
+    """A client's former token epoch: its client_credentials tokens are revoked (the durable
+    record a flushed denylist is rebuilt from, as `sessions.revoked_at` is for sessions)."""
+
+    __tablename__ = "revoked_client_epochs"
+
+    epoch: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class ServiceSecret(Base):

@@ -206,6 +206,47 @@ def test_clients_add_a_private_key_jwt_client_from_a_pem_or_a_jwks(
     )
 
 
+def test_clients_disable_enable_rotate_secret_and_set_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from joserfc.jwk import ECKey
+
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    assert main(["migrate"]) == 0
+    base = ["clients", "add", "svc", "--confidential", "--grants", "client_credentials"]
+    assert main(base) == 0
+    first = json.loads(capsys.readouterr().out)["client_secret"]
+    assert main(["clients", "rotate-secret", "svc"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["client_id"] == "svc"
+    assert len(rotated["client_secret"]) >= 43
+    assert rotated["client_secret"] != first
+    assert main(["clients", "disable", "svc"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["clients", "enable", "svc"]) == 0
+    capsys.readouterr()
+    for command in ("disable", "enable", "rotate-secret", "remove"):
+        assert main(["clients", command, "nobody"]) == 1
+        assert "no client 'nobody'" in capsys.readouterr().err
+
+    key = tmp_path / "k.pem"
+    key.write_bytes(ECKey.generate_key("P-256", private=True).as_pem(private=False))
+    assert main(["clients", "set-keys", "svc", "--public-key-file", str(key)]) == 1
+    assert "only a private_key_jwt client" in capsys.readouterr().err
+    jwt_client = ["clients", "add", "jwt-svc", "--grants", "client_credentials"]
+    assert main([*jwt_client, "--public-key-file", str(key)]) == 0
+    capsys.readouterr()
+    assert main(["clients", "rotate-secret", "jwt-svc"]) == 1
+    assert "only a client authenticating by secret" in capsys.readouterr().err
+    new_key = ECKey.generate_key("P-256", private=True)
+    key.write_bytes(new_key.as_pem(private=False))
+    assert main(["clients", "set-keys", "jwt-svc", "--public-key-file", str(key)]) == 0
+    capsys.readouterr()
+    assert main(["clients", "list", "--json"]) == 0
+    listed = {c["client_id"]: c for c in json.loads(capsys.readouterr().out)}
+    assert listed["jwt-svc"]["jwks_kids"] == [new_key.thumbprint()]
+
+
 def test_clients_list_omits_a_switched_off_default_client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

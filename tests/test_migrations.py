@@ -123,4 +123,11 @@ def test_clients_registered_before_the_oidc_client_model_keep_working(tmp_path: 
         ("backend", "", "", 1, 0, "RS256", None),
         ("mobile", "", "", 1, 1, "RS256", None),
     ]
+    with sqlite3.connect(tmp_path / "clients.db") as db:
+        epochs = [row[0] for row in db.execute("SELECT token_epoch FROM oauth_clients")]
+        disabled = db.execute("SELECT count(*) FROM oauth_clients WHERE disabled_at IS NOT NULL")
+        assert disabled.fetchone() == (0,)
+    # Each client its own random epoch (the sid of its client_credentials tokens).
+    assert len(set(epochs)) == 2
+    assert all(len(epoch) >= 22 for epoch in epochs)
     assert _schema_differences(url) == []

@@ -44,7 +44,7 @@ class TokenBody(BaseModel):
     access_token: str
     token_type: str = Field(examples=["Bearer"])
     expires_in: int
-    refresh_token: str
+    refresh_token: str | None = Field(default=None, description="absent for client_credentials")
     scope: str
 
 

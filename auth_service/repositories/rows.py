@@ -113,6 +113,9 @@ class ClientRow:
     id_token_alg: str = "RS256"  # noqa: S105 - an algorithm name, not a secret
     # A private_key_jwt client's public keys (a JWKS, as JSON); None for the others.
     jwks: str | None = None
+    # The `sid` of its client_credentials tokens; a new one revokes them all.
+    token_epoch: str = ""
+    disabled_at: datetime | None = None
 
 
 @dataclass(frozen=True)

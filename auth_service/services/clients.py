@@ -8,6 +8,7 @@ form, never both.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,9 +36,10 @@ __all__ = [
     "ClientCredentials",
     "NewClient",
     "authenticate_client",
+    "is_uuid",
     "list_clients",
+    "new_token_epoch",
     "register_client",
-    "remove_client",
 ]
 
 ALL_GRANT_TYPES = frozenset(
@@ -74,6 +76,10 @@ class Client:
     id_token_alg: str = "RS256"  # noqa: S105 - an algorithm name, not a secret
     # A private_key_jwt client's registered public keys (a JWKS, as JSON).
     jwks: str | None = None
+    # The `sid` of its client_credentials tokens (never shown: it names no secret, but
+    # nothing outside needs it).
+    token_epoch: str = ""
+    disabled: bool = False
 
     @property
     def auth_method(self) -> str:
@@ -116,7 +122,23 @@ def _view(row: ClientRow, *, authenticated: bool) -> Client:
         require_pkce=row.require_pkce,
         id_token_alg=row.id_token_alg,
         jwks=row.jwks,
+        token_epoch=row.token_epoch,
+        disabled=row.disabled_at is not None,
     )
+
+
+def is_uuid(text: str) -> bool:
+    """True for anything uuid.UUID parses (any case, braces, urn:uuid:, no dashes)."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def new_token_epoch() -> str:
+    """A fresh `sid` for a client's client_credentials tokens (128 random bits)."""
+    return secrets.token_urlsafe(16)
 
 
 async def authenticate_client(ctx: ServiceContext, credentials: ClientCredentials | None) -> Client:
@@ -129,7 +151,7 @@ async def authenticate_client(ctx: ServiceContext, credentials: ClientCredential
         raise InvalidClient("client authentication is required")
     row = await ctx.db.clients.get(credentials.client_id)
     secret = credentials.client_secret
-    if row is None:
+    if row is None or row.disabled_at is not None:
         if secret:
             verify_client_secret(secret, None)  # same work as a wrong secret
         raise InvalidClient("unknown client or bad client credentials")
@@ -160,13 +182,10 @@ def _check_client_id(ctx: ServiceContext, client_id: str) -> None:
         )
     if not client_id or len(client_id) > 128 or not client_id.isprintable():
         raise InvalidClientMetadata("a client id is 1-128 printable characters")
-    try:
-        uuid.UUID(client_id)
-    except ValueError:
-        return
-    # User ids are UUIDs: a client_credentials token's sub is the client id, which must
-    # never name a user.
-    raise InvalidClientMetadata("a client id must not look like a UUID (user ids are UUIDs)")
+    if is_uuid(client_id):
+        # User ids are UUIDs: a client_credentials token's sub is the client id, which must
+        # never name a user.
+        raise InvalidClientMetadata("a client id must not look like a UUID (user ids are UUIDs)")
 
 
 async def register_client(
@@ -228,6 +247,7 @@ async def register_client(
         require_pkce=require_pkce or not confidential,  # RFC 9700 §2.1.1: public clients
         id_token_alg=id_token_alg,
         jwks=stored_jwks,
+        token_epoch=new_token_epoch(),
     )
     await ctx.db.clients.add(row)
     return NewClient(_view(row, authenticated=False), secret)
@@ -239,8 +259,3 @@ async def list_clients(ctx: ServiceContext, *, include_default: bool = False) ->
     rows = await ctx.db.clients.all()
     default = [_default_client(ctx)] if include_default and ctx.default_client_enabled else []
     return default + [_view(row, authenticated=False) for row in rows]
-
-
-async def remove_client(ctx: ServiceContext, client_id: str) -> bool:
-    """Delete a client; its sessions can no longer be refreshed (client mismatch)."""
-    return await ctx.db.clients.remove(client_id)

@@ -65,7 +65,7 @@ class TokenGrant:
     access_token: str
     expires_in: int
     scope: str
-    refresh_token: str
+    refresh_token: str | None  # None for client_credentials (RFC 6749 §4.4.3)
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
 
     def sealed_for(self, old_refresh_token: str) -> str:

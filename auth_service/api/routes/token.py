@@ -43,7 +43,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenBody,
-    summary="Issue tokens (password and refresh_token grants)",
+    summary="Issue tokens (password, refresh_token and client_credentials grants)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {
@@ -53,7 +53,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def token(request: Request, ctx: ContextDep) -> JSONResponse:
-    """Password grant (opens a session) or refresh grant (rotates its refresh token).
+    """Password grant (opens a session), refresh grant (rotates its refresh token), or
+    client_credentials (a confidential client's own token, no refresh token).
 
     Errors follow RFC 6749 §5.2.
     """
@@ -74,4 +75,4 @@ async def token(request: Request, ctx: ContextDep) -> JSONResponse:
         refresh_token=grant.refresh_token,
         scope=grant.scope,
     )
-    return JSONResponse(body.model_dump(), headers=NO_STORE)
+    return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
