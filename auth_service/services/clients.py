@@ -27,6 +27,7 @@ from auth_service.security.client_secrets import (
     new_client_secret,
     verify_client_secret,
 )
+from auth_service.services.client_assertions import verify_client_assertion
 from auth_service.services.context import ServiceContext
 from auth_service.services.redirect_uris import check_redirect_uri
 from auth_service.services.scopes import SUPPORTED_SCOPES
@@ -56,6 +57,8 @@ class ClientCredentials:
 
     client_id: str
     client_secret: str | None
+    # A private_key_jwt client's signed assertion (RFC 7523 §2.2) instead of a secret.
+    assertion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,10 @@ def new_token_epoch() -> str:
 
 async def authenticate_client(ctx: ServiceContext, credentials: ClientCredentials | None) -> Client:
     """Resolve and, where a secret is due, verify the calling client; else InvalidClient."""
+    if credentials is not None and credentials.assertion is not None:
+        claimed = credentials.client_id or None
+        signer = await verify_client_assertion(ctx, credentials.assertion, claimed)
+        return _view(signer, authenticated=True)
     if credentials is None or (
         credentials.client_id == ctx.default_client_id and not credentials.client_secret
     ):

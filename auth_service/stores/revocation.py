@@ -28,6 +28,7 @@ services/revocation.deny_sessions_eventually.)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -94,6 +95,10 @@ class RevocationStore(Protocol):
         self, user_id: str, not_before: int, ttl_seconds: int
     ) -> None: ...
 
+    async def use_once(self, key: str, ttl_seconds: int) -> bool:
+        """Remember `key` for `ttl_seconds`; False if it was already remembered (a replay)."""
+        ...
+
     async def begin_seed(self) -> str:
         """Start a restore before reading SQL: a ticket that any later loss invalidates."""
         ...
@@ -123,6 +128,10 @@ class _Keys:
 
     def seeding(self, ticket: str) -> str:
         return f"{self._prefix}seeding:{ticket}"
+
+    def once(self, key: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return f"{self._prefix}once:{digest}"
 
 
 def _not_before(raw: object) -> int | None:
@@ -220,6 +229,15 @@ class RedisStore:
 
     async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
         await self._write([(self._keys.user(user_id), str(not_before), ttl_seconds, "max")])
+
+    async def use_once(self, key: str, ttl_seconds: int) -> bool:
+        try:
+            fresh = await self._redis.set(
+                self._keys.once(key), "1", nx=True, ex=max(1, ttl_seconds)
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable from exc
+        return bool(fresh)
 
     async def begin_seed(self) -> str:
         ticket = secrets.token_hex(16)
@@ -339,6 +357,16 @@ class MemoryStore:
 
     async def set_user_not_before(self, user_id: str, not_before: int, ttl_seconds: int) -> None:
         self._put((self._keys.user(user_id), str(not_before), ttl_seconds, "max"))
+
+    async def use_once(self, key: str, ttl_seconds: int) -> bool:
+        once = self._keys.once(key)
+        if self._get(once) is not None:
+            return False
+        if len(self._entries) > 100_000:
+            self._purge_expired()
+        # Not _put: a used jti is no revocation, so no other process needs to reseed.
+        self._entries[once] = ("1", time.monotonic() + max(1, ttl_seconds))
+        return True
 
     async def begin_seed(self) -> str:
         self._look_for_changes()
