@@ -141,6 +141,32 @@ class OAuthClient(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # May call /introspect (RFC 7662); only a confidential client can hold it.
     introspection: Mapped[bool] = mapped_column(Boolean)
+    # Space-separated, each registered exactly (URIs hold no spaces, RFC 3986).
+    redirect_uris: Mapped[str] = mapped_column(Text)
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text)
+    # Skips the consent page (and may use the password grant).
+    first_party: Mapped[bool] = mapped_column(Boolean)
+    # An authorization request without a PKCE challenge is refused; always true when public.
+    require_pkce: Mapped[bool] = mapped_column(Boolean)
+    id_token_alg: Mapped[str] = mapped_column(String(8))
+    # The public keys of a private_key_jwt client, a JWKS as JSON; NULL for the others.
+    jwks: Mapped[str | None] = mapped_column(Text)
+    # The `sid` of its client_credentials tokens: replaced (and the old one revoked) when
+    # its credentials change or it is disabled or removed.
+    token_epoch: Mapped[str] = mapped_column(String(32))
+    # Set while disabled: it cannot authenticate and its tokens are revoked.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RevokedClientEpoch(Base):
+    """A client's former token epoch: its client_credentials tokens are revoked (the durable
+    record a flushed denylist is rebuilt from, as `sessions.revoked_at` is for sessions)."""
+
+    __tablename__ = "revoked_client_epochs"
+
+    epoch: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class ServiceSecret(Base):

@@ -14,6 +14,10 @@ issuer). It pins the algorithms, requires `typ: at+jwt`, `iss`, `aud`, `exp`, `n
 (with leeway), `sub`, `jti`, and the scopes asked for. It accepts one string per token:
 unpadded base64url segments with zero unused bits, and low-S ES256 signatures (s <= n/2).
 
+A service-to-service (client_credentials) token verifies the same way: its `subject` and
+`client_id` are the calling client's id and `is_client` is true; check it where a route
+must act for a user.
+
 Local verification cannot see a logout until the token expires (15 minutes by default).
 Pass an `Introspector` to ask the issuer's /introspect as well (results cached for a few
 seconds): logout then bites within that cache time, for one HTTP round trip per new token.
@@ -90,6 +94,12 @@ class VerifiedToken:
     token_id: str
     expires_at: int
     claims: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def is_client(self) -> bool:
+        """A client_credentials token (RFC 6749 §4.4): the subject is the calling client
+        itself (`sub` == `client_id`), not a user."""
+        return self.subject == self.client_id
 
 
 @dataclass

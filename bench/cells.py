@@ -150,7 +150,20 @@ class Bench:
             form(token=self.access, token_type_hint="access_token"),
         )
         jwks = RequestSpec("jwks", "GET", "/.well-known/jwks.json")
-        return {"users_me": self.users_me(), "introspect": introspect, "jwks": jwks}
+        # A service's own token: one client lookup, a SHA-256 secret check, one signature.
+        client_token = RequestSpec(
+            "client_credentials",
+            "POST",
+            "/token",
+            {**FORM, "Authorization": f"Basic {basic}"},
+            form(grant_type="client_credentials"),
+        )
+        return {
+            "users_me": self.users_me(),
+            "introspect": introspect,
+            "jwks": jwks,
+            "client_credentials": client_token,
+        }
 
     def login_cells(self) -> tuple[dict[str, LoginCell], list[Ceiling]]:
         """Password-grant cells, each between two argon2 ceiling measurements.

@@ -20,7 +20,7 @@ __all__ = [
 
 HOST = "127.0.0.1"  # loopback only
 CONCURRENCY = (1, 4, 16, 64)
-READ_ENDPOINTS = ("users_me", "introspect", "jwks")
+READ_ENDPOINTS = ("users_me", "introspect", "jwks", "client_credentials")
 PASSWORD = "correct horse battery staple, bench edition"
 USERNAME = "bench_user"
 TIMING_ACCOUNTS = 40  # names the enumeration-timing logins rotate over

@@ -20,6 +20,7 @@ ENDPOINTS = {
     "users_me": "GET /users/me",
     "introspect": "POST /introspect",
     "jwks": "GET /.well-known/jwks.json",
+    "client_credentials": "POST /token (client_credentials)",
 }
 AnyCell = TypeVar("AnyCell", Cell, LoginCell)
 

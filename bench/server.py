@@ -39,7 +39,8 @@ def service_env(overrides: dict[str, str]) -> dict[str, str]:
 
 
 class BenchServer:
-    """One running service: migrated, with a confidential client for /introspect."""
+    """One running service: migrated, with a confidential client for /introspect and
+    client_credentials."""
 
     def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
         self.env = env  # without the port: a second server over the same data reuses it
@@ -73,6 +74,8 @@ class BenchServer:
                 INTROSPECTION_CLIENT,
                 "--confidential",
                 "--introspection",
+                "--grants",
+                "client_credentials",  # the client_credentials cells use it too
             )
             client = (INTROSPECTION_CLIENT, json.loads(output.splitlines()[-1])["client_secret"])
         self.introspection_client = client

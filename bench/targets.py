@@ -54,6 +54,14 @@ def check_targets(backend: BackendResult, hashing: HashParams) -> list[tuple[str
             best_idle >= 3000,
         )
     )
+    best_client = max(cell.load.ok_per_s for cell in backend.idle["client_credentials"].values())
+    checks.append(
+        (
+            f"client_credentials ≥ 1,000 req/s per worker ({workers} worker(s), best c)",
+            f"{best_client / workers:,.0f} req/s",
+            best_client / workers >= 1000,
+        )
+    )
     best_refresh = max(cell.load.ok_per_s for cell in backend.refresh.values()) / workers
     checks.append(
         (

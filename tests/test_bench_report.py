@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.load import Job, Latency, LoadResult, RequestSpec, summarize
-from bench.plan import HashParams, Plan
+from bench.plan import READ_ENDPOINTS, HashParams, Plan
 from bench.report import render_markdown
 from bench.results import (
     BackendResult,
@@ -72,7 +72,7 @@ def _backend() -> BackendResult:
         cpu_outside_argon2_ms=3.0,
         cpu_bound_ratio=0.98,
     )
-    endpoints = ("users_me", "introspect", "jwks")
+    endpoints = READ_ENDPOINTS
     return BackendResult(
         server_pid=1,
         memory_at_start={"VmRSS": 1, "VmHWM": 1},

@@ -345,12 +345,18 @@ async def test_metadata_lists_client_authentication_and_endpoints(
         "none",
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
     ]
     assert metadata["introspection_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
     ]
-    assert set(metadata["scopes_supported"]) == {"profile", "admin"}
+    for endpoint in ("token", "revocation", "introspection"):
+        algs = metadata[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
+        assert algs == ["ES256", "RS256"]
+    assert "client_credentials" in metadata["grant_types_supported"]
+    assert set(metadata["scopes_supported"]) == {"profile", "admin", "openid", "email"}
 
 
 @pytest.mark.parametrize("confidential", [True, False])

@@ -8,7 +8,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request, Security
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
-from auth_service.errors import InsufficientScope, MissingToken
+from auth_service.errors import InsufficientScope, InvalidToken, MissingToken
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import ensure_not_revoked
@@ -40,12 +40,16 @@ class VerifiedBearer(OAuth2PasswordBearer):
     async def __call__(  # type: ignore[override]
         self, request: Request, security_scopes: SecurityScopes
     ) -> AccessClaims:
-        """Verify the bearer token, that it is not revoked, and that it has the route's scopes."""
+        """Verify the bearer token, that it is a user's and not revoked, and that it has
+        the route's scopes."""
         token = await super().__call__(request)
         if token is None:
             raise MissingToken
         ctx = await get_context(request)
         claims = ctx.tokens.verify_access_token(token)
+        if claims.is_client:
+            # Every bearer route here acts for a user (RFC 6750 §3.1: invalid for this use).
+            raise InvalidToken("this resource needs a user's token, not a client's own token")
         await ensure_not_revoked(ctx, claims)
         for scope in security_scopes.scopes:
             if scope not in claims.scopes:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from fastapi import Request
 
 from auth_service.errors import InvalidClient, InvalidRequest
+from auth_service.services.client_assertions import JWT_BEARER
 from auth_service.services.clients import ClientCredentials
 
 __all__ = ["client_credentials", "read_form"]
@@ -72,10 +73,21 @@ def _basic_credentials(header: str) -> ClientCredentials | None:
 
 
 def client_credentials(request: Request, params: dict[str, str]) -> ClientCredentials | None:
-    """Client identification from the Authorization header or the body, never both."""
+    """Client identification from the Authorization header, the body, or a signed client
+    assertion (RFC 7521 §4.2), never two of them."""
     from_header = _basic_credentials(request.headers.get("authorization", ""))
     client_id = params.get("client_id")
     secret = params.get("client_secret")
+    assertion_type = params.get("client_assertion_type")
+    assertion = params.get("client_assertion")
+    if assertion is not None or assertion_type is not None:
+        if from_header is not None or secret is not None:
+            raise InvalidRequest("use one client authentication method, not two")
+        if assertion is None or assertion_type != JWT_BEARER:
+            raise InvalidRequest(
+                f"client_assertion_type must be {JWT_BEARER}, with client_assertion"
+            )
+        return ClientCredentials(client_id=client_id or "", client_secret=None, assertion=assertion)
     if from_header is not None and (client_id or secret):
         raise InvalidRequest("use one client authentication method, not two")
     if from_header is not None:

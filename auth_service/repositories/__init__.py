@@ -218,8 +218,17 @@ class ClientRepository(Protocol):
         """Every registered client, by id."""
         ...
 
-    async def remove(self, client_id: str) -> bool:
-        """Delete a client; False when there was none."""
+    async def remove(self, client_id: str) -> str | None:
+        """Delete a client; the token epoch it had, or None when there was none."""
+        ...
+
+    async def replace_credentials(self, old: ClientRow, new: ClientRow) -> bool:
+        """Compare-and-set: store `new`'s secret hash, JWKS, disabled time and token epoch
+        if `old`'s epoch is still current; False if it moved (or the client is gone)."""
+        ...
+
+    async def revoke_epoch(self, client_id: str, epoch: str, *, now: datetime) -> None:
+        """Record a client's former token epoch as revoked (reseeds read it)."""
         ...
 
 

@@ -12,7 +12,7 @@ from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from typing import ClassVar, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,7 @@ from auth_service.models import (
     OAuthClient,
     RevocationGeneration,
     RevokedAccessToken,
+    RevokedClientEpoch,
     ServiceSecret,
     Session,
     User,
@@ -43,13 +44,36 @@ _REVOKED = cast(Table, RevokedAccessToken.__table__)
 _SESSIONS = cast(Table, Session.__table__)
 _USERS = cast(Table, User.__table__)
 _GENERATION = cast(Table, RevocationGeneration.__table__)
+_EPOCHS = cast(Table, RevokedClientEpoch.__table__)
 
 _CLIENT_COLUMNS = tuple(_CLIENTS.c[field.name] for field in fields(ClientRow))
 _GET_CLIENT = Statement(select(*_CLIENT_COLUMNS).where(_CLIENTS.c.client_id == bindparam("id")))
 _ALL_CLIENTS = Statement(select(*_CLIENT_COLUMNS).order_by(_CLIENTS.c.client_id))
 _ADD_CLIENT = Statement(insert(_CLIENTS), [column.name for column in _CLIENT_COLUMNS])
 _REMOVE_CLIENT = Statement(
-    delete(_CLIENTS).where(_CLIENTS.c.client_id == bindparam("id")).returning(_CLIENTS.c.client_id)
+    delete(_CLIENTS)
+    .where(_CLIENTS.c.client_id == bindparam("id"))
+    .returning(_CLIENTS.c.token_epoch)
+)
+# Compare-and-set on the epoch: of two concurrent changes one wins, the other re-reads.
+_REPLACE_CREDENTIALS = Statement(
+    update(_CLIENTS)
+    .where(_CLIENTS.c.client_id == bindparam("id"), _CLIENTS.c.token_epoch == bindparam("old"))
+    .values(
+        secret_hash=bindparam("secret_hash"),
+        jwks=bindparam("jwks"),
+        disabled_at=bindparam("disabled_at"),
+        token_epoch=bindparam("epoch"),
+    )
+    .returning(_CLIENTS.c.client_id)
+)
+_REVOKE_EPOCH = Statement(
+    insert(_EPOCHS).values(
+        epoch=bindparam("epoch"), client_id=bindparam("id"), revoked_at=bindparam("now")
+    )
+)
+_RECENT_EPOCHS = Statement(
+    select(_EPOCHS.c.epoch, _EPOCHS.c.revoked_at).where(_EPOCHS.c.revoked_at > bindparam("t"))
 )
 
 _READ_SECRET = Statement(select(_SECRETS.c.value).where(_SECRETS.c.name == bindparam("name")))
@@ -123,9 +147,26 @@ class SqlClients:
         """Every registered client, by id."""
         return [ClientRow(*row) for row in await self._db.rows(_ALL_CLIENTS, {})]
 
-    async def remove(self, client_id: str) -> bool:
-        """Delete a client; False when there was none."""
-        return bool(await self._db.rows(_REMOVE_CLIENT, {"id": client_id}))
+    async def remove(self, client_id: str) -> str | None:
+        """Delete a client; its token epoch, or None when there was none."""
+        rows = await self._db.rows(_REMOVE_CLIENT, {"id": client_id})
+        return str(rows[0][0]) if rows else None
+
+    async def replace_credentials(self, old: ClientRow, new: ClientRow) -> bool:
+        """Store `new`'s secret, keys, disabled time and epoch if `old`'s epoch is current."""
+        values = {
+            "id": old.client_id,
+            "old": old.token_epoch,
+            "secret_hash": new.secret_hash,
+            "jwks": new.jwks,
+            "disabled_at": new.disabled_at,
+            "epoch": new.token_epoch,
+        }
+        return bool(await self._db.rows(_REPLACE_CREDENTIALS, values))
+
+    async def revoke_epoch(self, client_id: str, epoch: str, *, now: datetime) -> None:
+        """Record a token epoch revoked (each epoch is revoked once: it is never reused)."""
+        await self._db.rows(_REVOKE_EPOCH, {"epoch": epoch, "id": client_id, "now": now})
 
 
 class SqlServiceSecrets:
@@ -169,8 +210,10 @@ class SqlRevocations:
         sessions = await self._db.rows(_RECENT_SESSIONS, {"t": since})
         tokens = await self._db.rows(_RECENT_TOKENS, {"t": since})
         users = await self._db.rows(_RECENT_USERS, {"t": since})
+        epochs = await self._db.rows(_RECENT_EPOCHS, {"t": since})
         return RecentRevocations(
-            sessions=[(row[0], row[1]) for row in sessions if row[1] is not None],
+            # A client's revoked token epoch is the `sid` of its client_credentials tokens.
+            sessions=[(row[0], row[1]) for row in [*sessions, *epochs] if row[1] is not None],
             tokens=[(row[0], row[1]) for row in tokens],
             users=[(row[0], row[1], row[2]) for row in users if row[2] is not None],
         )

@@ -80,6 +80,12 @@ class AccessClaims:
     # existed): a disable denylists every version below the user's new one.
     credential_version: int = 0
 
+    @property
+    def is_client(self) -> bool:
+        """A client_credentials token: its subject is the client itself, not a user (user
+        ids are UUIDs, client ids never are)."""
+        return self.subject == self.client_id
+
 
 @dataclass(frozen=True)
 class _Verified:

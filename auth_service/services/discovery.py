@@ -9,8 +9,10 @@ from auth_service.services.scopes import SUPPORTED_SCOPES
 
 __all__ = ["server_metadata"]
 
-_SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
-_AUTH_METHODS = ["none", *_SECRET_METHODS]
+_CLIENT_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+_AUTH_METHODS = ["none", *_CLIENT_METHODS]
+# private_key_jwt assertions (RFC 8414 §2: required once private_key_jwt is listed).
+_ASSERTION_ALGS = ["ES256", "RS256"]
 
 
 def server_metadata(*, issuer: str) -> dict[str, Any]:
@@ -24,10 +26,13 @@ def server_metadata(*, issuer: str) -> dict[str, Any]:
         # requires the member, so it is present and empty).
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": _AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": _ASSERTION_ALGS,
         "revocation_endpoint": f"{issuer}/revoke",
         "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": _ASSERTION_ALGS,
         "introspection_endpoint": f"{issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": _SECRET_METHODS,
+        "introspection_endpoint_auth_methods_supported": _CLIENT_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": _ASSERTION_ALGS,
         "scopes_supported": sorted(SUPPORTED_SCOPES),
         "service_documentation": f"{issuer}/docs",
     }

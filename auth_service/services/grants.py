@@ -10,6 +10,7 @@ from auth_service.errors import (
     UnsupportedGrantType,
 )
 from auth_service.services.accounts import authenticate
+from auth_service.services.client_tokens import client_credentials_grant
 from auth_service.services.clients import (
     SUPPORTED_GRANT_TYPES,
     ClientCredentials,
@@ -43,6 +44,8 @@ async def issue_tokens(
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
     requested = parse_requested_scopes(params.get("scope"))
+    if grant_type == "client_credentials":
+        return client_credentials_grant(ctx, client, requested)
     if grant_type == "refresh_token":
         refresh_token = _required(params, "refresh_token")
         try:

@@ -47,15 +47,19 @@ async def _access_token(ctx: ServiceContext, token: str) -> dict[str, Any] | Non
         await ensure_not_revoked(ctx, claims)
     except InvalidToken:
         return None
-    profile = await get_profile(ctx, claims.subject)  # None when gone or disabled
-    if profile is None:
-        return None
+    user: dict[str, Any] = {}
+    if not claims.is_client:  # a client's own token has no user (its denylisted epoch
+        # covers a disabled, removed or re-keyed client)
+        profile = await get_profile(ctx, claims.subject)  # None when gone or disabled
+        if profile is None:
+            return None
+        user = {"username": profile.username}
     return {
         "active": True,
         "token_type": "Bearer",
         "scope": " ".join(sorted(claims.scopes)),
         "client_id": claims.client_id,
-        "username": profile.username,
+        **user,
         "sub": claims.subject,
         "aud": ctx.tokens.audience,
         "iss": ctx.tokens.issuer,

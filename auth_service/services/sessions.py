@@ -68,9 +68,9 @@ class TokenGrant:
     """RFC 6749 §5.1 successful token response: POST /token's body, field for field."""
 
     access_token: str
-    token_type: str
+    token_type: str = BEARER
     expires_in: int
-    refresh_token: str
+    refresh_token: str | None = None  # None for client_credentials (RFC 6749 §4.4.3)
     scope: str
 
     def sealed_for(self, old_refresh_token: str) -> str:

@@ -12,6 +12,7 @@ change marker and generations (4, 5), and the generation mirror (7, 8).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
@@ -111,6 +112,8 @@ class RevocationStore(Protocol):
 
     async def forget(self) -> None:
         """Lost writes were detected: unseeded from now on, restores begun before refused."""
+    async def use_once(self, key: str, ttl_seconds: int) -> bool:
+        """Remember `key` for `ttl_seconds`; False if it was already remembered (a replay)."""
         ...
 
     async def begin_seed(self) -> str:
@@ -156,6 +159,11 @@ class _Keys:
 
     def seeding(self, ticket: str) -> str:
         return f"{self._prefix}seeding:{ticket}"
+
+    def once(self, key: str) -> str:
+        """A single-use marker (a client assertion's jti, say), named by its digest."""
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return f"{self._prefix}used-once:{digest}"
 
     def legacy(self, key: str) -> str:
         """The name an entry had up to release 0.1.x (`jti:`, `sid:`, `unb:`)."""
@@ -347,6 +355,15 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise self._unavailable() from exc
 
+    async def use_once(self, key: str, ttl_seconds: int) -> bool:
+        try:
+            fresh = await self._redis.set(
+                self._keys.once(key), "1", nx=True, ex=max(1, ttl_seconds)
+            )
+        except (RedisError, OSError) as exc:
+            raise self._unavailable() from exc
+        return bool(fresh)
+
     async def begin_seed(self) -> str:
         ticket = secrets.token_hex(16)
         try:
@@ -497,6 +514,16 @@ class MemoryStore:
         current = -1 if self._mirror is None else self._mirror
         if mirror is not None and mirror.floor <= current < mirror.generation:
             self._mirror = mirror.generation
+
+    async def use_once(self, key: str, ttl_seconds: int) -> bool:
+        once, now = self._keys.once(key), self._now()
+        if self._get(once, now) is not None:
+            return False
+        if len(self._entries) > 100_000:
+            self._purge_expired(now)
+        # Not _put: a used jti is no revocation, so no other process needs to reseed.
+        self._entries[once] = ("1", now + max(1, ttl_seconds))
+        return True
 
     async def begin_seed(self) -> str:
         self._look_for_changes()

@@ -45,7 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenGrant,
-    summary="Issue tokens (password and refresh_token grants)",
+    summary="Issue tokens (password, refresh_token and client_credentials grants)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {
@@ -55,7 +55,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def token(request: Request, ctx: ContextDep) -> JSONResponse:
-    """Password grant (opens a session) or refresh grant (rotates its refresh token).
+    """Password grant (opens a session), refresh grant (rotates its refresh token), or
+    client_credentials (a confidential client's own token, no refresh token).
 
     Errors follow RFC 6749 §5.2.
     """
@@ -69,4 +70,5 @@ async def token(request: Request, ctx: ContextDep) -> JSONResponse:
         grant_type = params.get("grant_type", "")
         if grant_type in SUPPORTED_GRANT_TYPES:  # never a label from the client's own text
             ctx.audit.grant_seconds.labels(grant_type).observe(time.perf_counter() - started)
-    return JSONResponse(asdict(grant), headers=NO_STORE)
+    body = {name: value for name, value in asdict(grant).items() if value is not None}
+    return JSONResponse(body, headers=NO_STORE)

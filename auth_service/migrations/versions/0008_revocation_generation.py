@@ -5,7 +5,7 @@ UPDATE) can revoke without it: a session's revoked_at set, a revoked access toke
 recorded, a user's tokens_valid_after moved. Redis mirrors the value after its own
 write; a mirror behind SQL means Redis lost revocations (services/revocation.py).
 
-Revision ID: scale_revocation_generation
+Revision ID: 0008_revocation_generation
 Revises: 0007_service_secrets
 Create Date: 2026-12-02
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "scale_revocation_generation"
+revision: str = "0008_revocation_generation"
 down_revision: str | None = "0007_service_secrets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
