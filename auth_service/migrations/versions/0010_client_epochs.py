@@ -55,7 +55,8 @@ def upgrade() -> None:
     else:
         op.execute(
             "CREATE TRIGGER revocation_generation_client_epochs AFTER INSERT"
-            " ON revoked_client_epochs FOR EACH ROW BEGIN UPDATE revocation_generation SET value = value + 1 WHERE id = 1; END"
+            " ON revoked_client_epochs FOR EACH ROW"
+            " BEGIN UPDATE revocation_generation SET value = value + 1 WHERE id = 1; END"
         )
 
 
