@@ -112,6 +112,7 @@ class RevocationStore(Protocol):
 
     async def forget(self) -> None:
         """Lost writes were detected: unseeded from now on, restores begun before refused."""
+
     async def use_once(self, key: str, ttl_seconds: int) -> bool:
         """Remember `key` for `ttl_seconds`; False if it was already remembered (a replay)."""
         ...
