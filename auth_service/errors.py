@@ -15,7 +15,9 @@ __all__ = [
     "HashingBusy",
     "InsufficientScope",
     "InvalidClient",
+    "InvalidClientMetadata",
     "InvalidGrant",
+    "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",
@@ -171,6 +173,20 @@ class CsrfRejected(PageFailure):
     default_description = "the form expired or was not sent from this site; go back and retry"
     title = "Form expired"
     status = 403
+
+
+class InvalidRedirectUri(AuthServiceError):
+    """A redirect URI that cannot be registered (RFC 7591 §3.2.2)."""
+
+    code = "invalid_redirect_uri"
+    default_description = "the redirect URI cannot be registered"
+
+
+class InvalidClientMetadata(AuthServiceError):
+    """Client settings that contradict each other or the rules (RFC 7591 §3.2.2)."""
+
+    code = "invalid_client_metadata"
+    default_description = "the client's settings are not acceptable"
 
 
 # --- registration --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 codes, remembered consents, and the code-flow columns of sessions.
 
 Revision ID: oidc_browser_sessions
-Revises: 0007_service_secrets
+Revises: svcgrant_client_model (merged from the clients-base tag)
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "oidc_browser_sessions"
-down_revision: str | None = "0007_service_secrets"
+down_revision: str | None = "svcgrant_client_model"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
