@@ -9,7 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "AuthServiceError",
+    "AuthorizationFailed",
+    "AuthorizationRequestExpired",
     "ClientExists",
+    "CsrfRejected",
     "DatabaseUnavailable",
     "HashingBusy",
     "InsufficientScope",
@@ -23,6 +26,7 @@ __all__ = [
     "InvalidUsername",
     "MissingToken",
     "OAuthError",
+    "PageFailure",
     "PasswordRejected",
     "RejectedWithReasons",
     "SchemaBehind",
@@ -32,6 +36,7 @@ __all__ = [
     "TooManyAttempts",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UntrustedAuthorizationRequest",
     "UserDeletionRefused",
     "UserNotFound",
     "UsernameTaken",
@@ -143,6 +148,53 @@ class UserDeletionRefused(AuthServiceError):
 class ClientExists(AuthServiceError):
     code = "client_exists"
     default_description = "a client with that id is already registered"
+
+
+# --- browser pages (answered with an HTML error page, never a redirect) --------------
+
+
+class PageFailure(AuthServiceError):
+    """A failure of a browser-facing page: shown to the person, never sent to a client."""
+
+    title = "Request refused"
+    status = 400
+
+
+class UntrustedAuthorizationRequest(PageFailure):
+    """An authorization request whose client or redirect URI cannot be trusted: redirecting
+    there would make this service an open redirector (RFC 6749 §4.1.2.1)."""
+
+    code = "invalid_request"
+    default_description = "the client or its redirect URI is not registered"
+    title = "Invalid sign-in request"
+
+
+class CsrfRejected(PageFailure):
+    """A form POST without this browser's token for that form (or from another site)."""
+
+    code = "invalid_request"
+    default_description = "the form expired or was not sent from this site; go back and retry"
+    title = "Form expired"
+    status = 403
+
+
+class AuthorizationRequestExpired(PageFailure):
+    """A pending sign-in (login or consent page) that is unknown or older than its lifetime."""
+
+    code = "invalid_request"
+    default_description = "this sign-in request has expired; go back to the application and retry"
+    title = "Sign-in expired"
+
+
+class AuthorizationFailed(AuthServiceError):
+    """An authorization request refused after its client and redirect URI were verified:
+    the error goes back to the client at `location` (RFC 6749 §4.1.2.1, RFC 9207), with
+    its code (invalid_request, login_required, access_denied, ...)."""
+
+    def __init__(self, code: str, description: str, *, location: str) -> None:
+        self.code = code
+        self.location = location
+        super().__init__(description)
 
 
 class InvalidRedirectUri(AuthServiceError):

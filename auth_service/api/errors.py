@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from auth_service.errors import (
+    AuthorizationFailed,
     AuthServiceError,
     DatabaseUnavailable,
     HashingBusy,
@@ -26,6 +27,7 @@ from auth_service.errors import (
     InvalidUsername,
     MissingToken,
     OAuthError,
+    PageFailure,
     PasswordRejected,
     RejectedWithReasons,
     ServiceUnavailable,
@@ -213,8 +215,29 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _page_error(request: Request, exc: Exception) -> Response:
+    # Browser pages answer with the HTML error page and never redirect anywhere.
+    assert isinstance(exc, PageFailure)
+    pages = getattr(request.app.state, "pages", None)
+    if pages is None:  # before startup
+        return error_response(exc)
+    response: Response = pages.error(
+        title=exc.title, message=exc.description, code=exc.code, status_code=exc.status
+    )
+    return response
+
+
+async def _authorization_error(request: Request, exc: Exception) -> Response:
+    # The client and redirect URI were verified: the error goes back to the client.
+    assert isinstance(exc, AuthorizationFailed)
+    status = 302 if request.method == "GET" else 303
+    return Response(status_code=status, headers={"Location": exc.location, **NO_STORE})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping on the app."""
+    app.add_exception_handler(AuthorizationFailed, _authorization_error)
+    app.add_exception_handler(PageFailure, _page_error)
     app.add_exception_handler(AuthServiceError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -106,6 +106,9 @@ def open_session_if_current(*, share_lock_user: bool) -> Insert:
         _U.id == bindparam("user_id"),
         _U.is_active.is_(True),
         _U.credential_version == bindparam("credential_version"),
+        # The code flow opens a session only while the user's scopes are unchanged since
+        # the code was issued (None: no such condition).
+        func.coalesce(bindparam("expected_scopes", type_=_U.scopes.type), _U.scopes) == _U.scopes,
     )
     if share_lock_user:
         current = current.with_for_update(read=True)

@@ -38,6 +38,7 @@ __all__ = [
     "ClientCredentials",
     "NewClient",
     "authenticate_client",
+    "find_client",
     "is_uuid",
     "list_clients",
     "new_token_epoch",
@@ -45,9 +46,9 @@ __all__ = [
 ]
 
 # The grants POST /token implements, in the order discovery and errors list them.
-SUPPORTED_GRANT_TYPES = ("password", "refresh_token", "client_credentials")
+SUPPORTED_GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 # What a client may be registered for.
-ALL_GRANT_TYPES = frozenset({"authorization_code", *SUPPORTED_GRANT_TYPES})
+ALL_GRANT_TYPES = frozenset(SUPPORTED_GRANT_TYPES)
 # What the default public client (Swagger UI, first-party apps naming no client) may do.
 DEFAULT_CLIENT_GRANTS = frozenset({"password", "refresh_token"})
 ID_TOKEN_ALGORITHMS = frozenset({"RS256", "ES256"})
@@ -268,3 +269,12 @@ async def list_clients(ctx: ServiceContext, *, include_default: bool = False) ->
     rows = await ctx.db.clients.all()
     default = [_default_client(ctx)] if include_default and ctx.default_client_enabled else []
     return default + [_view(row, authenticated=False) for row in rows]
+
+
+async def find_client(ctx: ServiceContext, client_id: str) -> Client | None:
+    """A registered client by id, unauthenticated (the authorization endpoint only names
+    it); None when there is none. The default public client has no redirect URIs."""
+    if client_id == ctx.default_client_id:
+        return _default_client(ctx) if ctx.default_client_enabled else None
+    row = await ctx.db.clients.get(client_id)
+    return _view(row, authenticated=False) if row is not None else None

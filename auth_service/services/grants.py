@@ -16,6 +16,7 @@ from auth_service.services.clients import (
     ClientCredentials,
     authenticate_client,
 )
+from auth_service.services.code_flow import exchange_code
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import grantable_scopes, parse_requested_scopes
 from auth_service.services.sessions import RequestOrigin, TokenGrant, open_session, refresh
@@ -43,6 +44,17 @@ async def issue_tokens(
     client = await authenticate_client(ctx, credentials)
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
+    if grant_type == "authorization_code":
+        try:
+            return await exchange_code(ctx, client, params, origin)
+        except InvalidGrant as exc:
+            ctx.audit.record(
+                "code_exchange",
+                outcome="failure",
+                client_id=client.client_id,
+                reason=exc.description,
+            )
+            raise
     requested = parse_requested_scopes(params.get("scope"))
     if grant_type == "client_credentials":
         return client_credentials_grant(ctx, client, requested)
@@ -55,6 +67,7 @@ async def issue_tokens(
                 requested_scopes=requested,
                 client_id=client.client_id,
                 origin=origin,
+                id_token_alg=client.id_token_alg,
             )
         except InvalidGrant as exc:
             ctx.audit.record(

@@ -28,6 +28,9 @@ _FORM_SCHEMA: dict[str, Any] = {
         "username": {"type": "string", "description": "password grant"},
         "password": {"type": "string", "format": "password", "description": "password grant"},
         "refresh_token": {"type": "string", "description": "refresh_token grant"},
+        "code": {"type": "string", "description": "authorization_code grant"},
+        "redirect_uri": {"type": "string", "description": "authorization_code grant"},
+        "code_verifier": {"type": "string", "description": "authorization_code grant (PKCE)"},
         "scope": {"type": "string", "description": "space-separated scope names"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
@@ -45,7 +48,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenGrant,
-    summary="Issue tokens (password, refresh_token and client_credentials grants)",
+    summary="Issue tokens (authorization_code, password, refresh_token, client_credentials)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {

@@ -88,11 +88,21 @@ class PgSessions(SqlSessions[Runner]):
     __slots__ = ()
     id_lists = _ID_LISTS
 
-    async def open(self, record: SessionRow, *, token_hash: str, credential_version: int) -> bool:
+    async def open(
+        self,
+        record: SessionRow,
+        *,
+        token_hash: str,
+        credential_version: int,
+        expected_scopes: str | None = None,
+    ) -> bool:
         """Insert the session and its first token if the user is still current (one statement)."""
         params: dict[str, object] = {c.name: getattr(record, c.name) for c in SESSION_COLUMNS}
         params.update(
-            credential_version=credential_version, token_hash=token_hash, now=record.created_at
+            credential_version=credential_version,
+            token_hash=token_hash,
+            now=record.created_at,
+            expected_scopes=expected_scopes,
         )
         rows = await self._db.rows(_OPEN, params)
         return bool(rows[0][0] == 1)

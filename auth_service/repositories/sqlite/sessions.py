@@ -56,10 +56,18 @@ class SqliteSessions(SqlSessions[SQLiteWorker | WorkerSession]):
     __slots__ = ()
     id_lists = _ID_LISTS
 
-    async def open(self, record: SessionRow, *, token_hash: str, credential_version: int) -> bool:
+    async def open(
+        self,
+        record: SessionRow,
+        *,
+        token_hash: str,
+        credential_version: int,
+        expected_scopes: str | None = None,
+    ) -> bool:
         """Insert the session and its first token if the user is still current (one job)."""
         values: dict[str, object] = {c.name: getattr(record, c.name) for c in SESSION_COLUMNS}
         values["credential_version"] = credential_version
+        values["expected_scopes"] = expected_scopes
         token = {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
         open_if_current = _OPEN_IF_CURRENT.compiled(self._db.dialect)
         insert_token = _INSERT_TOKEN.compiled(self._db.dialect)
