@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from auth_service.db.base import Base
 from auth_service.db.engine import create_engine
-from auth_service.db.migrate import alembic_config, upgrade_to_head
+from auth_service.db.migrate import alembic_config, migrate_to, upgrade_to_head
 
 
 def _schema_differences(url: str) -> list[Any]:
@@ -131,3 +131,29 @@ def test_clients_registered_before_the_oidc_client_model_keep_working(tmp_path: 
     assert len(set(epochs)) == 2
     assert all(len(epoch) >= 22 for epoch in epochs)
     assert _schema_differences(url) == []
+
+
+async def test_every_revocation_trigger_survives_the_migrations_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """SQLite's batch mode rebuilds a table and drops its triggers; the generation counter
+    (0008) needs one trigger per revocation table at head and after a down-and-up."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}"
+    expected = {
+        "revocation_generation_sessions",
+        "revocation_generation_tokens",
+        "revocation_generation_users",
+        "revocation_generation_client_epochs",
+    }
+
+    def triggers() -> set[str]:
+        with sqlite3.connect(tmp_path / "triggers.db") as connection:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            return {name for (name,) in rows}
+
+    await asyncio.to_thread(upgrade_to_head, url)
+    assert expected <= triggers()
+    await asyncio.to_thread(migrate_to, url, "0010_client_epochs")
+    assert expected <= triggers()
+    await asyncio.to_thread(upgrade_to_head, url)
+    assert expected <= triggers()

@@ -111,3 +111,11 @@ def downgrade() -> None:
         batch.drop_column("amr")
         batch.drop_column("auth_time")
         batch.drop_column("browser_session_id")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite's batch mode rebuilt the table, which drops its triggers: restore 0008's.
+        op.execute(
+            "CREATE TRIGGER revocation_generation_sessions AFTER UPDATE OF revoked_at"
+            " ON sessions FOR EACH ROW"
+            " WHEN OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL"
+            " BEGIN UPDATE revocation_generation SET value = value + 1 WHERE id = 1; END"
+        )
