@@ -34,6 +34,12 @@ _FORM_SCHEMA: dict[str, Any] = {
         "scope": {"type": "string", "description": "space-separated scope names"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
+        "client_assertion_type": {
+            "type": "string",
+            "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+            "description": "private_key_jwt (RFC 7523)",
+        },
+        "client_assertion": {"type": "string", "description": "private_key_jwt (RFC 7523)"},
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
