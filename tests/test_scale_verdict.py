@@ -95,3 +95,18 @@ def test_a_fault_window_without_requests_fails_the_run() -> None:
     assert _checks([_me(200.0, 200)], idle) == {
         "no request during a fault window (it proves nothing)"
     }
+
+
+def test_haproxys_504_for_a_request_sent_as_the_link_was_cut_is_counted_not_failed() -> None:
+    cut = Window("link_cut", 100.0, 110.0, zero_failures=False, lossy=True)
+    late = Window("redis_failover", 100.0, 110.0, zero_failures=False)
+    in_flight = {**_me(99.96, 504, retry_after=False), "t1": 110.0}
+    verdict = judge([in_flight], FINAL, [cut])
+    assert verdict.failures == {}
+    assert verdict.table[0]["lost_in_flight"] == 1
+    assert _checks([in_flight], late) == {
+        "status 504 inside a fault window (only 503 + Retry-After allowed)"
+    }
+    assert _checks([_me(106.0, 504, retry_after=False)], cut) == {
+        "status 504 inside a fault window (only 503 + Retry-After allowed)"
+    }

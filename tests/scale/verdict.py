@@ -22,6 +22,8 @@ EXPECTED = {
 WINDOW_GRACE_SECONDS = 2.0
 # What a resent request gets when the first replica had already done it (token consumed).
 REPLAY_REFUSED = {"logout": {401}, "refresh": {400, 401}}
+# HAProxy's answer to a request whose replica went silent (timeout server).
+GATEWAY_TIMEOUT = 504
 # How long HAProxy may route to a replica that was killed or cut off before it marks it
 # DOWN: fall 2 x inter 0.5 s + check timeout 1 s, with a margin (cluster.py).
 DETECTION_SECONDS = 3.0
@@ -48,14 +50,20 @@ class Window:
 
     def lost_in_flight(self, record: dict[str, Any]) -> bool:
         """A request sent before HAProxy could know the replica was gone, whose answer was
-        lost: a closed connection (no status), or, when HAProxy resent it after an empty
-        response (retry-on), the refusal of a replay of what the dead replica had already
-        done (a logout or refresh whose token it consumed). Unavoidable when a replica is
-        killed or cut off."""
+        lost: a closed connection (no status), HAProxy's 504 when the replica went silent
+        with the request (a cut link: no answer within `timeout server`, and HAProxy
+        never resends what a replica may have done), or, when HAProxy resent it after an
+        empty response (retry-on), the refusal of a replay of what the dead replica had
+        already done (a logout or refresh whose token it consumed). Unavoidable when a
+        replica is killed or cut off."""
         status = record["status"]
         return (
             self.lossy
-            and (status is None or status in REPLAY_REFUSED.get(record["op"], ()))
+            and (
+                status is None
+                or status == GATEWAY_TIMEOUT
+                or status in REPLAY_REFUSED.get(record["op"], ())
+            )
             and self.start <= record["t1"]
             and record["t0"] <= self.start + DETECTION_SECONDS
         )
