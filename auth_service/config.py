@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # --- deployment -----------------------------------------------------------------
     environment: Environment = "development"
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)  # 0: the kernel picks (logged at start)
     workers: int = Field(default=1, ge=1, le=64)  # uvicorn worker processes for `serve`
     data_dir: Path = Path("./var")
     log_level: str = "INFO"
@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
     http_max_connections: int = Field(default=1000, ge=16, le=100_000)
     # /metrics, /readyz (and /healthz) for operators, on AUTH_HOST; never the public port.
-    management_port: int = Field(default=9000, ge=1, le=65535)
+    management_port: int = Field(default=9000, ge=0, le=65535)  # 0: as for AUTH_PORT
+    # After binding, `serve` writes {"port": P, "management_port": M} here (replaced
+    # atomically): how a supervisor or a test learns the ports the kernel picked for 0.
+    ports_file: Path | None = None
     docs_enabled: bool = True  # /docs and /redoc
     # OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra); the standard
     # OTEL_EXPORTER_OTLP_* variables configure the exporter further.
@@ -253,7 +256,7 @@ class Settings(BaseSettings):
             problems.append(
                 "AUTH_PASSWORD_HASH_MEMORY_KIB must be at least 8 x AUTH_PASSWORD_HASH_PARALLELISM"
             )
-        if self.management_port == self.port:
+        if self.management_port == self.port != 0:  # two 0s are two kernel-picked ports
             problems.append("AUTH_MANAGEMENT_PORT must differ from AUTH_PORT")
         if self.workers > 1 and not self.uses_redis:
             # Each worker would keep its own in-process revocation state: a logout served by
