@@ -22,7 +22,9 @@ auth_service/config.py; edit those, not this file. -->
 
 Every setting is an environment variable (or a line of a `.env` file in the working
 directory): the field name in upper case, prefixed `AUTH_`. An empty value means "not
-set". `AUTH_ENVIRONMENT=production` refuses insecure values at start.
+set", and an unknown `AUTH_*` name is warned about with the closest real one.
+`AUTH_ENVIRONMENT=production` refuses SQLite, a missing Redis, a missing key file, a
+non-https issuer and an unset `AUTH_TRUSTED_PROXIES`.
 """
 
 
