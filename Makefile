@@ -3,9 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers: each has its own SQLite file, PostgreSQL database and Redis prefix
+# (tests/conftest.py), and service processes bind port 0; a module's tests stay on one
+# worker (--dist loadscope) so a module-scoped server starts once. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 4
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint openapi bench container-test scale-test scale-throughput clean
+.PHONY: run test test-fast lint openapi docs bench container-test scale-test scale-throughput clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +24,11 @@ run: $(STAMP)  ## migrate the database, then serve on AUTH_HOST:AUTH_PORT
 test: $(STAMP) lint  ## ensure PostgreSQL, Redis and Chromium are there, then the whole suite
 	scripts/ensure-services
 	scripts/ensure-browser
-	$(BIN)/pytest
+	$(PYTEST)
 
 test-fast: $(STAMP) lint  ## the suite without the tests that start real processes (-m 'not slow')
 	scripts/ensure-services
-	$(BIN)/pytest -m 'not slow'
+	$(PYTEST) -m 'not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check auth_service tests examples bench
@@ -44,6 +49,9 @@ scale-throughput: $(STAMP)  ## the same hosts: requests/s and round trips, 1 vs 
 
 openapi: $(STAMP)  ## regenerate the committed openapi.json
 	$(BIN)/auth-service openapi --output openapi.json
+
+docs: $(STAMP)  ## regenerate docs/configuration.md from the settings' docstrings
+	$(BIN)/auth-service config-docs --output docs/configuration.md
 
 bench: $(STAMP)  ## load benchmark on both backends (not part of test); BENCH_QUICK=1 for ~1 min
 	scripts/ensure-services

@@ -1,4 +1,5 @@
-"""`auth-service serve | migrate | create-user | users … | clients … | keys … | openapi`."""
+"""`auth-service serve | migrate | create-user | users … | clients … | keys … | openapi |
+config-docs`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from auth_service import __version__
 from auth_service.config import Settings
 from auth_service.errors import AuthServiceError
 
@@ -495,6 +497,17 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_docs(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.config_docs import render
+
+    page = render()
+    if args.output == "-":
+        sys.stdout.write(page)
+    else:
+        Path(args.output).write_text(page, encoding="utf-8")
+    return 0
+
+
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.app import create_app
 
@@ -509,6 +522,7 @@ def _openapi(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, load settings, run the subcommand."""
     parser = argparse.ArgumentParser(prog="auth-service", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"auth-service {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve HTTP on AUTH_HOST:AUTH_PORT").set_defaults(run=_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations (up to head)")
@@ -604,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
     openapi.set_defaults(run=_openapi)
+    config_docs = commands.add_parser(
+        "config-docs", help="write docs/configuration.md (generated from the settings)"
+    )
+    config_docs.add_argument("--output", "-o", default="-", help="file path, or - for stdout")
+    config_docs.set_defaults(run=_config_docs)
     args = parser.parse_args(argv)
     _warn_about_unknown_variables()
     settings = _load_settings()

@@ -70,7 +70,13 @@ class Settings(BaseSettings):
     """Every knob of the service; environment variables are the field names prefixed AUTH_."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUTH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="AUTH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # The docstring under each field is its description: docs/configuration.md is
+        # generated from them (`auth-service config-docs`).
+        use_attribute_docstrings=True,
     )
 
     @model_validator(mode="before")
@@ -85,102 +91,152 @@ class Settings(BaseSettings):
 
     # --- deployment -----------------------------------------------------------------
     environment: Environment = "development"
+    """development, test or production; production refuses insecure or embedded parts."""
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)  # uvicorn worker processes for `serve`
+    """The address `serve` listens on (public and management ports)."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """The public port; 0: the kernel picks (logged, and written to AUTH_PORTS_FILE)."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes for `serve` (above 1 needs Redis)."""
     data_dir: Path = Path("./var")
+    """Where the embedded parts keep their state: the SQLite file, the development key, locks."""
     log_level: str = "INFO"
-    # auto: human-readable (coloured) lines on a terminal, JSON lines otherwise.
+    """Python logging level of the service (DEBUG, INFO, WARNING, ...)."""
     log_format: Literal["auto", "json", "text"] = "auto"
+    """auto: human-readable (coloured) lines on a terminal, JSON lines otherwise."""
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=600)
-    # On SIGTERM: fail /readyz and keep serving this long before the graceful shutdown, so
-    # a load balancer sees the replica down first (more than its checks' fall x interval).
+    """After the drain, how long uvicorn waits for requests in flight."""
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    """On SIGTERM: fail /readyz and keep serving this long before the graceful shutdown, so a
+    load balancer sees the replica down first (more than its checks' fall x interval)."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
-    # Slow clients (serving.py, api/middleware.py): a request head must arrive within the
-    # header timeout, its body within the body timeout after the head; an idle keep-alive
-    # connection closes after the keep-alive timeout; past max connections (per worker)
-    # requests are answered 503.
+    """Largest request body accepted; larger ones get 413."""
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Slow clients (serving.py, api/middleware.py): a request head must arrive within the
+    header timeout, its body within the body timeout after the head; an idle keep-alive
+    connection closes after the keep-alive timeout; past max connections (per worker) requests
+    are answered 503."""
     http_body_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    """A request body must arrive within this long after its head, else 408."""
     http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    """An idle keep-alive connection is closed after this long."""
     http_max_connections: int = Field(default=1000, ge=16, le=100_000)
-    # /metrics, /readyz (and /healthz) for operators, on AUTH_HOST; never the public port.
-    management_port: int = Field(default=9000, ge=1, le=65535)
-    docs_enabled: bool = True  # /docs and /redoc
-    # OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra); the standard
-    # OTEL_EXPORTER_OTLP_* variables configure the exporter further.
+    """Open connections per worker; past this, requests are answered 503."""
+    management_port: int = Field(default=9000, ge=0, le=65535)
+    """/metrics, /readyz (and /healthz) for operators, on AUTH_HOST; never the public port. 0:
+    as for AUTH_PORT."""
+    ports_file: Path | None = None
+    """After binding, `serve` writes {"port": P, "management_port": M} here (replaced
+    atomically): how a supervisor or a test learns the ports the kernel picked for 0."""
+    docs_enabled: bool = True
+    """/docs and /redoc."""
     otel_enabled: bool = False
-    otel_endpoint: str | None = None  # e.g. http://collector:4318/v1/traces
+    """OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra); the standard
+    OTEL_EXPORTER_OTLP_* variables configure the exporter further."""
+    otel_endpoint: str | None = None
+    """E.g. http://collector:4318/v1/traces."""
     otel_service_name: str = "auth-service"
-    # How long `serve` and `migrate` retry an unreachable database or Redis at start.
+    """The service.name resource attribute of exported traces."""
     startup_wait_seconds: float = Field(default=60, ge=0, le=3600)
+    """How long `serve` and `migrate` retry an unreachable database or Redis at start."""
 
     # --- storage --------------------------------------------------------------------
     database_url: str | None = None
-    # PostgreSQL connections each worker keeps open; bursts may open as many again, which
-    # are closed when returned (a reconnect and re-prepare each): size for the usual load.
+    """postgresql+asyncpg://... for production; unset: SQLite in the data dir (development)."""
     database_pool_size: int = Field(default=20, ge=1, le=200)
+    """PostgreSQL connections each worker keeps open; bursts may open as many again, which are
+    closed when returned (a reconnect and re-prepare each): size for the usual load."""
     redis_url: str | None = None
+    """Redis for revocations and throttles shared by every replica; unset: in-process state."""
     redis_key_prefix: str = Field(default="auth:", min_length=1, max_length=64)
-    # Redis through Sentinel instead of AUTH_REDIS_URL: "host:port,host:port,..." and the
-    # monitored master's name; the client asks Sentinel for the primary after each failover.
+    """Prefix of every Redis key this service writes (several services can share one Redis)."""
     redis_sentinels: str | None = None
+    """Redis through Sentinel instead of AUTH_REDIS_URL: "host:port,host:port,..." and the
+    monitored master's name; the client asks Sentinel for the primary after each failover."""
     redis_sentinel_master: str | None = None
-    # How often each process compares Redis's mirror of SQL's revocation generation with
-    # SQL (and at once after a Redis error): a mirror behind SQL means Redis lost writes
-    # (a failover to a lagging replica) and is reseeded before it is trusted again.
+    """The master name Sentinel monitors (with AUTH_REDIS_SENTINELS)."""
     revocation_check_seconds: float = Field(default=2.0, gt=0, le=3600)
+    """How often each process compares Redis's mirror of SQL's revocation generation with SQL
+    (and at once after a Redis error): a mirror behind SQL means Redis lost writes (a failover
+    to a lagging replica) and is reseeded before it is trusted again."""
 
     # --- tokens ---------------------------------------------------------------------
     issuer: str | None = None
+    """The `iss` of every token and the metadata issuer; unset: http://HOST:PORT."""
     audience: str = "api"
+    """The `aud` of access tokens."""
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    """Lifetime of an access token."""
     clock_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    """Clock skew tolerated when checking `exp`, `nbf` and `iat`."""
     signing_algorithm: SigningAlgorithm = "ES256"
+    """JWS algorithm of the signing key: ES256 or RS256."""
     signing_key_file: Path | None = None
-    # A rotating key set shared by every replica (see `auth-service keys`).
+    """PEM private key that signs tokens; unset (development): a key kept in the data dir."""
     keys_dir: Path | None = None
+    """A rotating key set shared by every replica (see `auth-service keys`)."""
     key_poll_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    """How often the key directory (AUTH_KEYS_DIR) is checked for changes."""
     key_rotation_interval_seconds: int | None = Field(default=None, ge=60)
+    """Rotate the active key this often (with AUTH_KEYS_DIR); unset: never automatically."""
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
-    # OpenID Connect ID tokens: RS256 unless a client asks for ES256, each algorithm with
-    # its own key. With AUTH_SIGNING_KEY_FILE, this PEM holds the key of the algorithm the
-    # access-token key is not (in development it is generated into the data dir).
+    """Cache-Control max-age of the JWKS and the metadata document."""
     id_token_ttl_seconds: int = Field(default=300, ge=30, le=86_400)
+    """Lifetime of an OpenID Connect ID token (RS256 unless a client asks for ES256)."""
     id_token_signing_key_file: Path | None = None
-    # The browser's single sign-on session (the login page's cookie).
+    """With AUTH_SIGNING_KEY_FILE: the PEM key of the other algorithm (ID tokens are RS256 by
+    default, each algorithm has its own key); unset in development: generated in the data dir."""
     browser_session_lifetime_seconds: int = Field(default=12 * 3600, ge=60, le=90 * 86_400)
+    """Lifetime of the browser's single sign-on session (the login page's cookie)."""
     default_client_id: str = Field(default="public", min_length=1, max_length=128)
-    # Requests that name no client act as this public client (Swagger UI, simple apps).
+    """The client id of the built-in public client."""
     default_client_enabled: bool = True
+    """Requests that name no client act as this public client (Swagger UI, simple apps)."""
 
     # --- sessions (refresh-token families) ---------------------------------------------
     session_idle_timeout_seconds: int = Field(default=14 * 86_400, ge=60)
+    """A session (refresh-token family) unused this long ends."""
     session_absolute_lifetime_seconds: int = Field(default=30 * 86_400, ge=60)
+    """A session ends this long after its login, used or not."""
     refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=300)
+    """A refresh token replayed within this long of its rotation (a retry) is not theft."""
 
     # --- abuse resistance ---------------------------------------------------------------
     login_throttle_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    """The window the failed-login counters count over."""
     login_max_failures_per_pair: int = Field(default=10, ge=1, le=100)
-    login_max_failures_per_account: int = Field(default=50, ge=1, le=100)  # NIST: <= 100
+    """Failed logins per (account, client IP) within the window before 429."""
+    login_max_failures_per_account: int = Field(default=50, ge=1, le=100)
+    """NIST: <= 100."""
     login_max_failures_per_ip: int = Field(default=200, ge=1)
+    """Failed logins per client IP within the window (unknown pairs) before 429."""
     known_client_lifetime_seconds: int = Field(default=30 * 86_400, ge=60)
+    """After a successful login the (account, IP) pair is known this long: no account limit."""
     register_max_per_ip: int = Field(default=20, ge=1)
+    """Registrations per client IP within the registration window."""
     register_window_seconds: int = Field(default=3600, ge=1)
-    # Peers whose X-Forwarded-For is believed (CIDRs, e.g. the load balancer's).
-    # Production requires it set explicitly: [] says clients connect directly.
+    """The window of the registration limit."""
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    """Peers whose X-Forwarded-For is believed (CIDRs, e.g. the load balancer's). Production
+    requires it set explicitly: [] says clients connect directly."""
 
     # --- passwords ------------------------------------------------------------------
     password_min_length: int = Field(default=15, ge=8, le=1024)
+    """Shortest password accepted (characters, after NFKC normalisation)."""
     password_max_length: int = Field(default=1024, ge=64, le=1024)
+    """Longest password accepted (characters)."""
     password_hash_memory_kib: int = Field(default=RFC9106_MEMORY_KIB, ge=8, le=4 * 1024 * 1024)
+    """argon2id memory cost in KiB (default RFC 9106: 64 MiB)."""
     password_hash_time_cost: int = Field(default=RFC9106_TIME_COST, ge=1, le=100)
+    """argon2id passes (default RFC 9106: 3)."""
     password_hash_parallelism: int = Field(default=RFC9106_PARALLELISM, ge=1, le=16)
+    """argon2id lanes (default RFC 9106: 4)."""
     hash_pool_size: int = Field(default_factory=_default_pool_size, ge=1, le=64)
+    """Worker threads that run argon2 off the event loop (default: the CPU count)."""
     hash_max_waiting: int = Field(default=64, ge=0, le=10_000)
+    """Hash jobs that may wait for a thread; past this, logins are answered 503."""
     hash_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How long a hash job may wait for a thread before the request gets 503."""
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -264,7 +320,7 @@ class Settings(BaseSettings):
             problems.append(
                 "AUTH_PASSWORD_HASH_MEMORY_KIB must be at least 8 x AUTH_PASSWORD_HASH_PARALLELISM"
             )
-        if self.management_port == self.port:
+        if self.management_port == self.port != 0:  # two 0s are two kernel-picked ports
             problems.append("AUTH_MANAGEMENT_PORT must differ from AUTH_PORT")
         if self.workers > 1 and not self.uses_redis:
             # Each worker would keep its own in-process revocation state: a logout served by

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -92,23 +93,69 @@ def refuse_outdated_schema(settings: Settings) -> None:
         )
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, variable: str, *, public: bool) -> socket.socket:
+    """A socket on host:port (0: the kernel picks). The public one as uvicorn binds it for
+    its workers (bound, inheritable, listening once a server starts on it); the management
+    one listening at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        if not public:
+            return socket.create_server((host, port), family=family)
+        sock = socket.socket(family=family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
     except OSError as exc:
         raise SystemExit(
-            f"auth-service: cannot listen on {host}:{port} for the management endpoints: "
-            f"{exc.strerror} (set AUTH_MANAGEMENT_PORT to a free port)"
+            f"auth-service: cannot listen on {host}:{port}: {exc.strerror} "
+            f"(set {variable} to a free port)"
         ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bound(settings: Settings, sockets: list[socket.socket]) -> Settings:
+    """The settings with the ports actually bound: AUTH_PORT=0 (or the management port 0)
+    asks the kernel for a free one, and the issuer, the port dispatch and the workers (which
+    read the environment again) must all see the port it picked."""
+    port, management_port = (sock.getsockname()[1] for sock in sockets)
+    if (port, management_port) == (settings.port, settings.management_port):
+        return settings
+    os.environ["AUTH_PORT"], os.environ["AUTH_MANAGEMENT_PORT"] = str(port), str(management_port)
+    return settings.model_copy(update={"port": port, "management_port": management_port})
+
+
+def _write_ports_file(path: Path, port: int, management_port: int) -> None:
+    """{"port": P, "management_port": M} at `path`, replaced atomically (never half-written)."""
+    staged = path.with_name(f"{path.name}.{os.getpid()}")
+    staged.write_text(json.dumps({"port": port, "management_port": management_port}))
+    os.replace(staged, path)
 
 
 def serve(settings: Settings, options: dict[str, Any]) -> int:
-    """Run uvicorn with `options` on AUTH_HOST:AUTH_PORT and AUTH_MANAGEMENT_PORT."""
+    """Run uvicorn with `options` on AUTH_HOST:AUTH_PORT and AUTH_MANAGEMENT_PORT.
+
+    Both sockets are bound before the app is built, then the ports bound are logged and
+    written to AUTH_PORTS_FILE (tests start servers on port 0 and read it).
+    """
     from auth_service.serving import DrainingServer, ServingConfig
     from auth_service.supervisor import run_workers
 
     refuse_outdated_schema(settings)
+    sockets = [
+        _listen(settings.host, settings.port, "AUTH_PORT", public=True),
+        _listen(settings.host, settings.management_port, "AUTH_MANAGEMENT_PORT", public=False),
+    ]
+    settings = _bound(settings, sockets)
+    if settings.ports_file is not None:
+        _write_ports_file(settings.ports_file, settings.port, settings.management_port)
+    options = {**options, "port": settings.port}
+    log.info(
+        "listening on http://%s:%d, management (/metrics, /readyz, /healthz) on http://%s:%d",
+        settings.host,
+        settings.port,
+        settings.host,
+        settings.management_port,
+    )
     with metrics_directory(settings.workers):
         if settings.workers == 1:
             from auth_service.app import create_serving_app
@@ -119,12 +166,6 @@ def serve(settings: Settings, options: dict[str, Any]) -> int:
             config = ServingConfig(
                 "auth_service.cli:worker_app", factory=True, workers=settings.workers, **options
             )
-        sockets = [config.bind_socket(), _listen(settings.host, settings.management_port)]
-        log.info(
-            "management endpoints (/metrics, /readyz, /healthz) on http://%s:%d",
-            settings.host,
-            settings.management_port,
-        )
         if settings.workers > 1:
             return 0 if run_workers(config, sockets) else _STARTUP_FAILURE
         server = DrainingServer(config)

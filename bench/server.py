@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.machine import thread_cpu
 from bench.plan import HOST
-from tests.processes import Replica, free_port, run_cli
+from tests.processes import Replica, run_cli
 
 __all__ = ["BenchServer", "service_env"]
 
@@ -43,10 +43,11 @@ class BenchServer:
     client_credentials."""
 
     def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.env = env  # without the port: a second server over the same data reuses it
+        self.env = env  # without the ports: a second server over the same data reuses it
         self._workdir = workdir
-        self._env = {**env, "AUTH_PORT": str(free_port())}
-        self._replica = Replica(name, int(self._env["AUTH_PORT"]), workdir / f"{name}.log")
+        # Port 0: the kernel picks both while the server binds; Replica reads them back.
+        self._env = {**env, "AUTH_PORT": "0", "AUTH_MANAGEMENT_PORT": "0"}
+        self._replica = Replica(name, workdir / f"{name}.log")
         self.introspection_client: tuple[str, str] = ("", "")
 
     @property

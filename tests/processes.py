@@ -1,12 +1,16 @@
-"""Real service processes on free loopback ports for tests (and `make bench`).
+"""Real service processes on loopback for tests (and `make bench`).
 
-Each process's output goes to a file that failing tests print; processes are stopped by
-their PIDs. bench/ imports `Replica`, `free_port` and `run_cli` from here, so nothing at
-module level may need more than the test extras (tests.conftest is imported where used).
+A service starts on port 0 (public and management): the kernel picks both ports while
+`serve` binds them, and `serve` writes them to AUTH_PORTS_FILE, which `Replica` reads; no
+port is ever chosen first and bound later, so two tests cannot race for one. Each
+process's output goes to a file that failing tests print; processes are stopped by their
+PIDs. bench/ imports `Replica` and `run_cli` from here, so nothing at module level may
+need more than the test extras (tests.conftest is imported where used).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,36 +18,66 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-__all__ = ["Replica", "free_port", "run_cli", "running_service", "service_env"]
+__all__ = [
+    "Replica",
+    "closed_port",
+    "free_port",
+    "read_ports_file",
+    "run_cli",
+    "running_service",
+    "service_env",
+]
 
 STOP_TIMEOUT_SECONDS = 10.0
 CLI_TIMEOUT_SECONDS = 60.0
 
 
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
+    """A port nobody listens on right now (the kernel picks it), for redis-server, whose
+    `--port 0` means no TCP at all; the service is never started this way (it binds port
+    0 itself), and a redis-server that lost the port to someone else fails to start."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
+def closed_port() -> int:
+    """A port to be refused on (a database or Redis that is not there)."""
+    return free_port()
+
+
+def read_ports_file(
+    path: Path, process: subprocess.Popen[bytes], deadline: float
+) -> tuple[int, int] | None:
+    """The (public, management) ports `serve` wrote to `path`; None if it exited first."""
+    while True:
+        try:
+            ports = json.loads(path.read_text())
+            return int(ports["port"]), int(ports["management_port"])
+        except FileNotFoundError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
 @dataclass
 class Replica:
-    """One service process, its address and where its output goes."""
+    """One service process on kernel-picked ports, and where its output goes."""
 
     name: str
-    port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
-    # Each replica its own (never the default 9000: tests run side by side).
-    management_port: int = field(default_factory=lambda: free_port())
+    # Known once started (0 before): the ports the process bound and wrote down.
+    port: int = 0
+    management_port: int = 0
 
     @property
     def url(self) -> str:
@@ -53,14 +87,22 @@ class Replica:
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.management_port}"
 
+    @property
+    def ports_file(self) -> Path:
+        return self.log_path.with_name(f"{self.log_path.name}.ports")
+
     def start(self, env: dict[str, str], cwd: Path) -> None:
+        """Start `serve` on port 0 (unless `env` names ports); wait_until_healthy reads them."""
+        self.ports_file.unlink(missing_ok=True)
+        self.port = self.management_port = 0
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "auth_service", "serve"],
                 env={
+                    "AUTH_PORT": "0",
+                    "AUTH_MANAGEMENT_PORT": "0",
                     **env,
-                    "AUTH_PORT": str(self.port),
-                    "AUTH_MANAGEMENT_PORT": str(self.management_port),
+                    "AUTH_PORTS_FILE": str(self.ports_file),
                 },
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -68,8 +110,21 @@ class Replica:
                 stderr=subprocess.STDOUT,
             )
 
+    def wait_for_ports(self, deadline: float) -> None:
+        """Read the bound ports (the sockets listen from then on, answered or not)."""
+        assert self.process is not None
+        ports = read_ports_file(self.ports_file, self.process, deadline)
+        if ports is None:
+            pytest.fail(
+                f"replica {self.name} wrote no ports (exit {self.process.poll()}):\n"
+                + self.output()
+            )
+        self.port, self.management_port = ports
+
     def wait_until_healthy(self, deadline: float) -> None:
         assert self.process is not None
+        if not self.port:
+            self.wait_for_ports(deadline)
         with httpx.Client(base_url=self.url, timeout=1.0) as client:
             while True:
                 if self.process.poll() is not None:
@@ -103,12 +158,12 @@ class Replica:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
+def service_env(directory: Path, **settings: str) -> dict[str, str]:
     """The environment of a service process under test.
 
     The parent's variables without any AUTH_* (a developer's settings must not leak in), a
-    test environment on 127.0.0.1:`port` (management on a free port) keeping its data in
-    `directory`, then `settings` (full AUTH_* names).
+    test environment on 127.0.0.1, port 0 (public and management: the kernel picks)
+    keeping its data in `directory`, then `settings` (full AUTH_* names).
     """
     from tests.conftest import TEST_ARGON2  # here: bench imports this module without conftest
 
@@ -116,9 +171,9 @@ def service_env(directory: Path, port: int, **settings: str) -> dict[str, str]:
     env |= {
         "AUTH_ENVIRONMENT": "test",
         "AUTH_HOST": "127.0.0.1",
-        "AUTH_PORT": str(port),
-        # Not the default 9000: tests (and other checkouts) run side by side.
-        "AUTH_MANAGEMENT_PORT": str(free_port()),
+        # Never fixed ports: tests (and other checkouts) run side by side.
+        "AUTH_PORT": "0",
+        "AUTH_MANAGEMENT_PORT": "0",
         "AUTH_DATA_DIR": str(directory),
         "AUTH_DRAIN_SECONDS": "0",  # stop at once on SIGTERM (tests/test_drain.py drains)
         # argon2id at OWASP's floor, as in-process tests use
@@ -149,7 +204,7 @@ def running_service(
 ) -> Iterator[Replica]:
     """Migrate, start `auth-service serve`, wait for /healthz; stop it by PID afterwards."""
     run_cli(env, directory, "migrate")
-    service = Replica(name, int(env["AUTH_PORT"]), directory / f"{name}.log")
+    service = Replica(name, directory / f"{name}.log")
     service.start(env, cwd=directory)
     try:
         service.wait_until_healthy(time.monotonic() + start_timeout)

@@ -353,3 +353,19 @@ async def test_keys_import_moves_a_key_file_into_a_key_directory_keeping_live_to
             assert (await client.get("/users/me", headers=bearer)).status_code == 200
             jwks = (await client.get("/.well-known/jwks.json")).json()
             assert [key["kid"] for key in jwks["keys"]] == [kid]
+
+
+def test_version_has_one_source(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--version`, the installed metadata (pyproject's dynamic version) and the OpenAPI
+    document all read auth_service.__version__."""
+    from importlib.metadata import version
+
+    from auth_service import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"auth-service {__version__}"
+    assert version("auth-service") == __version__
+    committed = json.loads((Path(__file__).resolve().parent.parent / "openapi.json").read_text())
+    assert committed["info"]["version"] == __version__

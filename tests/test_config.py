@@ -100,9 +100,15 @@ def test_explicit_issuer_loses_trailing_slashes(issuer: str, expected: str) -> N
     assert settings(issuer=issuer).effective_issuer == expected
 
 
-@pytest.mark.parametrize("port", [0, 65536, -1])
+@pytest.mark.parametrize("port", [65536, -1])
 def test_port_out_of_range_is_refused(port: int) -> None:
     assert "port" in refusal(port=port)
+
+
+def test_port_zero_asks_the_kernel_for_both_ports() -> None:
+    config = settings(port=0, management_port=0)  # two picks, never the same port
+    assert (config.port, config.management_port) == (0, 0)
+    assert "AUTH_MANAGEMENT_PORT must differ" in refusal(port=9000, management_port=9000)
 
 
 # --- production ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from auth_service.cli import main
 from auth_service.instance_lock import DataDirInUse, exclusive_data_dir
 from tests.conftest import PASSWORD, REDIS_TEST_URL
-from tests.processes import Replica, free_port, run_cli, running_service, service_env
+from tests.processes import Replica, run_cli, running_service, service_env
 
 EXIT_TIMEOUT_SECONDS = 20.0
 
@@ -55,9 +55,9 @@ def test_serve_locks_the_data_dir_only_without_redis(
 def test_a_second_server_on_the_data_dir_is_refused_and_the_cli_still_works(
     tmp_path: Path,
 ) -> None:
-    env = service_env(tmp_path, free_port())
+    env = service_env(tmp_path)
     with running_service("first", env, tmp_path) as first:
-        second = Replica("second", free_port(), tmp_path / "second.log")
+        second = Replica("second", tmp_path / "second.log")
         second.start(env, cwd=tmp_path)
         assert second.process is not None
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import delete_keys
-from tests.processes import Replica, free_port, running_service, service_env
+from tests.processes import Replica, running_service, service_env
 
 DRAIN_SECONDS = 3.0
 BOUND_SECONDS = 2.0  # generous: the 503 and the exit come at once, on a loaded machine
@@ -72,7 +73,7 @@ def _drains_then_exits_0(
 
 @pytest.mark.slow
 def test_one_worker_drains_on_sigterm(tmp_path: Path) -> None:
-    env = service_env(tmp_path, free_port(), AUTH_DRAIN_SECONDS=str(DRAIN_SECONDS))
+    env = service_env(tmp_path, AUTH_DRAIN_SECONDS=str(DRAIN_SECONDS))
     with running_service("drain", env, tmp_path) as service:
         assert service.process is not None
         _drains_then_exits_0(service, service.process)
@@ -82,11 +83,9 @@ def test_one_worker_drains_on_sigterm(tmp_path: Path) -> None:
 def test_every_worker_drains_when_the_supervisor_gets_sigterm(
     tmp_path: Path, redis_server_url: str
 ) -> None:
-    port = free_port()
-    prefix = f"authtest:drain:{os.getpid()}:{port}:"
+    prefix = f"authtest:drain:{os.getpid()}:{secrets.token_hex(4)}:"
     env = service_env(
         tmp_path,
-        port,
         AUTH_WORKERS="2",
         AUTH_REDIS_URL=redis_server_url,
         AUTH_REDIS_KEY_PREFIX=prefix,

@@ -38,7 +38,7 @@ from auth_service.security.policy import (
     normalize_password,
     normalize_username,
 )
-from tests.processes import Replica, free_port, run_cli, service_env
+from tests.processes import Replica, run_cli, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -102,13 +102,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     key_file = directory / "signing-es256.pem"
     key_file.write_bytes(generate_private_key_pem("ES256"))
     key_file.chmod(0o600)
-    port = free_port()
-    env = service_env(directory, port)
+    env = service_env(directory)  # the issuer: http://127.0.0.1 and the port picked
     env.update(
         {
             "AUTH_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'auth.db'}",
             "AUTH_SIGNING_KEY_FILE": str(key_file),
-            "AUTH_ISSUER": f"http://127.0.0.1:{port}",
             "AUTH_HASH_POOL_SIZE": "2",
             "AUTH_REGISTER_MAX_PER_IP": "100000",
             "AUTH_LOG_LEVEL": "WARNING",
@@ -127,7 +125,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     )
     basic = base64.b64encode(f"{client_id}:{added['client_secret']}".encode()).decode()
 
-    replica = Replica("fuzz", port, directory / "service.log")
+    replica = Replica("fuzz", directory / "service.log")
     try:
         replica.start(env, cwd=directory)  # cwd: no developer .env is read
         replica.wait_until_healthy(time.monotonic() + START_TIMEOUT_SECONDS)

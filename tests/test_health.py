@@ -19,7 +19,7 @@ from auth_service.api.management import create_management_app
 from auth_service.app import create_app
 from auth_service.db.migrate import alembic_config
 from tests.conftest import POSTGRES_ADMIN_DSN, TEST_ISSUER, make_settings
-from tests.processes import free_port, service_env
+from tests.processes import service_env
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ async def test_readyz_is_503_when_the_schema_is_behind_the_code(
 
 def test_serve_refuses_a_schema_behind_the_code_in_one_line(tmp_path: Path) -> None:
     url = _migrated_to("0002", tmp_path)
-    env = service_env(tmp_path, free_port(), AUTH_DATABASE_URL=url)
+    env = service_env(tmp_path, AUTH_DATABASE_URL=url)
     completed = subprocess.run(
         [sys.executable, "-m", "auth_service", "serve"],
         env=env,

@@ -20,7 +20,7 @@ import pytest
 
 from auth_service.config import OWASP_MIN_MEMORY_KIB
 from tests.conftest import PASSWORD
-from tests.processes import Replica, free_port, running_service, service_env
+from tests.processes import Replica, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +44,9 @@ SLACK_MIB = 64
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     directory = tmp_path_factory.mktemp("load")
-    port = free_port()
     env = service_env(
         directory,
-        port,
         AUTH_DATABASE_URL=f"sqlite+aiosqlite:///{directory / 'auth.db'}",
-        AUTH_ISSUER=f"http://127.0.0.1:{port}",
         AUTH_HASH_POOL_SIZE=str(POOL_SIZE),
         AUTH_HASH_MAX_WAITING=str(MAX_WAITING),
         AUTH_HASH_WAIT_TIMEOUT_SECONDS="2",

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import sqlite3
@@ -31,7 +32,7 @@ from auth_service.services.accounts import disable
 from auth_service.services.clients import register_client
 from auth_service.tracing import load_tracing
 from tests.conftest import PASSWORD, TEST_ISSUER, Backend, make_settings, register
-from tests.processes import free_port, running_service, service_env
+from tests.processes import running_service, service_env
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -217,7 +218,7 @@ async def test_database_outage_is_503_and_counted(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
-    with running_service("graceful", service_env(tmp_path, free_port()), tmp_path) as server:
+    with running_service("graceful", service_env(tmp_path), tmp_path) as server:
 
         async def burst() -> list[int]:
             async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
@@ -334,16 +335,14 @@ def _worker_counts(directory: Path, name: str, labels: dict[str, str]) -> dict[s
 
 @pytest.mark.slow
 def test_two_workers_counts_add_up_in_one_scrape(tmp_path: Path, redis_server_url: str) -> None:
-    port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"stale file of an earlier run")
     env = service_env(
         tmp_path,
-        port,
         AUTH_WORKERS="2",
         AUTH_REDIS_URL=redis_server_url,
-        AUTH_REDIS_KEY_PREFIX=f"authtest:observe:{port}:",
+        AUTH_REDIS_KEY_PREFIX=f"authtest:observe:{secrets.token_hex(4)}:",
         AUTH_HASH_POOL_SIZE="1",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
@@ -428,7 +427,7 @@ def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
 
 
 def test_migrate_logs_no_alembic_plugin_noise(tmp_path: Path) -> None:
-    completed = _cli(service_env(tmp_path, free_port()), tmp_path, "migrate")
+    completed = _cli(service_env(tmp_path), tmp_path, "migrate")
     assert completed.returncode == 0, completed.stderr
     assert "setup plugin" not in completed.stderr
     for line in completed.stderr.splitlines():
@@ -444,7 +443,6 @@ def test_a_failing_migrate_is_one_record_not_a_traceback(log_format: str, tmp_pa
         connection.execute("INSERT INTO alembic_version VALUES ('from-the-future')")
     env = service_env(
         tmp_path,
-        free_port(),
         AUTH_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         AUTH_LOG_FORMAT=log_format,
     )
@@ -563,7 +561,7 @@ def test_a_taken_management_port_is_one_clear_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = service_env(tmp_path, free_port(), AUTH_MANAGEMENT_PORT=str(port))
+        env = service_env(tmp_path, AUTH_MANAGEMENT_PORT=str(port))
         assert _cli(env, tmp_path, "migrate").returncode == 0
         completed = _cli(env, tmp_path, "serve")
     assert completed.returncode != 0

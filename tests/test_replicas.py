@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, text
 from auth_service.db import create_engine
 from auth_service.security.keys import generate_private_key_pem
 from tests.conftest import PASSWORD, delete_keys
-from tests.processes import Replica, free_port
+from tests.processes import Replica
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +67,8 @@ def cluster(
         }
     )
     created = Cluster(
-        Replica("A", free_port(), directory / "replica-a.log"),
-        Replica("B", free_port(), directory / "replica-b.log"),
+        Replica("A", directory / "replica-a.log"),
+        Replica("B", directory / "replica-b.log"),
         redis_server_url,
         prefix,
     )

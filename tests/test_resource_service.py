@@ -24,7 +24,7 @@ from auth_service.security.keys import generate_private_key_pem, load_signing_ke
 from auth_service.verify import Introspector, TokenVerifier
 from examples.resource_service.app import create_app
 from tests.conftest import PASSWORD
-from tests.processes import Replica, free_port, service_env
+from tests.processes import Replica, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -54,25 +54,23 @@ class Issuer:
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
     directory = tmp_path_factory.mktemp("issuer")
-    port = free_port()
-    env = service_env(
+    env = service_env(  # the issuer: http://127.0.0.1 and the port the kernel picks
         directory,
-        port,
-        AUTH_ISSUER=f"http://127.0.0.1:{port}",
         AUTH_KEYS_DIR=str(directory / "keys"),
         AUTH_KEY_POLL_INTERVAL_SECONDS="1",
         AUTH_JWKS_MAX_AGE_SECONDS="1",
         AUTH_HASH_POOL_SIZE="1",
     )
-    setup = Issuer(f"http://127.0.0.1:{port}", env, "resource-server", "")
+    setup = Issuer("", env, "resource-server", "")  # its URL once it listens
     setup.cli("migrate")
     add = ("clients", "add", "resource-server", "--confidential", "--grants", "--introspection")
     added = json.loads(setup.cli(*add))
     setup.client_secret = added["client_secret"]
-    process = Replica("issuer", port, directory / "issuer.log")
+    process = Replica("issuer", directory / "issuer.log")
     process.start(env, cwd=directory)
     try:
         process.wait_until_healthy(time.monotonic() + 20)
+        setup.url = process.url
         yield setup
     finally:
         process.stop()

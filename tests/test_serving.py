@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from auth_service.serving import MAX_HEADER_BYTES
-from tests.processes import Replica, free_port, running_service, service_env
+from tests.processes import Replica, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     directory = tmp_path_factory.mktemp("serving")
-    with running_service("serving", service_env(directory, free_port()), directory) as process:
+    with running_service("serving", service_env(directory), directory) as process:
         yield process
 
 

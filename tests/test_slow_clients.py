@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import Replica, free_port, running_service, service_env
+from tests.processes import Replica, running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     directory = tmp_path_factory.mktemp("slow-clients")
     env = service_env(
         directory,
-        free_port(),
         AUTH_HTTP_HEADER_TIMEOUT_SECONDS=TIMEOUT,
         AUTH_HTTP_BODY_TIMEOUT_SECONDS=TIMEOUT,
         AUTH_HTTP_KEEP_ALIVE_TIMEOUT_SECONDS=TIMEOUT,
@@ -116,7 +115,6 @@ def test_past_the_connection_cap_requests_get_503(tmp_path: Path) -> None:
     directory = tmp_path
     env = service_env(
         directory,
-        free_port(),
         AUTH_HTTP_HEADER_TIMEOUT_SECONDS="60",
         AUTH_HTTP_MAX_CONNECTIONS="16",
     )

@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from auth_service.config import Settings
 from auth_service.startup import StartupRefused, check_keys
 from tests.conftest import REDIS_TEST_URL
-from tests.processes import CLI_TIMEOUT_SECONDS, Replica, free_port, run_cli, service_env
+from tests.processes import CLI_TIMEOUT_SECONDS, Replica, closed_port, run_cli, service_env
 
 
 def run(directory: Path, command: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """`auth-service COMMAND` with a test environment plus `settings`, to completion."""
-    env = service_env(directory / "data", free_port(), **settings)
+    env = service_env(directory / "data", **settings)
     return subprocess.run(
         [sys.executable, "-m", "auth_service", command],
         env=env,
@@ -113,7 +113,7 @@ def test_a_redis_url_without_a_scheme(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_database_at_migrate(tmp_path: Path) -> None:
-    url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{free_port()}/auth"
+    url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{closed_port()}/auth"
     # No waiting (test_startup_wait covers the retries): one attempt, then one line.
     completed = run(tmp_path, "migrate", AUTH_DATABASE_URL=url, AUTH_STARTUP_WAIT_SECONDS="0")
     line = assert_refused(completed, "AUTH_DATABASE_URL", "cannot connect", "127.0.0.1")
@@ -264,10 +264,9 @@ def test_a_worker_failing_its_startup_makes_serve_exit_non_zero(tmp_path: Path) 
 
 
 def test_sigterm_still_stops_two_workers_with_exit_0(tmp_path: Path) -> None:
-    port = free_port()
-    env = service_env(tmp_path / "data", port, AUTH_WORKERS="2", AUTH_REDIS_URL=REDIS_TEST_URL)
+    env = service_env(tmp_path / "data", AUTH_WORKERS="2", AUTH_REDIS_URL=REDIS_TEST_URL)
     run_cli(env, tmp_path, "migrate")
-    replica = Replica("two-workers", port, tmp_path / "serve.log")
+    replica = Replica("two-workers", tmp_path / "serve.log")
     replica.start(env, cwd=tmp_path)
     try:
         replica.wait_until_healthy(time.monotonic() + 30)

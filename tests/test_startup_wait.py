@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from auth_service.startup import Backoff, DependencyUnreachableError, wait_until_reachable
-from tests.processes import free_port, service_env
+from tests.processes import closed_port, service_env
 
 # Generous: the bound under test is 1.5 s; a slow shared machine needs the rest.
 PROCESS_TIMEOUT_SECONDS = 60
@@ -112,10 +112,9 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_a_closed_database_port_gives_retries_then_one_line(command: str, tmp_path: Path) -> None:
-    closed = free_port()
+    closed = closed_port()
     env = service_env(
         tmp_path,
-        free_port(),
         AUTH_DATABASE_URL=f"postgresql+asyncpg://auth:{SECRET_PASSWORD}@127.0.0.1:{closed}/auth",
         AUTH_STARTUP_WAIT_SECONDS="1.5",
     )
@@ -135,10 +134,9 @@ def test_a_closed_database_port_gives_retries_then_one_line(command: str, tmp_pa
 
 @pytest.mark.slow
 def test_serve_waits_for_a_closed_redis_port_too(tmp_path: Path) -> None:
-    closed = free_port()
+    closed = closed_port()
     env = service_env(
         tmp_path,
-        free_port(),
         AUTH_REDIS_URL=f"redis://:{SECRET_PASSWORD}@127.0.0.1:{closed}/0",
         AUTH_STARTUP_WAIT_SECONDS="1",
     )

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from tests.conftest import IN_CI, PASSWORD
-from tests.processes import free_port, running_service, service_env
+from tests.processes import running_service, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ UI_TIMEOUT_MS = 15_000
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated `auth-service serve` process on a free 127.0.0.1 port, stopped by PID."""
     data_dir = tmp_path_factory.mktemp("swagger-service")
-    env = service_env(data_dir, free_port(), AUTH_HASH_POOL_SIZE="2", AUTH_LOG_LEVEL="WARNING")
+    env = service_env(data_dir, AUTH_HASH_POOL_SIZE="2", AUTH_LOG_LEVEL="WARNING")
     with running_service("swagger", env, data_dir) as service:
         yield service.url
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 
 from auth_service.config import Settings
 from tests.conftest import PASSWORD, delete_keys
-from tests.processes import free_port, run_cli, service_env
+from tests.processes import read_ports_file, run_cli, service_env
 
 
 def _children(pid: int) -> list[int]:
@@ -47,11 +48,11 @@ def test_more_than_one_worker_needs_redis() -> None:
 @pytest.fixture
 def two_workers(tmp_path: Path, redis_server_url: str) -> Iterator[tuple[str, int]]:
     """`auth-service serve` with AUTH_WORKERS=2 on SQLite and the test Redis."""
-    port = free_port()
-    prefix = f"authtest:workers:{os.getpid()}:{port}:"
+    prefix = f"authtest:workers:{os.getpid()}:{secrets.token_hex(4)}:"
+    ports_file = tmp_path / "serve.ports"
     env = service_env(
         tmp_path,
-        port,
+        AUTH_PORTS_FILE=str(ports_file),
         AUTH_WORKERS="2",
         AUTH_REDIS_URL=redis_server_url,
         AUTH_REDIS_KEY_PREFIX=prefix,
@@ -65,9 +66,11 @@ def two_workers(tmp_path: Path, redis_server_url: str) -> Iterator[tuple[str, in
         process = subprocess.Popen(
             [*command, "serve"], cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT
         )
-    base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
+        ports = read_ports_file(ports_file, process, deadline)
+        assert ports is not None, f"no ports written:\n{log.read_text()}"
+        base_url = f"http://127.0.0.1:{ports[0]}"
         while True:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"no /healthz within 30 s:\n{log.read_text()}"
