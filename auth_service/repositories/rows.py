@@ -8,11 +8,13 @@ from datetime import datetime
 __all__ = [
     "AdminUserRow",
     "ClientRow",
+    "MfaTokenRow",
     "ProfileRow",
     "RecentRevocations",
     "RefreshFamily",
     "RefreshTokenRow",
     "SessionRow",
+    "TotpFactorRow",
     "UserRecord",
 ]
 
@@ -51,6 +53,7 @@ class AdminUserRow:
     created_at: datetime
     updated_at: datetime
     tokens_valid_after: datetime | None
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class SessionRow:
     absolute_expires_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    # When and how (RFC 8176 values, space-separated) the user authenticated; None in
+    # sessions opened before they were recorded (then: created_at, "pwd").
+    auth_time: datetime | None = None
+    amr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,3 +121,25 @@ class RecentRevocations:
     sessions: list[tuple[str, datetime]]  # (session id, revoked at)
     tokens: list[tuple[str, datetime]]  # (jti, expires at)
     users: list[tuple[str, int, datetime]]  # (user id, credential version, disabled at)
+
+
+@dataclass(frozen=True)
+class TotpFactorRow:
+    """A user's TOTP factor: the sealed seed, whether confirmed, the last step accepted."""
+
+    user_id: str
+    key_id: str
+    secret_ciphertext: str
+    created_at: datetime
+    confirmed_at: datetime | None
+    last_used_step: int | None
+
+
+@dataclass(frozen=True)
+class MfaTokenRow:
+    """What a password step bound its MFA token to."""
+
+    user_id: str
+    client_id: str
+    scope: str | None
+    credential_version: int

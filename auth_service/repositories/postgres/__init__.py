@@ -12,6 +12,7 @@ from auth_service.db.migrate import database_revisions, schema_is_behind
 from auth_service.db.postgres import PgRunner, PgTransaction
 from auth_service.db.runner import Runner, SqlSpan
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.postgres.mfa import PgMfa
 from auth_service.repositories.postgres.sessions import PgSessions
 from auth_service.repositories.postgres.small import PgClients, PgRevocations, PgServiceSecrets
 from auth_service.repositories.postgres.users import PgHashSamples, PgUsers
@@ -22,7 +23,15 @@ __all__ = ["PgDatabase", "PgRepositories"]
 class PgRepositories:
     """The repositories on one runner: autocommitted calls, or one transaction."""
 
-    __slots__ = ("clients", "hash_samples", "revocations", "secrets", "sessions", "users")
+    __slots__ = (
+        "clients",
+        "hash_samples",
+        "mfa",
+        "revocations",
+        "secrets",
+        "sessions",
+        "users",
+    )
 
     def __init__(self, runner: Runner) -> None:
         self.users = PgUsers(runner)
@@ -30,6 +39,7 @@ class PgRepositories:
         self.revocations = PgRevocations(runner)
         self.clients = PgClients(runner)
         self.secrets = PgServiceSecrets(runner)
+        self.mfa = PgMfa(runner)
         self.hash_samples = PgHashSamples(runner)
 
 

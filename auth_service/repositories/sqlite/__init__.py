@@ -20,6 +20,7 @@ from auth_service.db.runner import SqlSpan
 from auth_service.db.sqlite_worker import SQLiteWorker, WorkerSession
 from auth_service.db.statements import Statement
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.sqlite.mfa import SqliteMfa
 from auth_service.repositories.sqlite.sessions import SqliteSessions
 from auth_service.repositories.sqlite.small import (
     SqliteClients,
@@ -36,7 +37,15 @@ _PING = Statement(select(1))
 class SqliteRepositories:
     """The repositories on the worker (each call its own job) or on one of its sessions."""
 
-    __slots__ = ("clients", "hash_samples", "revocations", "secrets", "sessions", "users")
+    __slots__ = (
+        "clients",
+        "hash_samples",
+        "mfa",
+        "revocations",
+        "secrets",
+        "sessions",
+        "users",
+    )
 
     def __init__(self, runner: SQLiteWorker | WorkerSession) -> None:
         self.users = SqliteUsers(runner)
@@ -44,6 +53,7 @@ class SqliteRepositories:
         self.revocations = SqliteRevocations(runner)
         self.clients = SqliteClients(runner)
         self.secrets = SqliteServiceSecrets(runner)
+        self.mfa = SqliteMfa(runner)
         self.hash_samples = SqliteHashSamples(runner)
 
 
