@@ -28,7 +28,7 @@ from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
-from auth_service.api.routes import admin, health, sessions, token, users, wellknown
+from auth_service.api.routes import admin, health, mfa, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db.engine import create_engine, is_sqlite
@@ -36,6 +36,11 @@ from auth_service.metrics import RuntimeMetrics, multiprocess_directory
 from auth_service.repositories import Database
 from auth_service.repositories.postgres import PgDatabase
 from auth_service.repositories.sqlite import SqliteDatabase
+from auth_service.security.data_keys import (
+    DataCipher,
+    load_data_cipher,
+    load_or_create_development_cipher,
+)
 from auth_service.security.keyring import KeyDirectory, KeyRing
 from auth_service.security.keys import (
     SigningKey,
@@ -47,7 +52,7 @@ from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
 from auth_service.services import hash_population
-from auth_service.services.context import ServiceContext, SessionPolicy
+from auth_service.services.context import AccountPolicy, ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
 from auth_service.services.profiles import ProfileCache
@@ -111,6 +116,22 @@ def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
     return KeyRing(active=key, published=(key,))
 
 
+def _data_cipher(settings: Settings) -> DataCipher:
+    """The key file's keys, or the development key generated into the data dir."""
+    if settings.data_encryption_key_file is not None:
+        return load_data_cipher(settings.data_encryption_key_file)
+    return load_or_create_development_cipher(settings.data_dir)
+
+
+def _account_policy(settings: Settings) -> AccountPolicy:
+    return AccountPolicy(
+        cipher=_data_cipher(settings),
+        totp_issuer=settings.totp_issuer_name,
+        mfa_token_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
+        deleted_username_hold=timedelta(seconds=settings.deleted_username_hold_seconds),
+    )
+
+
 def _redis_client(settings: Settings) -> Redis | None:
     """The shared Redis: by URL, through Sentinel, or none (development)."""
     if settings.redis_sentinels is not None and settings.redis_sentinel_master:
@@ -165,6 +186,11 @@ def _announce_development_parts(settings: Settings) -> None:
             "DEVELOPMENT SETUP: signing key kept in %s (set AUTH_SIGNING_KEY_FILE)",
             settings.data_dir / "keys",
         )
+    if settings.data_encryption_key_file is None:
+        log.warning(
+            "DEVELOPMENT SETUP: data encryption key kept in %s (set AUTH_DATA_ENCRYPTION_KEY_FILE)",
+            settings.data_dir / "keys",
+        )
 
 
 def _database(settings: Settings, tracing: Tracing | None = None) -> Database:
@@ -205,6 +231,7 @@ async def open_runtime(
     audit = Audit(registry or CollectorRegistry())
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
+    account_policy = _account_policy(settings)
     db = _database(settings, tracing)
     redis = _redis_client(settings)
     revocations, throttle_store = _stores(settings, redis)
@@ -265,6 +292,7 @@ async def open_runtime(
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
             audit=audit,
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
+            accounts=account_policy,
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         documents = _discovery_documents(settings, ring.published)
@@ -357,7 +385,7 @@ def create_app(
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [
         route
-        for module in (users, token, sessions, admin, wellknown, health)
+        for module in (users, mfa, token, sessions, admin, wellknown, health)
         for route in module.router.routes
     ]
     app.router.routes[:0] = api_routes

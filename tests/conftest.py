@@ -236,7 +236,16 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
 
 
 # What tests create, children first: emptied after each test that shares a session database.
-TEST_TABLES = ("refresh_tokens", "sessions", "revoked_access_tokens", "users", "oauth_clients")
+TEST_TABLES = (
+    "refresh_tokens",
+    "sessions",
+    "revoked_access_tokens",
+    "mfa_tokens",
+    "mfa_recovery_codes",
+    "mfa_totp_factors",
+    "users",
+    "oauth_clients",
+)
 
 
 async def empty_tables(connection: AsyncConnection) -> None:

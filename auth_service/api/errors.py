@@ -19,8 +19,13 @@ from auth_service.errors import (
     HashingBusy,
     InsufficientScope,
     InvalidClient,
+    InvalidOtp,
     InvalidToken,
     InvalidUsername,
+    MfaAlreadyEnabled,
+    MfaNotEnabled,
+    MfaNotPending,
+    MfaRequired,
     MissingToken,
     OAuthError,
     PasswordRejected,
@@ -75,11 +80,13 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
     elif isinstance(exc, OAuthError):
         status = 400
         headers = dict(NO_STORE)
-    elif isinstance(exc, UsernameTaken | UserDeletionRefused):
+        if isinstance(exc, MfaRequired):
+            body["mfa_token"] = exc.mfa_token
+    elif isinstance(exc, UsernameTaken | UserDeletionRefused | MfaAlreadyEnabled | MfaNotPending):
         status = 409
-    elif isinstance(exc, SessionNotFound | UserNotFound):
+    elif isinstance(exc, SessionNotFound | UserNotFound | MfaNotEnabled):
         status = 404
-    elif isinstance(exc, WrongCurrentPassword):
+    elif isinstance(exc, WrongCurrentPassword | InvalidOtp):
         status = 400
     elif isinstance(exc, InvalidUsername | PasswordRejected):
         status = 422

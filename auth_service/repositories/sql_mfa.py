@@ -144,10 +144,12 @@ class SqlMfa:
         return bool(await self._db.rows(_USE_STEP, {"user_id": user_id, "step": step}))
 
     async def remove(self, user_id: str) -> bool:
-        """Delete the factor, recovery codes and MFA tokens; False if there was no factor."""
+        """Delete the factor, recovery codes and MFA tokens; False if there was no factor.
+
+        Tokens, then the factor, as a second login step locks them (no lock cycle)."""
+        await self._db.rows(_REMOVE_TOKENS, {"user_id": user_id})
         removed = await self._db.rows(_REMOVE_FACTOR, {"user_id": user_id})
         await self._db.rows(_REMOVE_CODES, {"user_id": user_id})
-        await self._db.rows(_REMOVE_TOKENS, {"user_id": user_id})
         return bool(removed)
 
     async def replace_recovery_codes(

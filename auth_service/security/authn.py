@@ -22,7 +22,7 @@ __all__ = [
 AMR_PASSWORD = ("pwd",)
 AMR_PASSWORD_OTP = ("pwd", "otp", "mfa")
 AMR_PASSWORD_RECOVERY_CODE = ("pwd", "mfa")
-ACR_PASSWORD = "urn:auth-service:acr:password"
+ACR_PASSWORD = "urn:auth-service:acr:password"  # noqa: S105 - a URN, no secret
 ACR_MFA = "urn:auth-service:acr:mfa"
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from auth_service.audit import Audit
 from auth_service.repositories import Database
+from auth_service.security.data_keys import DataCipher
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
@@ -16,7 +17,7 @@ from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
-__all__ = ["ServiceContext", "SessionPolicy"]
+__all__ = ["AccountPolicy", "ServiceContext", "SessionPolicy"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,17 @@ class SessionPolicy:
     # Access tokens live at most this long after they were issued (TTL plus clock leeway):
     # a denylist entry older than that protects nothing and may expire.
     access_token_horizon: timedelta
+
+
+@dataclass(frozen=True)
+class AccountPolicy:
+    """Second factors and deletion: the cipher sealing TOTP seeds, the name apps show,
+    how long an MFA token lives, how long a deleted account's name stays reserved."""
+
+    cipher: DataCipher
+    totp_issuer: str
+    mfa_token_ttl: timedelta
+    deleted_username_hold: timedelta
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class ServiceContext:
     throttler: Throttler
     audit: Audit
     profiles: ProfileCache
+    accounts: AccountPolicy
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
     # Session revocations committed to SQL while the store was unreachable: delivered to

@@ -12,12 +12,18 @@ from auth_service.errors import (
 from auth_service.services.accounts import authenticate
 from auth_service.services.clients import ClientCredentials, authenticate_client
 from auth_service.services.context import ServiceContext
+from auth_service.services.mfa_login import (
+    MFA_GRANT_TYPES,
+    complete_login,
+    needs_second_factor,
+    require_second_factor,
+)
 from auth_service.services.scopes import grantable_scopes, parse_requested_scopes
 from auth_service.services.sessions import RequestOrigin, TokenGrant, open_session, refresh
 
 __all__ = ["SUPPORTED_GRANT_TYPES", "issue_tokens"]
 
-SUPPORTED_GRANT_TYPES = ("password", "refresh_token")
+SUPPORTED_GRANT_TYPES = ("password", "refresh_token", *MFA_GRANT_TYPES)
 
 
 def _required(params: dict[str, str], name: str) -> str:
@@ -38,8 +44,13 @@ async def issue_tokens(
     if grant_type not in SUPPORTED_GRANT_TYPES:
         raise UnsupportedGrantType(f"supported grant types: {', '.join(SUPPORTED_GRANT_TYPES)}")
     client = await authenticate_client(ctx, credentials)
-    if grant_type not in client.grant_types:
+    # The second-factor grants finish a password login: a client may use them if it may
+    # use the password grant.
+    needed = "password" if grant_type in MFA_GRANT_TYPES else grant_type
+    if needed not in client.grant_types:
         raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
+    if grant_type in MFA_GRANT_TYPES:
+        return await complete_login(ctx, grant_type, params, client, origin)
     requested = parse_requested_scopes(params.get("scope"))
     if grant_type == "refresh_token":
         refresh_token = _required(params, "refresh_token")
@@ -61,8 +72,11 @@ async def issue_tokens(
     if requested is not None:
         grantable_scopes(requested, client.scopes)  # refuse before spending argon2 work
     try:
-        async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant):
+        async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant) as check:
             user = await authenticate(ctx, username=username, password=password)
+            second_factor = await needs_second_factor(ctx, user)
+            if second_factor:
+                check.second_factor_pending()
     except TooManyAttempts:
         ctx.audit.record("login", outcome="throttled", client_id=client.client_id)
         raise
@@ -72,4 +86,6 @@ async def issue_tokens(
         )
         raise
     scopes = grantable_scopes(requested, client.scopes, user.scopes.split())
+    if second_factor:
+        raise await require_second_factor(ctx, user, client_id=client.client_id, scopes=scopes)
     return await open_session(ctx, user, scopes=scopes, client_id=client.client_id, origin=origin)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from auth_service.api.deps import ContextDep, client_info
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import client_credentials, read_form
-from auth_service.api.schemas import ErrorBody, TokenBody
+from auth_service.api.schemas import ErrorBody, OAuthErrorBody, TokenBody
 from auth_service.services.grants import SUPPORTED_GRANT_TYPES, issue_tokens
 
 __all__ = ["router"]
@@ -26,13 +26,27 @@ _FORM_SCHEMA: dict[str, Any] = {
         "username": {"type": "string", "description": "password grant"},
         "password": {"type": "string", "format": "password", "description": "password grant"},
         "refresh_token": {"type": "string", "description": "refresh_token grant"},
+        "mfa_token": {
+            "type": "string",
+            "description": "second-factor grants: the mfa_token of the mfa_required answer",
+        },
+        "otp": {"type": "string", "description": "mfa-otp grant: the 6-digit TOTP code"},
+        "recovery_code": {
+            "type": "string",
+            "format": "password",
+            "description": "mfa-recovery-code grant: one unused recovery code",
+        },
         "scope": {"type": "string", "description": "space-separated scope names"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "RFC 6749 §5.2 error"},
+    400: {
+        "model": OAuthErrorBody,
+        "description": "RFC 6749 §5.2 error; `mfa_required` (the password was right, a "
+        "second factor is due) carries the `mfa_token` for the next step",
+    },
     401: {"model": ErrorBody, "description": "invalid_client"},
     429: {"model": ErrorBody, "description": "too many failed logins; see Retry-After"},
     413: {"model": ErrorBody, "description": "body too large"},
@@ -43,7 +57,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenBody,
-    summary="Issue tokens (password and refresh_token grants)",
+    summary="Issue tokens (password, refresh_token and second-factor grants)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {
@@ -53,7 +67,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def token(request: Request, ctx: ContextDep) -> JSONResponse:
-    """Password grant (opens a session) or refresh grant (rotates its refresh token).
+    """Password grant (opens a session, or asks for a second factor), the second-factor
+    grants (open the session), or refresh grant (rotates its refresh token).
 
     Errors follow RFC 6749 §5.2.
     """
