@@ -265,10 +265,6 @@ class MfaRepository(Protocol):
         """The user's factor, pending or confirmed."""
         ...
 
-    async def has_confirmed_factor(self, user_id: str) -> bool:
-        """True if a login of this user needs a second factor."""
-        ...
-
     async def put_pending(
         self, user_id: str, *, key_id: str, ciphertext: str, now: datetime
     ) -> bool:

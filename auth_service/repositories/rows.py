@@ -30,6 +30,8 @@ class UserRecord:
     scopes: str
     # As read with the hash: a session opens only while it is still current.
     credential_version: int
+    # A confirmed TOTP factor: a password alone opens no session.
+    has_second_factor: bool = False
 
 
 @dataclass(frozen=True)

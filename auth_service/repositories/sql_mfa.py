@@ -28,9 +28,6 @@ _F, _C, _T = FACTORS.c, _CODES.c, _TOKENS.c
 
 _FACTOR_COLUMNS = tuple(_F[field.name] for field in fields(TotpFactorRow))
 _FACTOR = Statement(select(*_FACTOR_COLUMNS).where(_F.user_id == bindparam("user_id")))
-_CONFIRMED = Statement(
-    select(_F.user_id).where(_F.user_id == bindparam("user_id"), _F.confirmed_at.is_not(None))
-)
 _LATER_STEP = or_(_F.last_used_step.is_(None), _F.last_used_step < bindparam("step"))
 _CONFIRM = Statement(
     update(FACTORS)
@@ -122,10 +119,6 @@ class SqlMfa:
         """The user's factor, pending or confirmed."""
         rows = await self._db.rows(_FACTOR, {"user_id": user_id})
         return TotpFactorRow(*rows[0]) if rows else None
-
-    async def has_confirmed_factor(self, user_id: str) -> bool:
-        """True if a login of this user needs a second factor."""
-        return bool(await self._db.rows(_CONFIRMED, {"user_id": user_id}))
 
     async def put_pending(
         self, user_id: str, *, key_id: str, ciphertext: str, now: datetime

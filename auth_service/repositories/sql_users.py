@@ -10,13 +10,13 @@ import uuid
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
 from auth_service.errors import UsernameTaken
-from auth_service.models import Session, User
+from auth_service.models import Session, TotpFactor, User
 from auth_service.repositories.rows import AdminUserRow, ProfileRow, UserRecord
 
 __all__ = ["SqlHashSamples", "SqlUsers"]
@@ -25,7 +25,22 @@ _USERS = cast(Table, User.__table__)
 _SESSIONS = cast(Table, Session.__table__)
 DEFAULT_SCOPES = "profile"  # what a new account may be granted (models.User.scopes)
 _C = _USERS.c
-_RECORD = (_C.id, _C.username, _C.password_hash, _C.is_active, _C.scopes, _C.credential_version)
+_FACTORS = cast(Table, TotpFactor.__table__)
+# Read with the hash, in the same statement: does a login need a second factor?
+_HAS_SECOND_FACTOR = (
+    exists()
+    .where(_FACTORS.c.user_id == _C.id, _FACTORS.c.confirmed_at.is_not(None))
+    .label("has_second_factor")
+)
+_RECORD = (
+    _C.id,
+    _C.username,
+    _C.password_hash,
+    _C.is_active,
+    _C.scopes,
+    _C.credential_version,
+    _HAS_SECOND_FACTOR,
+)
 _ADMIN = (
     _C.id,
     _C.username,

@@ -74,7 +74,7 @@ async def issue_tokens(
     try:
         async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant) as check:
             user = await authenticate(ctx, username=username, password=password)
-            second_factor = await needs_second_factor(ctx, user)
+            second_factor = needs_second_factor(user)
             if second_factor:
                 check.second_factor_pending()
     except TooManyAttempts:

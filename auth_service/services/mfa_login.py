@@ -46,9 +46,10 @@ _BAD_TOKEN = "the mfa_token is invalid, expired or already used"  # noqa: S105 -
 _BAD_CODE = "the code is not correct or was already used"
 
 
-async def needs_second_factor(ctx: ServiceContext, user: UserRecord) -> bool:
-    """True when the user has a confirmed factor (a password alone opens no session)."""
-    return await ctx.db.mfa.has_confirmed_factor(user.id)
+def needs_second_factor(user: UserRecord) -> bool:
+    """True when the user has a confirmed factor (read with the password hash, in the same
+    statement: a password alone then opens no session)."""
+    return user.has_second_factor
 
 
 async def require_second_factor(
