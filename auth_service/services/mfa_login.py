@@ -13,8 +13,10 @@ Wrong codes count as failed logins of the account (services/throttling.py).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from auth_service.errors import InvalidGrant, InvalidRequest, MfaRequired, TooManyAttempts
-from auth_service.repositories import MfaTokenRow, UserRecord
+from auth_service.repositories import MfaTokenRow, Repositories, UserRecord
 from auth_service.security.authn import AMR_PASSWORD_OTP, AMR_PASSWORD_RECOVERY_CODE
 from auth_service.security.data_keys import SealedDataUnreadable
 from auth_service.security.otp import (
@@ -36,6 +38,7 @@ __all__ = [
     "complete_login",
     "needs_second_factor",
     "require_second_factor",
+    "spend_second_factor",
 ]
 
 MFA_OTP_GRANT = "urn:auth-service:grant-type:mfa-otp"
@@ -106,6 +109,47 @@ async def _otp_step(ctx: ServiceContext, user: UserRecord, code: str) -> int:
     return step
 
 
+async def spend_second_factor(
+    ctx: ServiceContext,
+    user: UserRecord,
+    *,
+    otp: str | None = None,
+    recovery_code: str | None = None,
+    ip: str | None,
+    claim: Callable[[Repositories], Awaitable[bool]] | None = None,
+) -> tuple[str, ...]:
+    """Check and spend a TOTP code or a recovery code of `user` under the login throttle;
+    the `amr` of the login it completes. InvalidGrant if wrong, spent or no factor.
+
+    `claim` runs first in the same transaction (the grant spends its MFA token there; a
+    browser login may spend its own pending state): False refuses, and a wrong code rolls
+    the claim back. Reusable by any login that has checked the password already.
+    """
+    recovery = recovery_code is not None
+    try:
+        async with ctx.throttler.password_check(user.username, ip, wrong=InvalidGrant):
+            step = None if recovery else await _otp_step(ctx, user, otp or "")
+            now = ctx.clock()
+            async with ctx.db.transaction() as tx:
+                if claim is not None and not await claim(tx):
+                    raise InvalidGrant(_BAD_TOKEN)
+                if step is not None:
+                    spent = await tx.mfa.use_step(user.id, step=step)
+                else:
+                    code_hash = hash_recovery_code(user.id, recovery_code or "")
+                    spent = await tx.mfa.use_recovery_code(user.id, code_hash, now=now)
+                if not spent:
+                    raise InvalidGrant(_BAD_CODE)  # rolls the claim back
+    except TooManyAttempts:
+        ctx.audit.record("login", outcome="throttled", user_id=user.id)
+        raise
+    except InvalidGrant:
+        reason = "recovery_code" if recovery else "otp"
+        ctx.audit.record("login", outcome="failure", user_id=user.id, reason=reason)
+        raise
+    return AMR_PASSWORD_RECOVERY_CODE if recovery else AMR_PASSWORD_OTP
+
+
 async def complete_login(
     ctx: ServiceContext,
     grant_type: str,
@@ -119,32 +163,20 @@ async def complete_login(
     code = _parameter(params, "recovery_code" if recovery else "otp", MAX_CODE_LENGTH)
     token_hash = hash_mfa_token(token)
     bound, user = await _bound_user(ctx, token_hash, client)
-    reason = "recovery_code" if recovery else "otp"
-    try:
-        async with ctx.throttler.password_check(user.username, origin.ip, wrong=InvalidGrant):
-            step = None if recovery else await _otp_step(ctx, user, code)
-            now = ctx.clock()
-            async with ctx.db.transaction() as tx:
-                if await tx.mfa.claim_token(token_hash, now=now) is None:
-                    raise InvalidGrant(_BAD_TOKEN)
-                if step is not None:
-                    spent = await tx.mfa.use_step(user.id, step=step)
-                else:
-                    code_hash = hash_recovery_code(user.id, code)
-                    spent = await tx.mfa.use_recovery_code(user.id, code_hash, now=now)
-                if not spent:
-                    raise InvalidGrant(_BAD_CODE)  # rolls the token's claim back
-    except TooManyAttempts:
-        ctx.audit.record("login", outcome="throttled", user_id=user.id, client_id=client.client_id)
-        raise
-    except InvalidGrant:
-        ctx.audit.record(
-            "login", outcome="failure", user_id=user.id, client_id=client.client_id, reason=reason
-        )
-        raise
+
+    async def claim_token(tx: Repositories) -> bool:
+        return await tx.mfa.claim_token(token_hash, now=ctx.clock()) is not None
+
+    amr = await spend_second_factor(
+        ctx,
+        user,
+        otp=None if recovery else code,
+        recovery_code=code if recovery else None,
+        ip=origin.ip,
+        claim=claim_token,
+    )
     # What the password step granted, less anything taken from the user or client since.
     scopes = frozenset((bound.scope or "").split()) & client.scopes & set(user.scopes.split())
-    amr = AMR_PASSWORD_RECOVERY_CODE if recovery else AMR_PASSWORD_OTP
     return await open_session(
         ctx, user, scopes=scopes, client_id=client.client_id, origin=origin, amr=amr
     )
