@@ -33,6 +33,7 @@ from auth_service.api.routes import (
     admin,
     authorize,
     health,
+    mfa,
     oidc,
     pages,
     sessions,
@@ -47,6 +48,11 @@ from auth_service.metrics import RuntimeMetrics, multiprocess_directory
 from auth_service.repositories import Database
 from auth_service.repositories.postgres import PgDatabase
 from auth_service.repositories.sqlite import SqliteDatabase
+from auth_service.security.data_keys import (
+    DataCipher,
+    load_data_cipher,
+    load_or_create_development_cipher,
+)
 from auth_service.security.keyring import KeyDirectory, KeyRing
 from auth_service.security.keys import (
     SigningKey,
@@ -58,7 +64,7 @@ from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import ID_TOKEN_ALGORITHMS, TokenService, utc_now
 from auth_service.services import hash_population
-from auth_service.services.context import ServiceContext, SessionPolicy
+from auth_service.services.context import AccountPolicy, ServiceContext, SessionPolicy
 from auth_service.services.discovery import openid_configuration, server_metadata
 from auth_service.services.keys import KeyWatcher
 from auth_service.services.profiles import ProfileCache
@@ -139,6 +145,22 @@ def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
     return KeyRing(active=key, published=(key, *signers), signers=tuple(signers))
 
 
+def _data_cipher(settings: Settings) -> DataCipher:
+    """The key file's keys, or the development key generated into the data dir."""
+    if settings.data_encryption_key_file is not None:
+        return load_data_cipher(settings.data_encryption_key_file)
+    return load_or_create_development_cipher(settings.data_dir)
+
+
+def _account_policy(settings: Settings) -> AccountPolicy:
+    return AccountPolicy(
+        cipher=_data_cipher(settings),
+        totp_issuer=settings.totp_issuer_name,
+        mfa_token_ttl=timedelta(seconds=settings.mfa_token_ttl_seconds),
+        deleted_username_hold=timedelta(seconds=settings.deleted_username_hold_seconds),
+    )
+
+
 def _redis_client(settings: Settings) -> Redis | None:
     """The shared Redis: by URL, through Sentinel, or none (development)."""
     if settings.redis_sentinels is not None and settings.redis_sentinel_master:
@@ -200,6 +222,11 @@ def _announce_development_parts(settings: Settings) -> None:
             "DEVELOPMENT SETUP: signing key kept in %s (set AUTH_SIGNING_KEY_FILE)",
             settings.data_dir / "keys",
         )
+    if settings.data_encryption_key_file is None:
+        log.warning(
+            "DEVELOPMENT SETUP: data encryption key kept in %s (set AUTH_DATA_ENCRYPTION_KEY_FILE)",
+            settings.data_dir / "keys",
+        )
 
 
 def _database(settings: Settings, tracing: Tracing | None = None) -> Database:
@@ -240,6 +267,7 @@ async def open_runtime(
     audit = Audit(registry or CollectorRegistry())
     watcher = _key_watcher(settings, clock)
     ring = _load_keys(settings, watcher)
+    account_policy = _account_policy(settings)
     db = _database(settings, tracing)
     redis = _redis_client(settings)
     revocations, throttle_store = _stores(settings, redis, clock)
@@ -303,6 +331,7 @@ async def open_runtime(
             audit=audit,
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
             browser_session_lifetime=timedelta(seconds=settings.browser_session_lifetime_seconds),
+            accounts=account_policy,
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         documents = _discovery_documents(settings, ring)
@@ -408,7 +437,18 @@ def create_app(
     # through included routers costs FastAPI time per request and per router.
     api_routes = [
         route
-        for module in (users, token, sessions, admin, wellknown, health, pages, authorize, oidc)
+        for module in (
+            users,
+            mfa,
+            token,
+            sessions,
+            admin,
+            wellknown,
+            health,
+            pages,
+            authorize,
+            oidc,
+        )
         for route in module.router.routes
     ]
     app.router.routes[:0] = api_routes

@@ -265,6 +265,28 @@ def _delete_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reset_mfa(settings: Settings, args: argparse.Namespace) -> int:
+    from auth_service.services.mfa import reset_totp
+
+    removed = _with_services(settings, lambda ctx: reset_totp(ctx, args.username))
+    if removed is None:
+        sys.stderr.write(f"auth-service: no user named {args.username!r}\n")
+        return 1
+    if not removed:
+        print(f"{args.username} has no TOTP factor: nothing to reset")
+        return 0
+    print(f"reset {args.username}: TOTP factor and recovery codes removed; enrol again")
+    return 0
+
+
+def _purge_deleted(settings: Settings, _: argparse.Namespace) -> int:
+    from auth_service.services.account_deletion import purge_deleted_accounts
+
+    purged = _with_services(settings, purge_deleted_accounts)
+    print(f"purged {purged} deleted accounts whose username hold ended")
+    return 0
+
+
 def _with_services(settings: Settings, use: Callable[[ServiceContext], Awaitable[_T]]) -> _T:
     """Run one use case against a fully assembled runtime, then dispose of it."""
     from auth_service.app import open_runtime
@@ -552,6 +574,12 @@ def main(argv: list[str] | None = None) -> int:
         command = users.add_parser(name, help=text)
         command.add_argument("username")
         command.set_defaults(run=run)
+    reset = users.add_parser("mfa-reset", help="remove a user's TOTP factor and recovery codes")
+    reset.add_argument("username")
+    reset.set_defaults(run=_reset_mfa)
+    users.add_parser(
+        "purge-deleted", help="free the names of self-deleted accounts whose hold ended"
+    ).set_defaults(run=_purge_deleted)
     scopes = users.add_parser("set-scopes", help="replace the scopes a user may be granted")
     scopes.add_argument("username")
     scopes.add_argument("scopes", nargs="*", help="e.g. profile admin")

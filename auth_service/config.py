@@ -238,6 +238,18 @@ class Settings(BaseSettings):
     hash_wait_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     """How long a hash job may wait for a thread before the request gets 503."""
 
+    # --- second factor and account deletion (docs/mfa.md) ----------------------------
+    data_encryption_key_file: Path | None = None
+    """AES-256-GCM keys sealing TOTP secrets at rest: one base64 key per line, the first
+    encrypts, every line decrypts (rotation). Generated into the data dir in development."""
+    totp_issuer_name: str = Field(default="auth_service", min_length=1, max_length=64)
+    """The account name shown in authenticator apps next to the username."""
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
+    """How long the `mfa_token` of a password step stays usable for the second step."""
+    deleted_username_hold_seconds: int = Field(default=90 * 86_400, ge=60)
+    """How long a deleted account's username stays reserved (nobody inherits it); at least
+    the access-token lifetime, so the row carrying its token cut-off outlives its tokens."""
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxies_from_json(cls, value: Any) -> Any:
@@ -344,6 +356,11 @@ class Settings(BaseSettings):
                 problems.append("production needs AUTH_DATABASE_URL pointing at PostgreSQL")
             if not self.effective_issuer.startswith("https://"):
                 problems.append("production needs an https:// AUTH_ISSUER")
+            if self.data_encryption_key_file is None:
+                problems.append(
+                    "production needs AUTH_DATA_ENCRYPTION_KEY_FILE (TOTP secrets are "
+                    "encrypted at rest with it; see docs/mfa.md)"
+                )
             if "trusted_proxies" not in self.model_fields_set:
                 # Behind the TLS proxy every client would share the proxy's address, and
                 # one attacker's guesses would throttle everyone.
@@ -351,6 +368,11 @@ class Settings(BaseSettings):
                     "production needs AUTH_TRUSTED_PROXIES set explicitly: a JSON list of "
                     "the TLS proxy's CIDRs, or [] when clients connect directly"
                 )
+        if self.deleted_username_hold_seconds < self.access_token_horizon.total_seconds():
+            problems.append(
+                "AUTH_DELETED_USERNAME_HOLD_SECONDS must be at least the access-token "
+                "lifetime plus leeway (a deleted account's tokens must expire first)"
+            )
         problems.extend(self._sentinel_problems())
         rotation = self.key_rotation_interval_seconds
         if rotation is not None and rotation <= self.jwks_max_age_seconds:

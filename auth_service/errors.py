@@ -19,11 +19,16 @@ __all__ = [
     "InvalidClient",
     "InvalidClientMetadata",
     "InvalidGrant",
+    "InvalidOtp",
     "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",
     "InvalidUsername",
+    "MfaAlreadyEnabled",
+    "MfaNotEnabled",
+    "MfaNotPending",
+    "MfaRequired",
     "MissingToken",
     "OAuthError",
     "PageFailure",
@@ -92,6 +97,18 @@ class InvalidScope(OAuthError):
     default_description = "the requested scope is invalid or not allowed"
 
 
+class MfaRequired(OAuthError):
+    """The password was right and the user has a second factor: continue with `mfa_token`
+    and a code (grant types urn:auth-service:grant-type:mfa-otp / mfa-recovery-code)."""
+
+    code = "mfa_required"
+    default_description = "a second factor is required: send the mfa_token with a code"
+
+    def __init__(self, mfa_token: str) -> None:
+        self.mfa_token = mfa_token
+        super().__init__()
+
+
 # --- RFC 6750 protected resource errors ----------------------------------------------
 
 
@@ -129,6 +146,28 @@ class SessionNotFound(AuthServiceError):
 class WrongCurrentPassword(AuthServiceError):
     code = "invalid_current_password"
     default_description = "the current password is not correct"
+
+
+class InvalidOtp(AuthServiceError):
+    """A TOTP code that is wrong, outside the window, or already used."""
+
+    code = "invalid_code"
+    default_description = "the code is not correct or was already used"
+
+
+class MfaAlreadyEnabled(AuthServiceError):
+    code = "mfa_already_enabled"
+    default_description = "a TOTP factor is already enabled; remove it first"
+
+
+class MfaNotPending(AuthServiceError):
+    code = "mfa_not_pending"
+    default_description = "no TOTP enrolment is pending: start one with POST /users/me/mfa/totp"
+
+
+class MfaNotEnabled(AuthServiceError):
+    code = "mfa_not_enabled"
+    default_description = "no TOTP factor is enrolled"
 
 
 class UserNotFound(AuthServiceError):

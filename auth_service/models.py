@@ -28,11 +28,14 @@ __all__ = [
     "AuthorizationRequest",
     "BrowserSession",
     "Consent",
+    "MfaToken",
     "OAuthClient",
+    "RecoveryCode",
     "RefreshToken",
     "RevokedAccessToken",
     "ServiceSecret",
     "Session",
+    "TotpFactor",
     "User",
 ]
 
@@ -82,6 +85,9 @@ class User(Base):
     credential_version: Mapped[int] = mapped_column(Integer, default=0)
     # Space-separated scopes this user may be granted.
     scopes: Mapped[str] = mapped_column(String(1024), default="profile")
+    # Set when the owner deleted the account: the row is kept, emptied of personal data,
+    # disabled and holding its name, until AUTH_DELETED_USERNAME_HOLD_SECONDS have passed.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class Session(Base):
@@ -271,3 +277,51 @@ class Consent(Base):
     client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     scopes: Mapped[str] = mapped_column(String(1024))
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TotpFactor(Base):
+    """A user's TOTP seed, encrypted (security/data_keys.py); pending until confirmed.
+
+    `last_used_step` is the RFC 6238 time step of the last accepted code: a code is
+    accepted only for a later step, set by compare-and-set, so each code works once.
+    """
+
+    __tablename__ = "mfa_totp_factors"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(String(32))
+    secret_ciphertext: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """One single-use recovery code, known only by its SHA-256 (with the owner's id)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MfaToken(Base):
+    """The password step of a login of a user with a second factor, waiting for it.
+
+    Known by its SHA-256 only; bound to the user, the client, the requested scope and the
+    credential version read with the password; claimed once (`used_at`) by the second step.
+    """
+
+    __tablename__ = "mfa_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str | None] = mapped_column(String(1024))
+    credential_version: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from auth_service.config import Settings
 from auth_service.db.engine import is_sqlite, probe_database
+from auth_service.security.data_keys import load_data_cipher
 from auth_service.security.keyring import KeyDirectory
 from auth_service.security.keys import KeyConfigurationError, load_signing_key
 from auth_service.security.tokens import utc_now
@@ -65,7 +66,13 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def check_keys(settings: Settings) -> None:
-    """The configured key file or key directory yields a usable signing key."""
+    """The configured key file or key directory yields a usable signing key, and the data
+    encryption key file (if set) usable keys."""
+    if settings.data_encryption_key_file is not None:
+        try:
+            load_data_cipher(settings.data_encryption_key_file)
+        except KeyConfigurationError as exc:
+            raise StartupRefused(f"AUTH_DATA_ENCRYPTION_KEY_FILE: {exc}") from None
     if settings.signing_key_file is not None:
         path = settings.signing_key_file
         try:

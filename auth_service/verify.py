@@ -17,6 +17,11 @@ unpadded base64url segments with zero unused bits, and low-S ES256 signatures (s
 A service-to-service (client_credentials) token verifies the same way: its `subject` and
 `client_id` are the calling client's id and `is_client` is true; check it where a route
 must act for a user.
+Step-up (RFC 9470): `require_token(verifier, acr_values=[MFA_ACR], max_age=300)` also
+demands a token whose login used a second factor (`acr`, or `amr` values with `amr=`)
+no longer than `max_age` seconds ago (`auth_time`); otherwise it answers 401 with
+`error="insufficient_user_authentication"` and the `acr_values` / `max_age` the client
+must ask for when it logs the user in again.
 
 Local verification cannot see a logout until the token expires (15 minutes by default).
 Pass an `Introspector` to ask the issuer's /introspect as well (results cached for a few
@@ -38,7 +43,10 @@ from jose.backends.base import Key
 from jose.exceptions import JOSEError
 
 __all__ = [
+    "MFA_ACR",
+    "PASSWORD_ACR",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "Introspector",
     "TokenError",
     "TokenVerifier",
@@ -49,6 +57,9 @@ __all__ = [
 
 # The checks below up to JOSE_OPTIONS are the issuer's too: security/tokens.py imports
 # them from here (this module imports nothing else from the package, so it ships alone).
+# The `acr` values auth_service issues (auth_service/security/authn.py; a test keeps them equal).
+PASSWORD_ACR = "urn:auth-service:acr:password"  # noqa: S105 - a URN, no secret
+MFA_ACR = "urn:auth-service:acr:mfa"
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_LENGTH = 8192
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -79,6 +90,17 @@ class InsufficientScopeError(Exception):
         super().__init__(f"the token lacks the scope '{scope}'")
 
 
+class InsufficientUserAuthenticationError(Exception):
+    """The token is valid, but its login was too weak or too long ago (RFC 9470)."""
+
+    def __init__(
+        self, reason: str, *, acr_values: Sequence[str] = (), max_age: int | None = None
+    ) -> None:
+        self.acr_values = tuple(acr_values)
+        self.max_age = max_age
+        super().__init__(reason)
+
+
 class VerificationUnavailable(Exception):
     """The issuer could not be reached when it had to be (fail closed: 503)."""
 
@@ -94,6 +116,10 @@ class VerifiedToken:
     token_id: str
     expires_at: int
     claims: Mapping[str, Any] = field(repr=False)
+    # How the user logged in (RFC 9068 §2.2.1): epoch seconds, RFC 8176 methods, class.
+    auth_time: int | None = None
+    amr: frozenset[str] = frozenset()
+    acr: str | None = None
 
     @property
     def is_client(self) -> bool:
@@ -169,8 +195,18 @@ class TokenVerifier:
         if self._owns_http:
             await self._http.aclose()
 
-    async def verify(self, token: str, *, scopes: Iterable[str] = ()) -> VerifiedToken:
-        """The verified token, or TokenError / InsufficientScopeError."""
+    async def verify(
+        self,
+        token: str,
+        *,
+        scopes: Iterable[str] = (),
+        amr: Iterable[str] = (),
+        acr_values: Sequence[str] = (),
+        max_age: int | None = None,
+    ) -> VerifiedToken:
+        """The verified token, or TokenError / InsufficientScopeError, or
+        InsufficientUserAuthenticationError when the login lacks an `amr` method, has an
+        `acr` outside `acr_values`, or is older than `max_age` seconds."""
         header = _header(token)
         key = await self._key(header["kid"], header["alg"])
         try:
@@ -188,6 +224,7 @@ class TokenVerifier:
         for scope in scopes:
             if scope not in verified.scopes:
                 raise InsufficientScopeError(scope)
+        self._check_authentication(verified, tuple(amr), tuple(acr_values), max_age)
         if self._introspector is not None:
             endpoint = (await self._discover())["introspection_endpoint"]
             if not await self._introspector.is_active(self._http, endpoint, token, self._clock()):
@@ -208,7 +245,48 @@ class TokenVerifier:
         if nbf > now + self._leeway or iat > now + self._leeway:
             raise TokenError("the token is not valid yet")
         sub, jti, scope, client_id, sid = (str(value) for value in strings)
-        return VerifiedToken(sub, frozenset(scope.split()), client_id, sid, jti, exp, claims)
+        auth_time, amr, acr = claims.get("auth_time"), claims.get("amr", []), claims.get("acr")
+        if (
+            (auth_time is not None and type(auth_time) is not int)
+            or not isinstance(amr, list)
+            or not all(isinstance(method, str) for method in amr)
+            or (acr is not None and not isinstance(acr, str))
+        ):
+            raise TokenError("the token has malformed authentication claims")
+        return VerifiedToken(
+            sub,
+            frozenset(scope.split()),
+            client_id,
+            sid,
+            jti,
+            exp,
+            claims,
+            auth_time=auth_time,
+            amr=frozenset(amr),
+            acr=acr,
+        )
+
+    def _check_authentication(
+        self,
+        verified: VerifiedToken,
+        amr: tuple[str, ...],
+        acr_values: tuple[str, ...],
+        max_age: int | None,
+    ) -> None:
+        def refuse(reason: str) -> InsufficientUserAuthenticationError:
+            return InsufficientUserAuthenticationError(
+                reason, acr_values=acr_values, max_age=max_age
+            )
+
+        missing = [method for method in amr if method not in verified.amr]
+        if missing:
+            raise refuse(f"the login did not use {', '.join(missing)}")
+        if acr_values and verified.acr not in acr_values:
+            raise refuse("a stronger authentication is required")
+        if max_age is not None and (
+            verified.auth_time is None or self._clock() - verified.auth_time > max_age
+        ):
+            raise refuse("a more recent authentication is required")
 
     async def _discover(self) -> dict[str, Any]:
         if self._metadata is None:
@@ -317,8 +395,27 @@ def is_low_s(token: str) -> bool:
     return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= P256_ORDER // 2
 
 
-def require_token(verifier: TokenVerifier, *, scopes: Sequence[str] = ()) -> Callable[..., Any]:
-    """A FastAPI dependency: the VerifiedToken, or RFC 6750 401/403 (503 if unverifiable)."""
+def _step_up_challenge(realm: str, exc: InsufficientUserAuthenticationError) -> str:
+    """RFC 9470 §3: the error, and what the client must ask for when it logs in again."""
+    challenge = f'{realm}, error="insufficient_user_authentication", error_description="{exc}"'
+    if exc.acr_values:
+        challenge += f', acr_values="{" ".join(exc.acr_values)}"'
+    if exc.max_age is not None:
+        challenge += f', max_age="{exc.max_age}"'
+    return challenge
+
+
+def require_token(
+    verifier: TokenVerifier,
+    *,
+    scopes: Sequence[str] = (),
+    amr: Sequence[str] = (),
+    acr_values: Sequence[str] = (),
+    max_age: int | None = None,
+) -> Callable[..., Any]:
+    """A FastAPI dependency: the VerifiedToken, or RFC 6750 401/403 (503 if unverifiable);
+    with `amr`, `acr_values` or `max_age`, RFC 9470's 401 insufficient_user_authentication
+    for a login too weak or too old."""
     from fastapi import HTTPException, Request
 
     realm = 'Bearer realm="api"'
@@ -328,10 +425,15 @@ def require_token(verifier: TokenVerifier, *, scopes: Sequence[str] = ()) -> Cal
         if scheme.lower() != "bearer" or not token:
             raise HTTPException(401, "authentication required", {"WWW-Authenticate": realm})
         try:
-            return await verifier.verify(token.strip(), scopes=scopes)
+            return await verifier.verify(
+                token.strip(), scopes=scopes, amr=amr, acr_values=acr_values, max_age=max_age
+            )
         except TokenError as exc:
             challenge = f'{realm}, error="invalid_token", error_description="{exc}"'
             raise HTTPException(401, str(exc), {"WWW-Authenticate": challenge}) from exc
+        except InsufficientUserAuthenticationError as exc:
+            headers = {"WWW-Authenticate": _step_up_challenge(realm, exc)}
+            raise HTTPException(401, str(exc), headers) from exc
         except InsufficientScopeError as exc:
             challenge = f'{realm}, error="insufficient_scope", scope="{exc.scope}"'
             raise HTTPException(403, str(exc), {"WWW-Authenticate": challenge}) from exc

@@ -263,6 +263,9 @@ TEST_TABLES = (
     "sessions",
     "browser_sessions",
     "revoked_access_tokens",
+    "mfa_tokens",
+    "mfa_recovery_codes",
+    "mfa_totp_factors",
     "users",
     "oauth_clients",
 )

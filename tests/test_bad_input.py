@@ -403,7 +403,7 @@ async def test_unknown_route_is_404_json(client: httpx.AsyncClient, path: str) -
         ("GET", "/token", "POST"),
         ("PUT", "/token", "POST"),
         ("GET", "/register", "POST"),
-        ("DELETE", "/users/me", "GET"),
+        ("PUT", "/users/me", "DELETE, GET"),
         ("POST", "/.well-known/jwks.json", "GET"),
     ],
 )

@@ -13,6 +13,7 @@ from auth_service.config import Settings, unknown_variable_warnings
 PRODUCTION: dict[str, Any] = {
     "environment": "production",
     "signing_key_file": Path("/run/secrets/signing.pem"),
+    "data_encryption_key_file": Path("/run/secrets/data-encryption.key"),
     "redis_url": "redis://redis:6379/0",
     "database_url": "postgresql+asyncpg://auth@db/auth",
     "issuer": "https://auth.example.com",
@@ -25,8 +26,10 @@ DATABASE_PROBLEM = "production needs AUTH_DATABASE_URL pointing at PostgreSQL"
 ISSUER_PROBLEM = "production needs an https:// AUTH_ISSUER"
 ARGON2_PROBLEM = "argon2 parameters are below OWASP's minimum"
 PROXIES_PROBLEM = "production needs AUTH_TRUSTED_PROXIES set explicitly"
+DATA_KEY_PROBLEM = "production needs AUTH_DATA_ENCRYPTION_KEY_FILE"
 ALL_PRODUCTION_PROBLEMS = (
     KEY_FILE_PROBLEM,
+    DATA_KEY_PROBLEM,
     REDIS_PROBLEM,
     DATABASE_PROBLEM,
     ISSUER_PROBLEM,
@@ -132,6 +135,9 @@ def test_production_with_nothing_configured_lists_every_problem() -> None:
     ("override", "problem"),
     [
         pytest.param({"signing_key_file": None}, KEY_FILE_PROBLEM, id="no-key-file"),
+        pytest.param(
+            {"data_encryption_key_file": None}, DATA_KEY_PROBLEM, id="no-data-encryption-key"
+        ),
         pytest.param({"redis_url": None}, REDIS_PROBLEM, id="no-redis"),
         pytest.param({"database_url": None}, DATABASE_PROBLEM, id="no-database"),
         pytest.param(

@@ -130,6 +130,8 @@ def test_settings_from_the_configmap_and_secret_are_accepted_in_production(
         assert settings.environment == "production"
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert str(settings.keys_dir) in mounts
+        assert settings.data_encryption_key_file is not None
+        assert str(settings.data_encryption_key_file.parent) in mounts
 
 
 def test_the_job_migrates_and_the_replicas_do_not() -> None:

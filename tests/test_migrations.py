@@ -153,7 +153,7 @@ async def test_every_revocation_trigger_survives_the_migrations_on_sqlite(
 
     await asyncio.to_thread(upgrade_to_head, url)
     assert expected <= triggers()
-    await asyncio.to_thread(migrate_to, url, "0010_client_epochs")
+    await asyncio.to_thread(migrate_to, url, "0010_client_epochs")  # through 0012, 0011
     assert expected <= triggers()
     await asyncio.to_thread(upgrade_to_head, url)
     assert expected <= triggers()

@@ -23,8 +23,13 @@ from auth_service.errors import (
     HashingBusy,
     InsufficientScope,
     InvalidClient,
+    InvalidOtp,
     InvalidToken,
     InvalidUsername,
+    MfaAlreadyEnabled,
+    MfaNotEnabled,
+    MfaNotPending,
+    MfaRequired,
     MissingToken,
     OAuthError,
     PageFailure,
@@ -106,6 +111,10 @@ _ANSWERS: dict[type[AuthServiceError], _Answer] = {
     InsufficientScope: _Answer(403, _bearer_headers),
     UsernameTaken: _Answer(409),
     UserDeletionRefused: _Answer(409),
+    MfaAlreadyEnabled: _Answer(409),
+    MfaNotPending: _Answer(409),
+    MfaNotEnabled: _Answer(404),
+    InvalidOtp: _Answer(400),
     SessionNotFound: _Answer(404),
     UserNotFound: _Answer(404),
     WrongCurrentPassword: _Answer(400),
@@ -130,7 +139,9 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
         )
     answer = _answer(type(exc))
     body: dict[str, object] = {"error": exc.code, "error_description": exc.description}
-    if isinstance(exc, RejectedWithReasons):
+    if isinstance(exc, MfaRequired):
+        body["mfa_token"] = exc.mfa_token
+    elif isinstance(exc, RejectedWithReasons):
         body["reasons"] = exc.reasons
     return JSONResponse(body, status_code=answer.status, headers=answer.headers(exc))
 

@@ -18,9 +18,14 @@ __all__ = [
     "ErrorBody",
     "HealthBody",
     "JWKSBody",
+    "OAuthErrorBody",
+    "PasswordBody",
     "PasswordChangeBody",
+    "RecoveryCodesBody",
     "RegisterBody",
     "RejectionBody",
+    "TotpCodeBody",
+    "TotpEnrolmentBody",
     "UserBody",
 ]
 
@@ -64,6 +69,44 @@ BEARER_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "insufficient_scope"},
     503: {"model": ErrorBody, "description": "revocation state unreachable (fails closed)"},
 }
+
+
+class OAuthErrorBody(ErrorBody):
+    """A token endpoint error; `mfa_required` also carries the token for the second step."""
+
+    mfa_token: str | None = Field(
+        default=None, description="with error=mfa_required: valid 5 minutes, once"
+    )
+
+
+class PasswordBody(BaseModel):
+    """Recent authentication: the account's password, entered again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1, max_length=4096)
+
+
+class TotpEnrolmentBody(BaseModel):
+    """A pending TOTP factor: add it to an app, then confirm it with a code."""
+
+    secret: str = Field(description="base32 seed (RFC 6238, SHA-1, 6 digits, 30 s)")
+    otpauth_uri: str = Field(description="otpauth://totp/... Key URI, as in the QR code")
+    qr_svg: str = Field(description="the otpauth URI as an SVG QR code")
+
+
+class TotpCodeBody(BaseModel):
+    """A code from the authenticator app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64, examples=["123456"])
+
+
+class RecoveryCodesBody(BaseModel):
+    """Single-use recovery codes, shown this once (only their hashes are kept)."""
+
+    recovery_codes: list[str]
 
 
 class RejectionBody(ErrorBody):

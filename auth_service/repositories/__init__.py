@@ -25,12 +25,14 @@ from auth_service.repositories.rows import (
     BrowserSessionFound,
     BrowserSessionRow,
     ClientRow,
+    MfaTokenRow,
     PendingRequestRow,
     ProfileRow,
     RecentRevocations,
     RefreshFamily,
     RefreshTokenRow,
     SessionRow,
+    TotpFactorRow,
     UserInfoRow,
     UserRecord,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "ClientRow",
     "Database",
     "HashSampleRepository",
+    "MfaRepository",
+    "MfaTokenRow",
     "PendingRequestRow",
     "PoolStatus",
     "ProfileRow",
@@ -57,6 +61,7 @@ __all__ = [
     "ServiceSecretRepository",
     "SessionRepository",
     "SessionRow",
+    "TotpFactorRow",
     "UserInfoRow",
     "UserRecord",
     "UserRepository",
@@ -136,6 +141,21 @@ class UserRepository(Protocol):
 
     async def delete_disabled(self, user_id: str) -> bool:
         """Delete a disabled user with its sessions and tokens; False if none was."""
+        ...
+
+    async def bump_credential_version(self, user_id: str, *, now: datetime) -> int | None:
+        """Make logins in flight unable to open a session (their version is stale); the new
+        version, None if no active user. Locks the row until the transaction ends."""
+        ...
+
+    async def erase(self, user_id: str, *, now: datetime) -> None:
+        """Mark a (disabled) user deleted and drop its personal data: the password hash,
+        scopes, and the addresses and agents of its sessions. The row keeps the name
+        (reserved) and the token cut-off (revocation) until purged."""
+        ...
+
+    async def purge_deleted(self, *, before: datetime) -> int:
+        """Delete users erased before `before` (their names free again); how many."""
         ...
 
     async def admin_page(
@@ -350,6 +370,64 @@ class HashSampleRepository(Protocol):
         ...
 
 
+class MfaRepository(Protocol):
+    """Second factors: TOTP factors, recovery codes, and MFA tokens between login steps.
+
+    Every "once" (a code's time step, a recovery code, an MFA token) is a compare-and-set
+    in one statement: of concurrent uses exactly one succeeds.
+    """
+
+    async def factor(self, user_id: str) -> TotpFactorRow | None:
+        """The user's factor, pending or confirmed."""
+        ...
+
+    async def put_pending(
+        self, user_id: str, *, key_id: str, ciphertext: str, now: datetime
+    ) -> bool:
+        """Store a pending factor (replacing a pending one); False if one is confirmed."""
+        ...
+
+    async def confirm(self, user_id: str, *, step: int, now: datetime) -> bool:
+        """Confirm the pending factor with the code of `step`."""
+        ...
+
+    async def use_step(self, user_id: str, *, step: int) -> bool:
+        """Accept a code of `step` only if no code of it or a later step was accepted."""
+        ...
+
+    async def remove(self, user_id: str) -> bool:
+        """Delete the factor, recovery codes and MFA tokens; False if there was no factor."""
+        ...
+
+    async def replace_recovery_codes(
+        self, user_id: str, code_hashes: list[str], *, now: datetime
+    ) -> None:
+        """Drop the user's recovery codes and store these (hashes only)."""
+        ...
+
+    async def use_recovery_code(self, user_id: str, code_hash: str, *, now: datetime) -> bool:
+        """Spend an unused recovery code of the user."""
+        ...
+
+    async def unused_recovery_codes(self, user_id: str) -> int:
+        """How many recovery codes the user has left."""
+        ...
+
+    async def add_token(
+        self, token_hash: str, *, row: MfaTokenRow, expires_at: datetime, now: datetime
+    ) -> None:
+        """Store a new MFA token (dropping the user's expired and spent ones)."""
+        ...
+
+    async def peek_token(self, token_hash: str, *, now: datetime) -> MfaTokenRow | None:
+        """An unexpired, unspent MFA token, without spending it."""
+        ...
+
+    async def claim_token(self, token_hash: str, *, now: datetime) -> MfaTokenRow | None:
+        """Spend an unexpired MFA token; None if it is not live."""
+        ...
+
+
 class Repositories(Protocol):
     """Every aggregate's repository, on one transaction or each call on its own."""
 
@@ -369,6 +447,8 @@ class Repositories(Protocol):
     def browser_sessions(self) -> BrowserSessionRepository: ...
     @property
     def authorizations(self) -> AuthorizationRepository: ...
+    @property
+    def mfa(self) -> MfaRepository: ...
 
 
 class Database(Repositories, Protocol):

@@ -11,12 +11,14 @@ __all__ = [
     "BrowserSessionFound",
     "BrowserSessionRow",
     "ClientRow",
+    "MfaTokenRow",
     "PendingRequestRow",
     "ProfileRow",
     "RecentRevocations",
     "RefreshFamily",
     "RefreshTokenRow",
     "SessionRow",
+    "TotpFactorRow",
     "UserInfoRow",
     "UserRecord",
 ]
@@ -33,6 +35,8 @@ class UserRecord:
     scopes: str
     # As read with the hash: a session opens only while it is still current.
     credential_version: int
+    # A confirmed TOTP factor: a password alone opens no session.
+    has_second_factor: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class AdminUserRow:
     created_at: datetime
     updated_at: datetime
     tokens_valid_after: datetime | None
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,9 @@ class SessionRow:
     absolute_expires_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
-    # Sessions of the authorization-code flow: their browser session and authentication.
+    # Sessions of the authorization-code flow: their browser session. When and how (RFC
+    # 8176 values, space-separated) the user authenticated; None in sessions opened before
+    # they were recorded (then: created_at, "pwd").
     browser_session_id: str | None = None
     auth_time: datetime | None = None
     amr: str | None = None
@@ -205,3 +212,25 @@ class UserInfoRow:
     id: str
     username: str
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TotpFactorRow:
+    """A user's TOTP factor: the sealed seed, whether confirmed, the last step accepted."""
+
+    user_id: str
+    key_id: str
+    secret_ciphertext: str
+    created_at: datetime
+    confirmed_at: datetime | None
+    last_used_step: int | None
+
+
+@dataclass(frozen=True)
+class MfaTokenRow:
+    """What a password step bound its MFA token to."""
+
+    user_id: str
+    client_id: str
+    scope: str | None
+    credential_version: int

@@ -10,21 +10,37 @@ import uuid
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
 from auth_service.errors import UsernameTaken
-from auth_service.models import User
+from auth_service.models import Session, TotpFactor, User
 from auth_service.repositories.rows import AdminUserRow, ProfileRow, UserInfoRow, UserRecord
 
 __all__ = ["SqlHashSamples", "SqlUsers"]
 
 _USERS = cast(Table, User.__table__)
+_SESSIONS = cast(Table, Session.__table__)
 DEFAULT_SCOPES = "profile"  # what a new account may be granted (models.User.scopes)
 _C = _USERS.c
-_RECORD = (_C.id, _C.username, _C.password_hash, _C.is_active, _C.scopes, _C.credential_version)
+_FACTORS = cast(Table, TotpFactor.__table__)
+# Read with the hash, in the same statement: does a login need a second factor?
+_HAS_SECOND_FACTOR = (
+    exists()
+    .where(_FACTORS.c.user_id == _C.id, _FACTORS.c.confirmed_at.is_not(None))
+    .label("has_second_factor")
+)
+_RECORD = (
+    _C.id,
+    _C.username,
+    _C.password_hash,
+    _C.is_active,
+    _C.scopes,
+    _C.credential_version,
+    _HAS_SECOND_FACTOR,
+)
 _ADMIN = (
     _C.id,
     _C.username,
@@ -34,6 +50,7 @@ _ADMIN = (
     _C.created_at,
     _C.updated_at,
     _C.tokens_valid_after,
+    _C.deleted_at,
 )
 
 _BY_USERNAME = Statement(select(*_RECORD).where(_C.username_canonical == bindparam("name")))
@@ -106,6 +123,33 @@ _SET_SCOPES = Statement(
 )
 _DELETE_DISABLED = Statement(
     delete(_USERS).where(_C.id == bindparam("id"), _C.is_active.is_(False)).returning(_C.id)
+)
+_BUMP_VERSION = Statement(
+    update(_USERS)
+    .where(_C.id == bindparam("id"), _C.is_active.is_(True))
+    .values(credential_version=_C.credential_version + 1, updated_at=bindparam("now"))
+    .returning(_C.credential_version)
+)
+# The name stays (reserved); what identified the person beyond it goes. "!" is no hash
+# any scheme produces: a password check against it spends the dummy verify and fails.
+ERASED_HASH = "!deleted"
+_ERASE = Statement(
+    update(_USERS)
+    .where(_C.id == bindparam("id"), _C.is_active.is_(False))
+    .values(
+        password_hash=ERASED_HASH,
+        scopes="",
+        deleted_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
+_ERASE_ORIGINS = Statement(
+    update(_SESSIONS)
+    .where(_SESSIONS.c.user_id == bindparam("id"))
+    .values(last_ip=None, last_user_agent=None)
+)
+_PURGE_DELETED = Statement(
+    delete(_USERS).where(_C.deleted_at < bindparam("before")).returning(_C.id)
 )
 _ADMIN_ROW = Statement(select(*_ADMIN).where(_C.username_canonical == bindparam("name")))
 _SAMPLE = Statement(select(_C.password_hash).order_by(_C.id).limit(bindparam("limit")))
@@ -218,6 +262,20 @@ class SqlUsers:
     async def delete_disabled(self, user_id: str) -> bool:
         """Delete a disabled user; sessions and tokens go with it (ON DELETE CASCADE)."""
         return bool(await self._db.rows(_DELETE_DISABLED, {"id": user_id}))
+
+    async def bump_credential_version(self, user_id: str, *, now: datetime) -> int | None:
+        """Bump an active user's credential version; the new one, or None."""
+        rows = await self._db.rows(_BUMP_VERSION, {"id": user_id, "now": now})
+        return int(rows[0][0]) if rows else None
+
+    async def erase(self, user_id: str, *, now: datetime) -> None:
+        """Mark a disabled user deleted, its hash, scopes and session origins dropped."""
+        await self._db.rows(_ERASE, {"id": user_id, "now": now})
+        await self._db.rows(_ERASE_ORIGINS, {"id": user_id})
+
+    async def purge_deleted(self, *, before: datetime) -> int:
+        """Delete users erased before `before`; sessions go with them (CASCADE)."""
+        return len(await self._db.rows(_PURGE_DELETED, {"before": before}))
 
     async def admin_page(
         self, *, disabled_only: bool, after: str | None, limit: int

@@ -85,6 +85,11 @@ class AccessClaims:
     # The user's credential version at issue (`cred_ver`; 0 in tokens minted before it
     # existed): a disable denylists every version below the user's new one.
     credential_version: int = 0
+    # How and when the user authenticated (RFC 9068 §2.2.1; RFC 8176 `amr` values);
+    # absent from tokens minted before they were recorded.
+    auth_time: datetime | None = None
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
 
     @property
     def is_client(self) -> bool:
@@ -200,8 +205,15 @@ class TokenService:
         session_id: str,
         client_id: str,
         credential_version: int = 0,
+        auth_time: datetime | None = None,
+        amr: Iterable[str] = (),
+        acr: str | None = None,
     ) -> IssuedToken:
-        """Sign a new access token for `subject` valid for the configured lifetime."""
+        """Sign a new access token for `subject` valid for the configured lifetime.
+
+        `auth_time`, `amr` and `acr` say how the session's user authenticated (RFC 9068
+        §2.2.1): a resource server may demand a second factor or a recent login.
+        """
         now = int(self._clock().timestamp())
         scope_list = sorted(set(scopes))
         token_id = new_token_id()
@@ -218,6 +230,14 @@ class TokenService:
             "sid": session_id,
             CREDENTIAL_VERSION_CLAIM: credential_version,
         }
+        methods = tuple(amr)
+        auth_seconds = int(auth_time.timestamp()) if auth_time is not None else None
+        if auth_seconds is not None:
+            claims["auth_time"] = auth_seconds
+        if methods:
+            claims["amr"] = list(methods)
+        if acr is not None:
+            claims["acr"] = acr
         key = self._signing_key
         token = jwt.encode(
             claims,
@@ -239,6 +259,11 @@ class TokenService:
                 issued_at=datetime.fromtimestamp(now, UTC),
                 expires_at=datetime.fromtimestamp(now + self._ttl, UTC),
                 credential_version=credential_version,
+                auth_time=(
+                    datetime.fromtimestamp(auth_seconds, UTC) if auth_seconds is not None else None
+                ),
+                amr=methods,
+                acr=acr,
             ),
         )
 
@@ -439,6 +464,7 @@ def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
         for name, value in strings.items()
     ):
         raise InvalidToken("the access token has malformed claims")
+    auth_time, amr, acr = _authentication_claims(claims)
     return _Verified(
         kid=kid,
         expires=times["exp"],
@@ -453,5 +479,29 @@ def _parse_claims(kid: str, claims: Mapping[str, Any]) -> _Verified:
             issued_at=datetime.fromtimestamp(times["iat"], UTC),
             expires_at=datetime.fromtimestamp(times["exp"], UTC),
             credential_version=version,
+            auth_time=auth_time,
+            amr=amr,
+            acr=acr,
         ),
     )
+
+
+def _authentication_claims(
+    claims: Mapping[str, Any],
+) -> tuple[datetime | None, tuple[str, ...], str | None]:
+    """The optional `auth_time`, `amr` and `acr`, well-typed when present."""
+    auth_time = claims.get("auth_time")
+    amr = claims.get("amr", [])
+    acr = claims.get("acr")
+    if (
+        (
+            auth_time is not None
+            and (type(auth_time) is not int or not 0 <= auth_time <= _MAX_TIMESTAMP)
+        )
+        or not isinstance(amr, list)
+        or not all(isinstance(method, str) for method in amr)
+        or (acr is not None and not isinstance(acr, str))
+    ):
+        raise InvalidToken("the access token has malformed claims")
+    when = datetime.fromtimestamp(auth_time, UTC) if auth_time is not None else None
+    return when, tuple(amr), acr

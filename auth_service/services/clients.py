@@ -33,7 +33,7 @@ from auth_service.services.redirect_uris import check_redirect_uri
 from auth_service.services.scopes import SUPPORTED_SCOPES
 
 __all__ = [
-    "SUPPORTED_GRANT_TYPES",
+    "CLIENT_GRANT_TYPES",
     "Client",
     "ClientCredentials",
     "NewClient",
@@ -45,10 +45,10 @@ __all__ = [
     "register_client",
 ]
 
-# The grants POST /token implements, in the order discovery and errors list them.
-SUPPORTED_GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
-# What a client may be registered for.
-ALL_GRANT_TYPES = frozenset(SUPPORTED_GRANT_TYPES)
+# The grants a client may be registered for, in the order discovery and errors list them
+# (POST /token also takes the second-factor grants that finish a password login).
+CLIENT_GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
+ALL_GRANT_TYPES = frozenset(CLIENT_GRANT_TYPES)
 # What the default public client (Swagger UI, first-party apps naming no client) may do.
 DEFAULT_CLIENT_GRANTS = frozenset({"password", "refresh_token"})
 ID_TOKEN_ALGORITHMS = frozenset({"RS256", "ES256"})

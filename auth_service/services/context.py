@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from auth_service.audit import Audit
 from auth_service.repositories import Database
+from auth_service.security.data_keys import DataCipher
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.policy import PasswordPolicy
 from auth_service.security.tokens import TokenService
@@ -16,7 +17,7 @@ from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
-__all__ = ["GenerationSeen", "ServiceContext", "SessionPolicy"]
+__all__ = ["AccountPolicy", "GenerationSeen", "ServiceContext", "SessionPolicy"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ class GenerationSeen:
 
 
 @dataclass(frozen=True)
+class AccountPolicy:
+    """Second factors and deletion: the cipher sealing TOTP seeds, the name apps show,
+    how long an MFA token lives, how long a deleted account's name stays reserved."""
+
+    cipher: DataCipher
+    totp_issuer: str
+    mfa_token_ttl: timedelta
+    deleted_username_hold: timedelta
+
+
+@dataclass(frozen=True)
 class ServiceContext:
     """The database, hashing, password policy, tokens, revocation state and the clock."""
 
@@ -54,6 +66,7 @@ class ServiceContext:
     throttler: Throttler
     audit: Audit
     profiles: ProfileCache
+    accounts: AccountPolicy
     # How long a browser's single sign-on session lasts after its login.
     browser_session_lifetime: timedelta = timedelta(hours=12)
     # One reseed of the revocation store at a time per process.

@@ -12,16 +12,26 @@ from auth_service.errors import (
 from auth_service.services.accounts import authenticate
 from auth_service.services.client_tokens import client_credentials_grant
 from auth_service.services.clients import (
-    SUPPORTED_GRANT_TYPES,
+    CLIENT_GRANT_TYPES,
     ClientCredentials,
     authenticate_client,
 )
 from auth_service.services.code_flow import exchange_code
 from auth_service.services.context import ServiceContext
+from auth_service.services.mfa_login import (
+    MFA_GRANT_TYPES,
+    complete_login,
+    needs_second_factor,
+    require_second_factor,
+)
 from auth_service.services.scopes import grantable_scopes, parse_requested_scopes
 from auth_service.services.sessions import RequestOrigin, TokenGrant, open_session, refresh
 
 __all__ = ["SUPPORTED_GRANT_TYPES", "issue_tokens"]
+
+# What POST /token takes: every grant a client can be registered for, and the second-factor
+# grants that finish a password login.
+SUPPORTED_GRANT_TYPES = (*CLIENT_GRANT_TYPES, *MFA_GRANT_TYPES)
 
 
 def _required(params: dict[str, str], name: str) -> str:
@@ -42,7 +52,10 @@ async def issue_tokens(
     if grant_type not in SUPPORTED_GRANT_TYPES:
         raise UnsupportedGrantType(f"supported grant types: {', '.join(SUPPORTED_GRANT_TYPES)}")
     client = await authenticate_client(ctx, credentials)
-    if grant_type not in client.grant_types:
+    # The second-factor grants finish a password login: a client may use them if it may
+    # use the password grant.
+    needed = "password" if grant_type in MFA_GRANT_TYPES else grant_type
+    if needed not in client.grant_types:
         raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
     if grant_type == "authorization_code":
         try:
@@ -55,6 +68,8 @@ async def issue_tokens(
                 reason=exc.description,
             )
             raise
+    if grant_type in MFA_GRANT_TYPES:
+        return await complete_login(ctx, grant_type, params, client, origin)
     requested = parse_requested_scopes(params.get("scope"))
     if grant_type == "client_credentials":
         return client_credentials_grant(ctx, client, requested)
@@ -79,8 +94,11 @@ async def issue_tokens(
     if requested is not None:
         grantable_scopes(requested, client.scopes)  # refuse before spending argon2 work
     try:
-        async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant):
+        async with ctx.throttler.password_check(username, origin.ip, wrong=InvalidGrant) as check:
             user = await authenticate(ctx, username=username, password=password)
+            second_factor = needs_second_factor(user)
+            if second_factor:
+                check.second_factor_pending()
     except TooManyAttempts:
         ctx.audit.record("login", outcome="throttled", client_id=client.client_id)
         raise
@@ -90,4 +108,6 @@ async def issue_tokens(
         )
         raise
     scopes = grantable_scopes(requested, client.scopes, user.scopes.split())
+    if second_factor:
+        raise await require_second_factor(ctx, user, client_id=client.client_id, scopes=scopes)
     return await open_session(ctx, user, scopes=scopes, client_id=client.client_id, origin=origin)

@@ -21,6 +21,7 @@ from auth_service.repositories import (
     SessionRow,
     UserRecord,
 )
+from auth_service.security.authn import AMR_PASSWORD, acr_for
 from auth_service.security.refresh import (
     MAX_REFRESH_TOKEN_LENGTH,
     hash_refresh_token,
@@ -123,12 +124,17 @@ def _grant(
     nonce: str | None = None,
 ) -> TokenGrant:
     scopes = scopes if scopes is not None else frozenset(record.scope.split())
+    # Every token of the session says how its login went, refreshed ones too.
+    amr = tuple(record.amr.split()) if record.amr else AMR_PASSWORD
     issued = ctx.tokens.mint_access_token(
         subject=record.user_id,
         scopes=scopes,
         session_id=record.id,
         client_id=record.client_id,
         credential_version=credential_version,
+        auth_time=record.auth_time or record.created_at,
+        amr=amr,
+        acr=acr_for(amr),
     )
     id_token = id_token_for(
         ctx,
@@ -155,8 +161,11 @@ async def open_session(
     scopes: frozenset[str],
     client_id: str,
     origin: RequestOrigin,
+    amr: tuple[str, ...] = AMR_PASSWORD,
 ) -> TokenGrant:
     """Record a new session with its first refresh token; return the first token pair.
+
+    `amr` says how the user authenticated just now (RFC 8176), recorded on the session.
 
     The session opens only if the user is still active at the credential version read with
     the password hash: a login in flight across a password change or disable gets
@@ -177,6 +186,8 @@ async def open_session(
         last_user_agent=origin.user_agent,
         idle_expires_at=min(now + policy.idle_timeout, absolute),
         absolute_expires_at=absolute,
+        auth_time=now,
+        amr=" ".join(amr),
     )
     refresh_token = new_refresh_token()
     opened = await ctx.db.sessions.open(

@@ -24,7 +24,7 @@ from auth_service.errors import TooManyAttempts
 from auth_service.security.policy import lookup_key
 from auth_service.stores.throttle import LoginCounters, LoginLimits, Reservation, ThrottleStore
 
-__all__ = ["ThrottlePolicy", "Throttler"]
+__all__ = ["PasswordCheck", "ThrottlePolicy", "Throttler"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,20 @@ class ThrottlePolicy:
     registration_limit: int
     registration_window: timedelta
     in_flight_wait: timedelta = timedelta(seconds=5)
+
+
+@dataclass
+class PasswordCheck:
+    """Handed to the block of a password check: a right password whose login still needs a
+    second factor calls `second_factor_pending`, so it neither clears the pair's failures
+    nor makes the pair known (a known pair escapes the account limit, which must keep
+    holding guesses of the second factor)."""
+
+    forgive: bool = True
+
+    def second_factor_pending(self) -> None:
+        """Release the reservation without forgiving or remembering the pair."""
+        self.forgive = False
 
 
 @dataclass
@@ -79,7 +93,7 @@ class Throttler:
     @asynccontextmanager
     async def password_check(
         self, username: str, ip: str | None, *, wrong: type[Exception]
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[PasswordCheck]:
         """Reserve one password check for `username` from `ip` around the block.
 
         Raises TooManyAttempts before the block runs when a limit is reached. Leaving
@@ -99,15 +113,16 @@ class Throttler:
         reservation = await self._reserve(counters)
         in_flight = self._in_flight.setdefault(counters.pair, _InFlight())
         in_flight.count += 1
+        check = PasswordCheck()
         try:
             try:
-                yield
+                yield check
             except wrong:
                 raise
             except Exception:
                 await self._release(counters, reservation, succeeded=False)
                 raise
-            await self._release(counters, reservation, succeeded=True)
+            await self._release(counters, reservation, succeeded=check.forgive)
         finally:
             self._check_ended(counters.pair, in_flight)
 

@@ -1,5 +1,8 @@
 """Administer accounts: list, show, enable and delete (disable lives in accounts.py).
 
+An account deleted by its owner (services/account_deletion.py) cannot be enabled, and its
+row is deleted only once its name's hold is over.
+
 Deleting a user drops the SQL row that carries its token cut-off, the durable record a
 flushed denylist is rebuilt from. So only a user disabled longer than the access-token
 horizon can be deleted: by then every token it ever held has expired.
@@ -88,8 +91,8 @@ async def show(ctx: ServiceContext, username: str) -> UserSummary | None:
 async def enable(ctx: ServiceContext, username: str) -> bool:
     """Allow logins again; tokens and sessions ended by the disable stay dead. False if unknown."""
     row = await _row(ctx, username)
-    if row is None:
-        return False
+    if row is None or row.deleted_at is not None:
+        return False  # an account its owner deleted is gone, whatever its row still holds
     if not row.is_active:
         await ctx.db.users.enable(row.id, now=ctx.clock())
         ctx.profiles.discard(row.id)
@@ -106,6 +109,11 @@ async def delete(ctx: ServiceContext, username: str) -> bool:
         raise UserDeletionRefused("disable the user first; delete it once its tokens expired")
     now = ctx.clock()
     horizon = ctx.session_policy.access_token_horizon
+    hold = ctx.accounts.deleted_username_hold
+    if row.deleted_at is not None and now < row.deleted_at + hold:
+        raise UserDeletionRefused(
+            f"deleted by its owner; the name is held until {(row.deleted_at + hold).isoformat()}"
+        )
     if row.tokens_valid_after is not None and now < row.tokens_valid_after + horizon:
         wait = int((row.tokens_valid_after + horizon - now).total_seconds()) + 1
         raise UserDeletionRefused(

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from auth_service.api.deps import ContextDep, client_info
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import client_credentials, read_form
-from auth_service.api.schemas import ErrorBody
+from auth_service.api.schemas import ErrorBody, OAuthErrorBody
 from auth_service.services.grants import SUPPORTED_GRANT_TYPES, issue_tokens
 from auth_service.services.sessions import TokenGrant
 
@@ -31,6 +31,16 @@ _FORM_SCHEMA: dict[str, Any] = {
         "code": {"type": "string", "description": "authorization_code grant"},
         "redirect_uri": {"type": "string", "description": "authorization_code grant"},
         "code_verifier": {"type": "string", "description": "authorization_code grant (PKCE)"},
+        "mfa_token": {
+            "type": "string",
+            "description": "second-factor grants: the mfa_token of the mfa_required answer",
+        },
+        "otp": {"type": "string", "description": "mfa-otp grant: the 6-digit TOTP code"},
+        "recovery_code": {
+            "type": "string",
+            "format": "password",
+            "description": "mfa-recovery-code grant: one unused recovery code",
+        },
         "scope": {"type": "string", "description": "space-separated scope names"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
@@ -43,7 +53,11 @@ _FORM_SCHEMA: dict[str, Any] = {
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "RFC 6749 §5.2 error"},
+    400: {
+        "model": OAuthErrorBody,
+        "description": "RFC 6749 §5.2 error; `mfa_required` (the password was right, a "
+        "second factor is due) carries the `mfa_token` for the next step",
+    },
     401: {"model": ErrorBody, "description": "invalid_client"},
     429: {"model": ErrorBody, "description": "too many failed logins; see Retry-After"},
     413: {"model": ErrorBody, "description": "body too large"},
@@ -54,7 +68,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenGrant,
-    summary="Issue tokens (authorization_code, password, refresh_token, client_credentials)",
+    summary="Issue tokens (code, password, refresh, client_credentials, second-factor grants)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {
@@ -64,8 +78,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def token(request: Request, ctx: ContextDep) -> JSONResponse:
-    """Password grant (opens a session), refresh grant (rotates its refresh token), or
-    client_credentials (a confidential client's own token, no refresh token).
+    """authorization_code (the OpenID Connect code flow), password grant (opens a session,
+    or asks for a second factor), the second-factor grants (open the session), refresh
+    grant (rotates its refresh token), or client_credentials (a confidential client's own
+    token, no refresh token).
 
     Errors follow RFC 6749 §5.2.
     """

@@ -13,6 +13,7 @@ from auth_service.db.postgres import PgRunner, PgTransaction
 from auth_service.db.runner import Runner, SqlSpan
 from auth_service.db.unavailable import unavailable_on_loss
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.postgres.mfa import PgMfa
 from auth_service.repositories.postgres.oidc import PgAuthorizations, PgBrowserSessions
 from auth_service.repositories.postgres.sessions import PgSessions
 from auth_service.repositories.postgres.small import PgClients, PgRevocations, PgServiceSecrets
@@ -29,6 +30,7 @@ class PgRepositories:
         "browser_sessions",
         "clients",
         "hash_samples",
+        "mfa",
         "revocations",
         "secrets",
         "sessions",
@@ -41,6 +43,7 @@ class PgRepositories:
         self.revocations = PgRevocations(runner)
         self.clients = PgClients(runner)
         self.secrets = PgServiceSecrets(runner)
+        self.mfa = PgMfa(runner)
         self.hash_samples = PgHashSamples(runner)
         self.browser_sessions = PgBrowserSessions(runner)
         self.authorizations = PgAuthorizations(runner)

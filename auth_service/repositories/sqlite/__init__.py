@@ -20,6 +20,7 @@ from auth_service.db.runner import SqlSpan
 from auth_service.db.sqlite_worker import SQLiteWorker, WorkerSession
 from auth_service.db.statements import Statement
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.sqlite.mfa import SqliteMfa
 from auth_service.repositories.sqlite.oidc import SqliteAuthorizations, SqliteBrowserSessions
 from auth_service.repositories.sqlite.sessions import SqliteSessions
 from auth_service.repositories.sqlite.small import (
@@ -42,6 +43,7 @@ class SqliteRepositories:
         "browser_sessions",
         "clients",
         "hash_samples",
+        "mfa",
         "revocations",
         "secrets",
         "sessions",
@@ -54,6 +56,7 @@ class SqliteRepositories:
         self.revocations = SqliteRevocations(runner)
         self.clients = SqliteClients(runner)
         self.secrets = SqliteServiceSecrets(runner)
+        self.mfa = SqliteMfa(runner)
         self.hash_samples = SqliteHashSamples(runner)
         self.browser_sessions = SqliteBrowserSessions(runner)
         self.authorizations = SqliteAuthorizations(runner)
