@@ -28,10 +28,13 @@ from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
-from auth_service.api.routes import admin, health, sessions, token, users, wellknown
+from auth_service.api.routes import accounts, admin, health, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db.engine import create_engine, is_sqlite
+from auth_service.mail import Mailer
+from auth_service.mail.files import FileMailer
+from auth_service.mail.smtp import SmtpMailer, parse_smtp_url
 from auth_service.metrics import RuntimeMetrics, multiprocess_directory
 from auth_service.repositories import Database
 from auth_service.repositories.postgres import PgDatabase
@@ -47,9 +50,10 @@ from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import TokenService, utc_now
 from auth_service.services import hash_population
-from auth_service.services.context import ServiceContext, SessionPolicy
+from auth_service.services.context import AccountMailPolicy, ServiceContext, SessionPolicy
 from auth_service.services.discovery import server_metadata
 from auth_service.services.keys import KeyWatcher
+from auth_service.services.outbox import OutboxWorker, RetryPolicy
 from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import ThrottlePolicy, Throttler
 from auth_service.stores.redis_client import connect as connect_redis
@@ -160,6 +164,12 @@ def _announce_development_parts(settings: Settings) -> None:
         )
     if not settings.uses_redis:
         log.warning("DEVELOPMENT SETUP: in-process revocation state (set AUTH_REDIS_URL)")
+    if settings.smtp_url is None:
+        log.warning(
+            "DEVELOPMENT SETUP: mail is written to %s%s (set AUTH_SMTP_URL)",
+            settings.data_dir / "mail",
+            "" if settings.environment == "production" else ", links logged",
+        )
     if settings.signing_key_file is None and settings.keys_dir is None:
         log.warning(
             "DEVELOPMENT SETUP: signing key kept in %s (set AUTH_SIGNING_KEY_FILE)",
@@ -177,6 +187,42 @@ def _database(settings: Settings, tracing: Tracing | None = None) -> Database:
     return PgDatabase(create_engine(url, pool_size=settings.database_pool_size), span=span)
 
 
+def _mailer(settings: Settings) -> Mailer:
+    """SMTP when AUTH_SMTP_URL is set, else files in the data dir (development)."""
+    if settings.smtp_url is not None:
+        return SmtpMailer(
+            parse_smtp_url(settings.smtp_url),
+            sender=settings.mail_from,
+            timeout_seconds=settings.smtp_timeout_seconds,
+        )
+    return FileMailer(
+        settings.data_dir / "mail",
+        sender=settings.mail_from,
+        log_links=settings.environment != "production",
+    )
+
+
+def _mail_policy(settings: Settings) -> AccountMailPolicy:
+    return AccountMailPolicy(
+        public_url=settings.effective_public_url,
+        verification_ttl=timedelta(seconds=settings.email_verification_ttl_seconds),
+        reset_ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
+        reset_limit_per_address=settings.password_reset_max_per_address,
+        reset_limit_per_ip=settings.password_reset_max_per_ip,
+        reset_window=timedelta(seconds=settings.password_reset_window_seconds),
+    )
+
+
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        poll_seconds=settings.mail_poll_seconds,
+        lease=timedelta(seconds=settings.mail_lease_seconds),
+        max_attempts=settings.mail_max_attempts,
+        base_delay=timedelta(seconds=settings.mail_retry_base_seconds),
+        max_delay=timedelta(seconds=settings.mail_retry_max_seconds),
+    )
+
+
 @dataclass
 class Runtime:
     """Everything a running service holds: use-case context (the database too), documents, keys."""
@@ -185,6 +231,7 @@ class Runtime:
     documents: DiscoveryDocuments
     key_watcher: KeyWatcher | None
     metrics: RuntimeMetrics
+    outbox: OutboxWorker
 
     def use_keys(self, ring: KeyRing, settings: Settings) -> None:
         """Sign with the ring's active key, verify with and publish all of its keys."""
@@ -208,6 +255,7 @@ async def open_runtime(
     db = _database(settings, tracing)
     redis = _redis_client(settings)
     revocations, throttle_store = _stores(settings, redis)
+    mailer = _mailer(settings)
     hasher = HashingPool(
         Argon2Parameters(
             memory_kib=settings.password_hash_memory_kib,
@@ -265,11 +313,14 @@ async def open_runtime(
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
             audit=audit,
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
+            mail=_mail_policy(settings),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         documents = _discovery_documents(settings, ring.published)
-        yield Runtime(services, documents, watcher, runtime_metrics)
+        outbox = OutboxWorker(services, mailer, _retry_policy(settings))
+        yield Runtime(services, documents, watcher, runtime_metrics, outbox)
     finally:
+        await mailer.close()
         if tracing is not None:
             tracing.close()
         hasher.close()
@@ -311,6 +362,8 @@ def create_app(
                     runtime.services, hash_population.REFRESH_EVERY
                 )
             )
+            # Mail queued by any replica (or before a crash) goes out from here.
+            sending = asyncio.create_task(runtime.outbox.run())
             watching = None
             if runtime.key_watcher is not None:
 
@@ -327,7 +380,7 @@ def create_app(
                 yield
             finally:
                 gc.unfreeze()
-                for task in (refreshing, watching):
+                for task in (refreshing, watching, sending):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -357,7 +410,7 @@ def create_app(
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [
         route
-        for module in (users, token, sessions, admin, wellknown, health)
+        for module in (users, accounts, token, sessions, admin, wellknown, health)
         for route in module.router.routes
     ]
     app.router.routes[:0] = api_routes

@@ -236,7 +236,15 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
 
 
 # What tests create, children first: emptied after each test that shares a session database.
-TEST_TABLES = ("refresh_tokens", "sessions", "revoked_access_tokens", "users", "oauth_clients")
+TEST_TABLES = (
+    "refresh_tokens",
+    "sessions",
+    "revoked_access_tokens",
+    "email_tokens",
+    "mail_outbox",
+    "users",
+    "oauth_clients",
+)
 
 
 async def empty_tables(connection: AsyncConnection) -> None:

@@ -16,9 +16,12 @@ from auth_service.db.unavailable import is_connection_loss
 from auth_service.errors import (
     AuthServiceError,
     DatabaseUnavailable,
+    EmailTaken,
     HashingBusy,
     InsufficientScope,
     InvalidClient,
+    InvalidEmail,
+    InvalidLink,
     InvalidToken,
     InvalidUsername,
     MissingToken,
@@ -75,13 +78,16 @@ def error_response(exc: AuthServiceError) -> JSONResponse:
     elif isinstance(exc, OAuthError):
         status = 400
         headers = dict(NO_STORE)
-    elif isinstance(exc, UsernameTaken | UserDeletionRefused):
+    elif isinstance(exc, UsernameTaken | UserDeletionRefused | EmailTaken):
         status = 409
+    elif isinstance(exc, InvalidLink):
+        status = 400
+        headers = dict(NO_STORE)
     elif isinstance(exc, SessionNotFound | UserNotFound):
         status = 404
     elif isinstance(exc, WrongCurrentPassword):
         status = 400
-    elif isinstance(exc, InvalidUsername | PasswordRejected):
+    elif isinstance(exc, InvalidUsername | PasswordRejected | InvalidEmail):
         status = 422
         body["reasons"] = exc.reasons
     elif isinstance(exc, TooManyAttempts):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,7 +16,7 @@ from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
-__all__ = ["ServiceContext", "SessionPolicy"]
+__all__ = ["AccountMailPolicy", "ServiceContext", "SessionPolicy"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,18 @@ class SessionPolicy:
     # Access tokens live at most this long after they were issued (TTL plus clock leeway):
     # a denylist entry older than that protects nothing and may expire.
     access_token_horizon: timedelta
+
+
+@dataclass(frozen=True)
+class AccountMailPolicy:
+    """Where mailed links point, how long they live, and how often resets may be asked."""
+
+    public_url: str  # AUTH_PUBLIC_URL or the issuer, never a request's Host header
+    verification_ttl: timedelta = timedelta(days=1)
+    reset_ttl: timedelta = timedelta(minutes=30)
+    reset_limit_per_address: int = 3
+    reset_limit_per_ip: int = 30
+    reset_window: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,15 @@ class ServiceContext:
     throttler: Throttler
     audit: Audit
     profiles: ProfileCache
+    mail: AccountMailPolicy = field(default_factory=lambda: AccountMailPolicy("http://localhost"))
+    # Set after a commit that queued mail: this process's outbox worker sends it at once
+    # (other replicas' workers find it at their next poll).
+    mail_queued: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
+    # Called with a user id after a password reset ended the user's sessions: where other
+    # kinds of session (browser sessions) are ended too. The lead wires them in app.py.
+    credential_reset_hooks: list[Callable[[str], Awaitable[None]]] = field(
+        default_factory=list, compare=False
+    )
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
     # Session revocations committed to SQL while the store was unreachable: delivered to
