@@ -380,6 +380,7 @@ def create_app(
                 yield
             finally:
                 gc.unfreeze()
+                runtime.outbox.stop()
                 for task in (refreshing, watching, sending):
                     if task is not None:
                         task.cancel()

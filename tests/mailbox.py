@@ -15,18 +15,50 @@ import ipaddress
 import re
 import ssl
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
+import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from asgi_lifespan import LifespanManager
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 
-__all__ = ["Mailbox", "link_in", "make_certificate", "start_mailbox"]
+from auth_service.app import create_app
+from auth_service.config import Settings
+from tests.conftest import (
+    PASSWORD,
+    TEST_ISSUER,
+    Backend,
+    FakeClock,
+    empty_database,
+    make_settings,
+)
+
+__all__ = [
+    "PUBLIC_URL",
+    "Mailbox",
+    "link_in",
+    "mail_app",
+    "mail_client",
+    "mail_settings",
+    "mailbox",
+    "make_certificate",
+    "register_with_email",
+    "running",
+    "start_mailbox",
+    "token_of",
+    "verified_user",
+]
 
 
 WAIT_BOUND_SECONDS = 30.0
@@ -181,3 +213,87 @@ def link_in(message: EmailMessage) -> str:
     links = _LINK.findall(body.get_content())
     assert len(links) == 1, links
     return links[0]
+
+
+# --- an app that mails through the real server --------------------------------------
+
+PUBLIC_URL = "https://accounts.example.test"
+
+
+@pytest.fixture
+async def mailbox() -> AsyncIterator[Mailbox]:
+    """A plain SMTP server on a free loopback port."""
+    box = await start_mailbox()
+    yield box
+    await box.close()
+
+
+def mail_settings(backend: Backend, data_dir: Path, smtp_url: str, **overrides: Any) -> Settings:
+    """Test settings whose mail goes to `smtp_url`, links under PUBLIC_URL."""
+    values: dict[str, Any] = {
+        "redis_url": backend.redis_url,
+        "redis_key_prefix": backend.redis_prefix,
+        "smtp_url": smtp_url,
+        "public_url": PUBLIC_URL,
+        "mail_poll_seconds": 0.2,
+        **overrides,
+    }
+    return make_settings(backend.database_url, data_dir, **values)
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
+    """A started app (its outbox worker running) until the block ends."""
+    application = create_app(settings, clock=clock)
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
+        yield application
+
+
+@pytest.fixture
+async def mail_app(
+    backend: Backend, tmp_path: Path, clock: FakeClock, mailbox: Mailbox, request: Any
+) -> AsyncIterator[FastAPI]:
+    """A started app mailing to `mailbox`; `@pytest.mark.settings(...)` overrides apply."""
+    marker = request.node.get_closest_marker("settings")
+    settings = mail_settings(backend, tmp_path, mailbox.url(), **(marker.kwargs if marker else {}))
+    async with running(settings, clock) as application:
+        yield application
+    await empty_database(settings.effective_database_url)
+
+
+@pytest.fixture
+async def mail_client(mail_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=mail_app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
+        yield http
+
+
+def token_of(link: str) -> str:
+    """The `token` query parameter of a mailed link."""
+    [token] = parse_qs(urlsplit(link).query)["token"]
+    return token
+
+
+async def register_with_email(
+    client: httpx.AsyncClient, username: str, email: str, password: str = PASSWORD
+) -> dict[str, Any]:
+    """Register with an address; fails the test unless 201."""
+    response = await client.post(
+        "/register", json={"username": username, "password": password, "email": email}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def verified_user(
+    client: httpx.AsyncClient, box: Mailbox, username: str, email: str
+) -> dict[str, Any]:
+    """Register with `email` and follow the verification link (JSON POST)."""
+    before = len(box.messages)
+    body = await register_with_email(client, username, email)
+    await box.wait_for(before + 1)
+    [message] = [m for m in box.messages[before:] if email in str(m["To"])]
+    response = await client.post("/email/verify", json={"token": token_of(link_in(message))})
+    assert response.status_code == 204, response.text
+    return body

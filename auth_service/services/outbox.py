@@ -198,11 +198,19 @@ class OutboxWorker:
         self._mailer = mailer
         self._policy = policy
         self._next_purge: datetime | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the mail in hand, then return from run(). Cancelling alone is not enough
+        on 3.11: a cancel that meets a completing asyncio.wait_for (aiosmtplib uses them)
+        is lost."""
+        self._stopping = True
+        self._ctx.mail_queued.set()
 
     async def run(self) -> None:
         """Send what is due, then sleep until woken or the poll interval passes."""
         wakeup = self._ctx.mail_queued
-        while True:
+        while not self._stopping:
             wakeup.clear()
             try:
                 while await self.drain_once():
@@ -213,8 +221,10 @@ class OutboxWorker:
             except Exception:
                 # The database is unreachable, most likely: try again at the next poll.
                 log.warning("mail outbox: a pass failed", exc_info=True)
+            # Not asyncio.wait_for: on 3.11 it swallows a cancel that meets the wakeup.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), self._policy.poll_seconds)
+                async with asyncio.timeout(self._policy.poll_seconds):
+                    await wakeup.wait()
 
     async def drain_once(self) -> int:
         """Claim one batch and handle each row; how many were claimed."""
@@ -223,7 +233,11 @@ class OutboxWorker:
         rows = await self._ctx.db.outbox.claim(
             now=now, lease_until=now + self._policy.lease, claim=claim, limit=_BATCH
         )
-        for row in rows:
+        for index, row in enumerate(rows):
+            if self._stopping:  # hand the rest back at once, not at lease expiry
+                for rest in rows[index:]:
+                    await self._ctx.db.outbox.defer(rest.id, claim=claim, until=now, error="stop")
+                return 0
             await self._handle(row, claim)
         return len(rows)
 
