@@ -28,7 +28,18 @@ from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
-from auth_service.api.routes import accounts, admin, health, sessions, token, users, wellknown
+from auth_service.api.pages import CsrfGuard, Pages
+from auth_service.api.routes import (
+    account_pages,
+    accounts,
+    admin,
+    health,
+    pages,
+    sessions,
+    token,
+    users,
+    wellknown,
+)
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db.engine import create_engine, is_sqlite
@@ -344,6 +355,7 @@ def create_app(
 
     registry = CollectorRegistry()
     tracing = load_tracing(settings, tracer_provider)
+    page_kit = Pages()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -356,6 +368,10 @@ def create_app(
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)
+            app.state.pages = page_kit
+            app.state.csrf = CsrfGuard(
+                issuer=settings.effective_issuer, load_key=runtime.services.db.secrets.ensure
+            )
             await hash_population.try_refresh(runtime.services)
             refreshing = asyncio.create_task(
                 hash_population.keep_hash_population_current(
@@ -411,7 +427,17 @@ def create_app(
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [
         route
-        for module in (users, accounts, token, sessions, admin, wellknown, health)
+        for module in (
+            users,
+            accounts,
+            account_pages,
+            token,
+            sessions,
+            admin,
+            wellknown,
+            health,
+            pages,
+        )
         for route in module.router.routes
     ]
     app.router.routes[:0] = api_routes

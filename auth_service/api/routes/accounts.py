@@ -1,8 +1,9 @@
 """Email address and password reset, for apps (JSON): POST /users/me/email,
 POST /password-reset, POST /password-reset/confirm, POST /email/verify.
 
-The HTML pages behind the mailed links (api/routes/account_pages.py) share these paths:
-a form POST gets a page back, a JSON POST gets JSON.
+POST /password-reset/confirm and POST /email/verify are routed by
+api/routes/account_pages.py, which shares the paths with the pages behind the mailed
+links: a form POST gets a page back, a JSON POST these JSON handlers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from auth_service.api.schemas import (
 from auth_service.errors import InvalidRequest
 from auth_service.services import email_addresses, password_reset
 
-__all__ = ["RESET_ACCEPTED", "read_json", "router"]
+__all__ = [
+    "RESET_ACCEPTED",
+    "PasswordResetConfirmBody",
+    "VerifyBody",
+    "confirm_reset_json",
+    "read_json",
+    "router",
+    "verify_email_json",
+]
 
 router = APIRouter(tags=["accounts"])
 
@@ -64,6 +73,7 @@ def _json_request(model: type[BaseModel]) -> dict[str, Any]:
     response_model=UserBody,
     summary="Set or change my email address",
     responses={
+        413: {"model": ErrorBody, "description": "body too large"},
         400: {"model": ErrorBody, "description": "the password is wrong"},
         401: {"description": "missing, invalid, expired or revoked token (RFC 6750)"},
         422: {"model": RejectionBody, "description": "not an email address, with reasons"},
@@ -91,7 +101,10 @@ async def change_email(
     status_code=202,
     response_model=ResetAcceptedBody,
     summary="Ask for a password reset link",
-    responses={400: {"model": ErrorBody, "description": "neither or both of email, username"}},
+    responses={
+        413: {"model": ErrorBody, "description": "body too large"},
+        422: {"model": RejectionBody, "description": "neither or both of email, username"},
+    },
 )
 async def ask_reset(body: PasswordResetBody, ctx: ContextDep, request: Request) -> Response:
     """Always 202 with the same body, whether or not an account matches (OWASP)."""
@@ -101,22 +114,6 @@ async def ask_reset(body: PasswordResetBody, ctx: ContextDep, request: Request) 
     return Response(_ACCEPTED_BYTES, status_code=202, media_type="application/json")
 
 
-_LINK_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "invalid_link: unknown, used, expired or voided"},
-}
-
-
-@router.post(
-    "/password-reset/confirm",
-    status_code=204,
-    summary="Set a new password with a reset link's token",
-    responses={
-        **_LINK_ERRORS,
-        422: {"model": RejectionBody, "description": "new password rejected, with reasons"},
-        503: {"model": ErrorBody, "description": "password hashing saturated"},
-    },
-    openapi_extra=_json_request(PasswordResetConfirmBody),
-)
 async def confirm_reset_json(request: Request, ctx: ContextDep) -> Response:
     """JSON {"token", "new_password"}: 204, every session ended, nobody logged in."""
     body = await read_json(request, PasswordResetConfirmBody)
@@ -134,16 +131,6 @@ class VerifyBody(BaseModel):
     token: str
 
 
-@router.post(
-    "/email/verify",
-    status_code=204,
-    summary="Verify an email address with the mailed link's token",
-    responses={
-        **_LINK_ERRORS,
-        409: {"model": ErrorBody, "description": "another account verified it first"},
-    },
-    openapi_extra=_json_request(VerifyBody),
-)
 async def verify_email_json(request: Request, ctx: ContextDep) -> Response:
     """JSON {"token"}: 204 once the address is verified."""
     body = await read_json(request, VerifyBody)
