@@ -53,11 +53,13 @@ _PURGE = Statement(
 
 _ENQUEUE = Statement(insert(_OUTBOX), [column.name for column in _OUTBOX_COLUMNS])
 _DONE = Statement(
-    delete(_OUTBOX).where(_O.id == bindparam("id"), _O.claim == bindparam("claim")).returning(_O.id)
+    delete(_OUTBOX)
+    .where(_O.id == bindparam("id"), _O.claim == bindparam("holder"))
+    .returning(_O.id)
 )
 _DEFER = Statement(
     update(_OUTBOX)
-    .where(_O.id == bindparam("id"), _O.claim == bindparam("claim"))
+    .where(_O.id == bindparam("id"), _O.claim == bindparam("holder"))
     .values(
         claim=None,
         lease_until=None,
@@ -152,11 +154,11 @@ class SqlOutbox:
 
     async def done(self, row_id: str, *, claim: str) -> bool:
         """Delete the row if this claim still holds it."""
-        return bool(await self._db.rows(_DONE, {"id": row_id, "claim": claim}))
+        return bool(await self._db.rows(_DONE, {"id": row_id, "holder": claim}))
 
     async def defer(self, row_id: str, *, claim: str, until: datetime, error: str) -> None:
         """Release the lease; due again at `until`."""
-        params = {"id": row_id, "claim": claim, "until": until, "error": error[:256]}
+        params = {"id": row_id, "holder": claim, "until": until, "error": error[:256]}
         await self._db.rows(_DEFER, params)
 
     async def pending(self) -> int:

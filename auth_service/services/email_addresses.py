@@ -29,7 +29,8 @@ async def set_email(
     ctx: ServiceContext, claims: AccessClaims, *, email: str, password: str, ip: str | None
 ) -> UserProfile:
     """Re-check the password (throttled like a login), then replace the address with an
-    unverified one; the same verified address again changes nothing."""
+    unverified one; the same verified address again changes nothing. A verified old
+    address is told of the change (an unverified one may be nobody's)."""
     address = parse_email(email)
     user = await ctx.db.users.by_id(claims.subject)
     if user is None or not user.is_active:
@@ -50,7 +51,7 @@ async def set_email(
             await enqueue(
                 ctx, tx, VERIFY_EMAIL, user_id=user.id, params={"canonical": address.canonical}
             )
-            if before.email and not same:
+            if before.email and before.email_verified and not same:
                 await enqueue(
                     ctx,
                     tx,
