@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -149,3 +151,19 @@ async def test_a_link_for_an_address_since_replaced_is_void(
     stale = await mail_client.post("/email/verify", json={"token": token_of(link_in(first))})
     assert stale.status_code == 400
     assert stale.json()["error"] == "invalid_link"
+
+
+async def test_without_smtp_mail_is_filed_in_the_data_dir(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # The embedded default (`make run`): no AUTH_SMTP_URL, mails become .eml files.
+    await register_with_email(client, "frank", "frank@example.com")
+    directory = app.state.settings.data_dir / "mail"
+    for _ in range(200):
+        files = list(directory.glob("*.eml")) if directory.exists() else []
+        if files:
+            break
+        await asyncio.sleep(0.05)
+    [path] = files
+    assert b"/email/verify?token=" in path.read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -135,3 +135,23 @@ async def test_the_file_mailer_writes_private_files(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert directory.stat().st_mode & 0o777 == 0o700
     assert b"Subject: Hello" in path.read_bytes()
+
+
+LINK_MAIL = Mail(
+    to="alice@example.com",
+    subject="Reset",
+    text="open https://auth.test/password-reset/confirm?token=SECRET-TOKEN now\n",
+    reference="r2",
+)
+
+
+async def test_the_file_mailer_logs_the_link_only_when_told(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="auth_service.mail.files")
+    await FileMailer(tmp_path / "dev", sender=SENDER, log_links=True).send(LINK_MAIL)
+    assert "SECRET-TOKEN" in caplog.text  # development: the link is the way in
+    caplog.clear()
+    await FileMailer(tmp_path / "prod", sender=SENDER, log_links=False).send(LINK_MAIL)
+    assert "filed in" in caplog.text
+    assert "SECRET-TOKEN" not in caplog.text  # production: never the token
