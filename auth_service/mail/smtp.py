@@ -109,7 +109,9 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
     # The outbox row's id: a resend after a crash carries the same Message-ID.
     message["Message-ID"] = f"<{mail.reference}@{domain}>"
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(mail.text)
+    # Plain 7bit when it can be (links stay whole and greppable in the filed mails);
+    # quoted-printable only for non-ASCII text.
+    message.set_content(mail.text, cte="7bit" if mail.text.isascii() else "quoted-printable")
     return message
 
 
