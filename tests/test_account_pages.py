@@ -134,3 +134,28 @@ async def test_an_unknown_link_shows_the_error_page(
         assert page.status_code == 400
         assert_page_headers(page)
         assert "invalid_link" in page.text
+
+
+async def test_the_forgot_password_page_asks_by_form(
+    mail_app: FastAPI, mail_client: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
+    await verified_user(mail_client, mailbox, "carol", "carol@example.com")
+    before = len(mailbox.messages)
+    page = await mail_client.get("/password-reset")
+    assert page.status_code == 200
+    assert_page_headers(page)
+    forged = await mail_client.post(
+        "/password-reset", data={"email": "carol@example.com", "csrf_token": "x"}
+    )
+    assert forged.status_code == 403
+    sent = await mail_client.post(
+        "/password-reset", data={"email": "carol@example.com", "csrf_token": csrf_of(page)}
+    )
+    assert sent.status_code == 200
+    assert "is on its way" in sent.text
+    unknown = await mail_client.post(
+        "/password-reset", data={"email": "nobody@example.com", "csrf_token": csrf_of(page)}
+    )
+    assert unknown.text.replace(csrf_of(unknown), "") == sent.text.replace(csrf_of(sent), "")
+    await mailbox.wait_for(before + 1)
+    assert mailbox.messages[before]["Subject"] == "Reset your password"

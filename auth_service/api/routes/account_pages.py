@@ -13,17 +13,19 @@ from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
 
-from auth_service.api.deps import ContextDep
+from auth_service.api.deps import ContextDep, client_info
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import read_form
 from auth_service.api.pages import CSRF_FIELD, CsrfGuard, Pages
 from auth_service.api.routes.accounts import (
+    PasswordResetBody,
     PasswordResetConfirmBody,
     VerifyBody,
+    ask_reset_json,
     confirm_reset_json,
     verify_email_json,
 )
-from auth_service.api.schemas import ErrorBody, RejectionBody
+from auth_service.api.schemas import ErrorBody, RejectionBody, ResetAcceptedBody
 from auth_service.errors import EmailTaken, InvalidLink, PasswordRejected
 from auth_service.security.links import hash_link_token
 from auth_service.services import email_addresses, password_reset
@@ -122,6 +124,45 @@ async def verify_email(request: Request, ctx: ContextDep) -> Response:
     return pages.render(
         "account_done.html", title="Address confirmed", message="Your email address is confirmed."
     )
+
+
+@router.get("/password-reset", summary="The forgot-password page", response_model=None)
+async def ask_reset_page(request: Request) -> Response:
+    """A form asking for the account's address (CSRF-protected)."""
+    return await _ask_page(request, sent=False)
+
+
+async def _ask_page(request: Request, *, sent: bool) -> Response:
+    pages, csrf = _kit(request)
+    csrf_token, fresh = await csrf.issue(request, "password-reset-ask")
+    response = pages.render("password_reset_ask.html", csrf_token=csrf_token, sent=sent)
+    csrf.set_cookie(response, fresh)
+    return response
+
+
+@router.post(
+    "/password-reset",
+    status_code=202,
+    response_model=ResetAcceptedBody,
+    summary="Ask for a password reset link (JSON: 202; the page's form: the page again)",
+    responses={
+        400: {"model": ErrorBody, "description": "neither or both of email, username"},
+        403: {"description": "the form's CSRF token is missing or wrong"},
+        413: {"model": ErrorBody, "description": "body too large"},
+    },
+    openapi_extra=_both(PasswordResetBody),
+)
+async def ask_reset(request: Request, ctx: ContextDep) -> Response:
+    """Always the same answer, whether or not an account matches (OWASP)."""
+    if not _is_form(request):
+        return await ask_reset_json(request, ctx)
+    form = await read_form(request)
+    await _kit(request)[1].verify(request, form.get(CSRF_FIELD), "password-reset-ask")
+    email = form.get("email", "")
+    await password_reset.request_password_reset(
+        ctx, email=email or None, username=None if email else "", ip=client_info(request).ip
+    )
+    return await _ask_page(request, sent=True)
 
 
 @router.get("/password-reset/confirm", summary="The page behind a reset link", response_model=None)

@@ -1,7 +1,7 @@
 """Email address and password reset, for apps (JSON): POST /users/me/email,
 POST /password-reset, POST /password-reset/confirm, POST /email/verify.
 
-POST /password-reset/confirm and POST /email/verify are routed by
+POST /password-reset, POST /password-reset/confirm and POST /email/verify are routed by
 api/routes/account_pages.py, which shares the paths with the pages behind the mailed
 links: a form POST gets a page back, a JSON POST these JSON handlers.
 """
@@ -29,8 +29,10 @@ from auth_service.services import email_addresses, password_reset
 
 __all__ = [
     "RESET_ACCEPTED",
+    "PasswordResetBody",
     "PasswordResetConfirmBody",
     "VerifyBody",
+    "ask_reset_json",
     "confirm_reset_json",
     "read_json",
     "router",
@@ -96,18 +98,9 @@ async def change_email(
     )
 
 
-@router.post(
-    "/password-reset",
-    status_code=202,
-    response_model=ResetAcceptedBody,
-    summary="Ask for a password reset link",
-    responses={
-        413: {"model": ErrorBody, "description": "body too large"},
-        422: {"model": RejectionBody, "description": "neither or both of email, username"},
-    },
-)
-async def ask_reset(body: PasswordResetBody, ctx: ContextDep, request: Request) -> Response:
+async def ask_reset_json(request: Request, ctx: ContextDep) -> Response:
     """Always 202 with the same body, whether or not an account matches (OWASP)."""
+    body = await read_json(request, PasswordResetBody)
     await password_reset.request_password_reset(
         ctx, email=body.email, username=body.username, ip=client_info(request).ip
     )
