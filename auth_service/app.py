@@ -30,6 +30,8 @@ from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.pages import CsrfGuard, Pages, SessionCookie
 from auth_service.api.routes import (
+    account_pages,
+    accounts,
     admin,
     authorize,
     health,
@@ -44,6 +46,9 @@ from auth_service.api.routes import (
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db.engine import create_engine, is_sqlite
+from auth_service.mail import Mailer
+from auth_service.mail.files import FileMailer
+from auth_service.mail.smtp import SmtpMailer, parse_smtp_url
 from auth_service.metrics import RuntimeMetrics, multiprocess_directory
 from auth_service.repositories import Database
 from auth_service.repositories.postgres import PgDatabase
@@ -64,9 +69,15 @@ from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
 from auth_service.security.tokens import ID_TOKEN_ALGORITHMS, TokenService, utc_now
 from auth_service.services import hash_population
-from auth_service.services.context import AccountPolicy, ServiceContext, SessionPolicy
+from auth_service.services.context import (
+    AccountMailPolicy,
+    AccountPolicy,
+    ServiceContext,
+    SessionPolicy,
+)
 from auth_service.services.discovery import openid_configuration, server_metadata
 from auth_service.services.keys import KeyWatcher
+from auth_service.services.outbox import OutboxWorker, RetryPolicy
 from auth_service.services.profiles import ProfileCache
 from auth_service.services.revocation import watch_generation
 from auth_service.services.throttling import ThrottlePolicy, Throttler
@@ -217,6 +228,12 @@ def _announce_development_parts(settings: Settings) -> None:
         )
     if not settings.uses_redis:
         log.warning("DEVELOPMENT SETUP: in-process revocation state (set AUTH_REDIS_URL)")
+    if settings.smtp_url is None:
+        log.warning(
+            "DEVELOPMENT SETUP: mail is written to %s%s (set AUTH_SMTP_URL)",
+            settings.data_dir / "mail",
+            "" if settings.environment == "production" else ", links logged",
+        )
     if settings.signing_key_file is None and settings.keys_dir is None:
         log.warning(
             "DEVELOPMENT SETUP: signing key kept in %s (set AUTH_SIGNING_KEY_FILE)",
@@ -239,6 +256,42 @@ def _database(settings: Settings, tracing: Tracing | None = None) -> Database:
     return PgDatabase(create_engine(url, pool_size=settings.database_pool_size), span=span)
 
 
+def _mailer(settings: Settings) -> Mailer:
+    """SMTP when AUTH_SMTP_URL is set, else files in the data dir (development)."""
+    if settings.smtp_url is not None:
+        return SmtpMailer(
+            parse_smtp_url(settings.smtp_url),
+            sender=settings.mail_from,
+            timeout_seconds=settings.smtp_timeout_seconds,
+        )
+    return FileMailer(
+        settings.data_dir / "mail",
+        sender=settings.mail_from,
+        log_links=settings.environment != "production",
+    )
+
+
+def _mail_policy(settings: Settings) -> AccountMailPolicy:
+    return AccountMailPolicy(
+        public_url=settings.effective_public_url,
+        verification_ttl=timedelta(seconds=settings.email_verification_ttl_seconds),
+        reset_ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
+        reset_limit_per_address=settings.password_reset_max_per_address,
+        reset_limit_per_ip=settings.password_reset_max_per_ip,
+        reset_window=timedelta(seconds=settings.password_reset_window_seconds),
+    )
+
+
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        poll_seconds=settings.mail_poll_seconds,
+        lease=timedelta(seconds=settings.mail_lease_seconds),
+        max_attempts=settings.mail_max_attempts,
+        base_delay=timedelta(seconds=settings.mail_retry_base_seconds),
+        max_delay=timedelta(seconds=settings.mail_retry_max_seconds),
+    )
+
+
 @dataclass
 class Runtime:
     """Everything a running service holds: use-case context (the database too), documents, keys."""
@@ -247,6 +300,7 @@ class Runtime:
     documents: DiscoveryDocuments
     key_watcher: KeyWatcher | None
     metrics: RuntimeMetrics
+    outbox: OutboxWorker
 
     def use_keys(self, ring: KeyRing, settings: Settings) -> None:
         """Sign with the ring's active key, verify with and publish all of its keys."""
@@ -271,6 +325,7 @@ async def open_runtime(
     db = _database(settings, tracing)
     redis = _redis_client(settings)
     revocations, throttle_store = _stores(settings, redis, clock)
+    mailer = _mailer(settings)
     hasher = HashingPool(
         Argon2Parameters(
             memory_kib=settings.password_hash_memory_kib,
@@ -332,11 +387,14 @@ async def open_runtime(
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
             browser_session_lifetime=timedelta(seconds=settings.browser_session_lifetime_seconds),
             accounts=account_policy,
+            mail=_mail_policy(settings),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         documents = _discovery_documents(settings, ring)
-        yield Runtime(services, documents, watcher, runtime_metrics)
+        outbox = OutboxWorker(services, mailer, _retry_policy(settings))
+        yield Runtime(services, documents, watcher, runtime_metrics, outbox)
     finally:
+        await mailer.close()
         if tracing is not None:
             tracing.close()
         hasher.close()
@@ -391,6 +449,8 @@ def create_app(
             checking = asyncio.create_task(
                 watch_generation(runtime.services, settings.revocation_check_seconds)
             )
+            # Mail queued by any replica (or before a crash) goes out from here.
+            sending = asyncio.create_task(runtime.outbox.run())
             watching = None
             if runtime.key_watcher is not None:
 
@@ -407,7 +467,8 @@ def create_app(
                 yield
             finally:
                 gc.unfreeze()
-                for task in (refreshing, checking, watching):
+                runtime.outbox.stop()
+                for task in (refreshing, checking, watching, sending):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -440,6 +501,8 @@ def create_app(
         for module in (
             users,
             mfa,
+            accounts,
+            account_pages,
             token,
             sessions,
             admin,

@@ -250,6 +250,30 @@ class Settings(BaseSettings):
     """How long a deleted account's username stays reserved (nobody inherits it); at least
     the access-token lifetime, so the row carrying its token cut-off outlives its tokens."""
 
+    # --- accounts: email, verification, password reset (docs/accounts.md) -----------
+    # Where the links in mails point (default: the issuer); never the request's Host.
+    public_url: str | None = None
+    # smtp://user:pass@host:587?starttls=true (STARTTLS), smtps://user:pass@host:465
+    # (implicit TLS); unset: mails are written to <data dir>/mail (the links logged only
+    # outside production).
+    smtp_url: str | None = None
+    mail_from: str = Field(default="auth-service <no-reply@localhost>", min_length=3)
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # The outbox worker: how often it looks for mail another replica queued, how long a
+    # claimed mail is its own, how often it retries (exponential backoff up to the cap).
+    mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+    mail_lease_seconds: int = Field(default=120, ge=5, le=3600)
+    mail_max_attempts: int = Field(default=12, ge=1, le=100)
+    mail_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    email_verification_ttl_seconds: int = Field(default=86_400, ge=300, le=30 * 86_400)
+    password_reset_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
+    # Reset requests per window, per submitted address or username and per client IP;
+    # past them the request still answers 202 but nothing is sent.
+    password_reset_max_per_address: int = Field(default=3, ge=1, le=1000)
+    password_reset_max_per_ip: int = Field(default=30, ge=1, le=100_000)
+    password_reset_window_seconds: int = Field(default=3600, ge=60, le=86_400)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxies_from_json(cls, value: Any) -> Any:
@@ -273,6 +297,19 @@ class Settings(BaseSettings):
         problem = None if value is None else _database_url_problem(value)
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str | None) -> str | None:
+        """smtp:// (plain or STARTTLS) or smtps:// (implicit TLS), with a host."""
+        if value is not None:
+            scheme, _, rest = value.partition("://")
+            if scheme not in ("smtp", "smtps") or not rest.split("?")[0].rsplit("@", 1)[-1]:
+                raise ValueError(
+                    "must be smtp://[user:pass@]host[:port][?starttls=true] or "
+                    "smtps://[user:pass@]host[:port]"
+                )
         return value
 
     @field_validator("redis_url")
@@ -318,6 +355,11 @@ class Settings(BaseSettings):
         return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def effective_public_url(self) -> str:
+        """The base of every link in a mail: AUTH_PUBLIC_URL, or the issuer."""
+        return (self.public_url or self.effective_issuer).rstrip("/")
+
+    @property
     def is_development_setup(self) -> bool:
         """True when any part runs on an embedded stand-in (SQLite, memory store, own key)."""
         return self.database_url is None or not self.uses_redis or self.signing_key_file is None
@@ -361,6 +403,8 @@ class Settings(BaseSettings):
                     "production needs AUTH_DATA_ENCRYPTION_KEY_FILE (TOTP secrets are "
                     "encrypted at rest with it; see docs/mfa.md)"
                 )
+            if not self.effective_public_url.startswith("https://"):
+                problems.append("production needs an https:// AUTH_PUBLIC_URL (or issuer)")
             if "trusted_proxies" not in self.model_fields_set:
                 # Behind the TLS proxy every client would share the proxy's address, and
                 # one attacker's guesses would throttle everyone.

@@ -14,17 +14,22 @@ __all__ = [
     "ClientExists",
     "CsrfRejected",
     "DatabaseUnavailable",
+    "EmailTaken",
     "HashingBusy",
     "InsufficientScope",
     "InvalidClient",
     "InvalidClientMetadata",
+    "InvalidEmail",
     "InvalidGrant",
+    "InvalidLink",
     "InvalidOtp",
     "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",
     "InvalidUsername",
+    "MailDeferred",
+    "MailRejected",
     "MfaAlreadyEnabled",
     "MfaNotEnabled",
     "MfaNotPending",
@@ -272,6 +277,43 @@ class InvalidUsername(RejectedWithReasons):
 
 class PasswordRejected(RejectedWithReasons):
     code = "invalid_password"
+
+
+class InvalidEmail(RejectedWithReasons):
+    code = "invalid_email"
+
+
+# --- email links and mail delivery ---------------------------------------------------
+
+
+class InvalidLink(AuthServiceError):
+    """A verification or reset link that is unknown, used, expired or voided (one answer
+    for all: which of them it was helps nobody but an attacker)."""
+
+    code = "invalid_link"
+    default_description = "this link is invalid or has expired; ask for a new one"
+
+
+class EmailTaken(AuthServiceError):
+    """Verifying an address another account verified first (told only to whoever holds
+    the mailbox, who could learn it by asking for a reset anyway)."""
+
+    code = "email_taken"
+    default_description = "that address is already verified by another account"
+
+
+class MailDeferred(AuthServiceError):
+    """The mail server could not take the mail now (down, 4xx): retry later."""
+
+    code = "mail_deferred"
+    default_description = "the mail server did not accept the mail, retry later"
+
+
+class MailRejected(AuthServiceError):
+    """The mail server refused the mail for good (5xx): retrying cannot help."""
+
+    code = "mail_rejected"
+    default_description = "the mail server refused the mail"
 
 
 class TooManyAttempts(AuthServiceError):

@@ -13,10 +13,13 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,6 +31,8 @@ __all__ = [
     "AuthorizationRequest",
     "BrowserSession",
     "Consent",
+    "EmailToken",
+    "MailOutbox",
     "MfaToken",
     "OAuthClient",
     "RecoveryCode",
@@ -88,6 +93,22 @@ class User(Base):
     # Set when the owner deleted the account: the row is kept, emptied of personal data,
     # disabled and holding its name, until AUTH_DELETED_USERNAME_HOLD_SECONDS have passed.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # The address as given (mail goes there) and its canonical form (security/emails.py),
+    # unique among verified addresses only: an unverified one squats nothing.
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_canonical: Mapped[str | None] = mapped_column(String(320))
+    email_verified: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "uq_users_verified_email",
+            "email_canonical",
+            unique=True,
+            postgresql_where=text("email_verified"),
+            sqlite_where=text("email_verified"),
+        ),
+    )
 
 
 class Session(Base):
@@ -325,3 +346,46 @@ class MfaToken(Base):
     credential_version: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class EmailToken(Base):
+    """A link token (email verification, password reset), known only by its SHA-256.
+
+    Single use: `used_at` is set once by compare-and-set. A reset token is bound to the
+    credential version it was issued at, so any password change voids it; a verification
+    token to the address it was sent to, so a change of address voids it.
+    """
+
+    __tablename__ = "email_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email_canonical: Mapped[str | None] = mapped_column(String(320))
+    credential_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MailOutbox(Base):
+    """A mail to send, written in the transaction of the change it reports.
+
+    A row is an intent (`kind` with its `params`), rendered by the worker when it sends:
+    a link's token is made then, so no usable token is ever at rest. Workers claim rows
+    with a lease; a sent row is deleted.
+    """
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    params: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claim: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(256))

@@ -266,6 +266,8 @@ TEST_TABLES = (
     "mfa_tokens",
     "mfa_recovery_codes",
     "mfa_totp_factors",
+    "email_tokens",
+    "mail_outbox",
     "users",
     "oauth_clients",
 )

@@ -21,7 +21,7 @@ async def test_register_returns_the_user_without_any_hash(
     response = await client.post("/register", json={"username": "alice", "password": PASSWORD})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "username", "created_at"}
+    assert set(body) == {"id", "username", "created_at", "email", "email_verified"}
     assert body["username"] == "alice"
     assert "$argon2" not in response.text
     async with orm_session(app) as session:

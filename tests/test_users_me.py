@@ -130,7 +130,7 @@ async def test_valid_token_returns_the_user_without_hash(client: httpx.AsyncClie
     response = await client.get("/users/me", headers=bearer(token))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"id", "username", "created_at"}
+    assert set(body) == {"id", "username", "created_at", "email", "email_verified"}
     assert body == user
     assert body["username"] == "alice"
     created = datetime.fromisoformat(body["created_at"])

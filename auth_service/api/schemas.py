@@ -9,21 +9,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "BEARER_ERRORS",
     "AdminUserBody",
     "AdminUserPage",
+    "EmailChangeBody",
     "ErrorBody",
     "HealthBody",
     "JWKSBody",
     "OAuthErrorBody",
     "PasswordBody",
     "PasswordChangeBody",
+    "PasswordResetBody",
+    "PasswordResetConfirmBody",
     "RecoveryCodesBody",
     "RegisterBody",
     "RejectionBody",
+    "ResetAcceptedBody",
     "TotpCodeBody",
     "TotpEnrolmentBody",
     "UserBody",
@@ -37,6 +41,12 @@ class RegisterBody(BaseModel):
 
     username: str = Field(min_length=1, max_length=256, examples=["alice"])
     password: str = Field(min_length=1, max_length=4096, examples=["correct horse battery staple"])
+    email: str | None = Field(
+        default=None,
+        max_length=320,
+        examples=["alice@example.com"],
+        description="optional; stored unverified, a verification link is mailed",
+    )
 
 
 class UserBody(BaseModel):
@@ -45,6 +55,50 @@ class UserBody(BaseModel):
     id: str
     username: str
     created_at: datetime
+    email: str | None = Field(default=None, description="the account's address, if any")
+    email_verified: bool = Field(
+        default=False, description="true once the mailed link was followed"
+    )
+
+
+class EmailChangeBody(BaseModel):
+    """A new address, and the current password (re-authentication)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=1, max_length=320, examples=["alice@example.com"])
+    password: str = Field(min_length=1, max_length=4096)
+
+
+class PasswordResetBody(BaseModel):
+    """Exactly one of a (verified) email address or a username."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, min_length=1, max_length=320)
+    username: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PasswordResetBody:
+        if (self.email is None) == (self.username is None):
+            raise ValueError("give exactly one of email or username")
+        return self
+
+
+class ResetAcceptedBody(BaseModel):
+    """The one answer to every reset request, known account or not."""
+
+    status: str = Field(examples=["accepted"])
+    detail: str
+
+
+class PasswordResetConfirmBody(BaseModel):
+    """The token from the mailed link and the new password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=1, max_length=4096)
 
 
 class PasswordChangeBody(BaseModel):

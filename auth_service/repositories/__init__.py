@@ -25,7 +25,9 @@ from auth_service.repositories.rows import (
     BrowserSessionFound,
     BrowserSessionRow,
     ClientRow,
+    EmailTokenRow,
     MfaTokenRow,
+    OutboxRow,
     PendingRequestRow,
     ProfileRow,
     RecentRevocations,
@@ -33,6 +35,7 @@ from auth_service.repositories.rows import (
     RefreshTokenRow,
     SessionRow,
     TotpFactorRow,
+    UserEmail,
     UserInfoRow,
     UserRecord,
 )
@@ -47,9 +50,13 @@ __all__ = [
     "ClientRepository",
     "ClientRow",
     "Database",
+    "EmailTokenRepository",
+    "EmailTokenRow",
     "HashSampleRepository",
     "MfaRepository",
     "MfaTokenRow",
+    "OutboxRepository",
+    "OutboxRow",
     "PendingRequestRow",
     "PoolStatus",
     "ProfileRow",
@@ -62,6 +69,7 @@ __all__ = [
     "SessionRepository",
     "SessionRow",
     "TotpFactorRow",
+    "UserEmail",
     "UserInfoRow",
     "UserRecord",
     "UserRepository",
@@ -109,8 +117,37 @@ class UserRepository(Protocol):
         skeleton: str,
         password_hash: str,
         now: datetime,
+        email: str | None = None,
+        email_canonical: str | None = None,
     ) -> ProfileRow:
-        """Insert a user; UsernameTaken if an equal or confusable name exists."""
+        """Insert a user (with an unverified address, if given); UsernameTaken if an equal
+        or confusable name exists."""
+        ...
+
+    async def email_of(self, user_id: str) -> UserEmail | None:
+        """A user's address and state by id (also the `email` claims of /userinfo and ID
+        tokens: `email`, `email_verified`)."""
+        ...
+
+    async def email_by_username(self, canonical_name: str) -> UserEmail | None:
+        """A user's address and state by case-folded username."""
+        ...
+
+    async def by_verified_email(self, email_canonical: str) -> UserEmail | None:
+        """The one user who verified this canonical address, if any."""
+        ...
+
+    async def set_email(
+        self, user_id: str, *, email: str, email_canonical: str, now: datetime
+    ) -> None:
+        """Replace the user's address with an unverified one."""
+        ...
+
+    async def mark_email_verified(
+        self, user_id: str, *, email_canonical: str, now: datetime
+    ) -> bool:
+        """Mark the address verified if it is still the user's, unverified; EmailTaken if
+        another account verified it first."""
         ...
 
     async def replace_password_hash(
@@ -230,6 +267,59 @@ class SessionRepository(Protocol):
         ...
 
 
+class EmailTokenRepository(Protocol):
+    """Link tokens (verification, password reset), stored only as their hash."""
+
+    async def issue(self, row: EmailTokenRow) -> None:
+        """Store a new token's hash."""
+        ...
+
+    async def void(self, user_id: str, *, purpose: str, now: datetime) -> None:
+        """Spend every unused token of the user for `purpose` (a newer one replaces them)."""
+        ...
+
+    async def find(self, token_hash: str, *, purpose: str, now: datetime) -> EmailTokenRow | None:
+        """The token if unused and unexpired, without spending it (a form shows it)."""
+        ...
+
+    async def consume(
+        self, token_hash: str, *, purpose: str, now: datetime
+    ) -> EmailTokenRow | None:
+        """Spend the token (compare-and-set: one caller wins) if unused and unexpired."""
+        ...
+
+    async def purge(self, *, before: datetime) -> int:
+        """Delete tokens that expired before `before`; how many."""
+        ...
+
+
+class OutboxRepository(Protocol):
+    """Mail to send, durable from the transaction of the change it reports."""
+
+    async def enqueue(self, row: OutboxRow) -> None:
+        """Add a mail intent (inside the caller's transaction)."""
+        ...
+
+    async def claim(
+        self, *, now: datetime, lease_until: datetime, claim: str, limit: int
+    ) -> list[OutboxRow]:
+        """Lease up to `limit` due rows nobody holds (PostgreSQL: FOR UPDATE SKIP LOCKED;
+        SQLite: its single writer), counting an attempt on each."""
+        ...
+
+    async def done(self, row_id: str, *, claim: str) -> bool:
+        """Delete a row sent or dropped under this claim; False if the lease was lost."""
+        ...
+
+    async def defer(self, row_id: str, *, claim: str, until: datetime, error: str) -> None:
+        """Release the lease and retry no earlier than `until`."""
+        ...
+
+    async def pending(self) -> int:
+        """Rows not yet sent (metrics, tests)."""
+        ...
+
+
 class RevocationRepository(Protocol):
     """The durable SQL side of revocation (the shared store is stores/revocation.py)."""
 
@@ -309,6 +399,10 @@ class BrowserSessionRepository(Protocol):
 
     async def revoke(self, session_id: str, *, now: datetime) -> str | None:
         """End a browser session; its user's id, or None if it was not open."""
+        ...
+
+    async def revoke_all_of(self, user_id: str, *, now: datetime) -> list[str]:
+        """End every open browser session of a user (a password reset); their ids."""
         ...
 
     async def linked_sessions(self, session_id: str) -> list[str]:
@@ -449,6 +543,10 @@ class Repositories(Protocol):
     def authorizations(self) -> AuthorizationRepository: ...
     @property
     def mfa(self) -> MfaRepository: ...
+    @property
+    def email_tokens(self) -> EmailTokenRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
 
 
 class Database(Repositories, Protocol):

@@ -11,7 +11,9 @@ __all__ = [
     "BrowserSessionFound",
     "BrowserSessionRow",
     "ClientRow",
+    "EmailTokenRow",
     "MfaTokenRow",
+    "OutboxRow",
     "PendingRequestRow",
     "ProfileRow",
     "RecentRevocations",
@@ -19,6 +21,7 @@ __all__ = [
     "RefreshTokenRow",
     "SessionRow",
     "TotpFactorRow",
+    "UserEmail",
     "UserInfoRow",
     "UserRecord",
 ]
@@ -46,6 +49,52 @@ class ProfileRow:
     id: str
     username: str
     created_at: datetime
+    email: str | None = None
+    email_verified: bool = False
+
+
+@dataclass(frozen=True)
+class UserEmail:
+    """A user's address and what a mail about it needs (never the hash)."""
+
+    id: str
+    username: str
+    is_active: bool
+    credential_version: int
+    email: str | None
+    email_canonical: str | None
+    email_verified: bool
+
+
+@dataclass(frozen=True)
+class EmailTokenRow:
+    """A link token (verification or reset), known by its SHA-256 only."""
+
+    token_hash: str
+    purpose: str
+    user_id: str
+    email_canonical: str | None
+    credential_version: int
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A mail intent in the outbox: a kind, who it concerns, and its parameters (JSON)."""
+
+    id: str
+    kind: str
+    user_id: str | None
+    recipient: str | None
+    params: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    claim: str | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,11 +256,13 @@ class AuthorizationCodeRow:
 
 @dataclass(frozen=True)
 class UserInfoRow:
-    """What the UserInfo endpoint may release about an active user."""
+    """What the UserInfo endpoint and ID tokens may release about an active user."""
 
     id: str
     username: str
     updated_at: datetime
+    email: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)

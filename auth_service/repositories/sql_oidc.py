@@ -82,6 +82,12 @@ _REVOKE_BROWSER = Statement(
     .values(revoked_at=bindparam("now"))
     .returning(_B.user_id)
 )
+_REVOKE_USERS_BROWSERS = Statement(
+    update(_BROWSER)
+    .where(_B.user_id == bindparam("user_id"), _B.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+    .returning(_B.id)
+)
 _BROWSER_BY_ID = Statement(select(*_BROWSER_COLUMNS).where(_B.id == bindparam("id")))
 _LINKED = Statement(
     select(_S.id).where(_S.browser_session_id == bindparam("id"), _S.revoked_at.is_(None))
@@ -172,6 +178,11 @@ class SqlBrowserSessions:
         """End a browser session; its user's id, or None if it was not open."""
         rows = await self._db.rows(_REVOKE_BROWSER, {"id": session_id, "now": now})
         return cast(str, rows[0][0]) if rows else None
+
+    async def revoke_all_of(self, user_id: str, *, now: datetime) -> list[str]:
+        """End every open browser session of a user; their ids."""
+        rows = await self._db.rows(_REVOKE_USERS_BROWSERS, {"user_id": user_id, "now": now})
+        return [cast(str, row[0]) for row in rows]
 
     async def linked_sessions(self, session_id: str) -> list[str]:
         """The unrevoked sessions (refresh families) opened through a browser session."""

@@ -15,9 +15,15 @@ from sqlalchemy.exc import IntegrityError
 
 from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
-from auth_service.errors import UsernameTaken
+from auth_service.errors import EmailTaken, UsernameTaken
 from auth_service.models import Session, TotpFactor, User
-from auth_service.repositories.rows import AdminUserRow, ProfileRow, UserInfoRow, UserRecord
+from auth_service.repositories.rows import (
+    AdminUserRow,
+    ProfileRow,
+    UserEmail,
+    UserInfoRow,
+    UserRecord,
+)
 
 __all__ = ["SqlHashSamples", "SqlUsers"]
 
@@ -56,18 +62,52 @@ _ADMIN = (
 _BY_USERNAME = Statement(select(*_RECORD).where(_C.username_canonical == bindparam("name")))
 _BY_ID = Statement(select(*_RECORD).where(_C.id == bindparam("id")))
 _IS_ACTIVE = Statement(select(_C.id).where(_C.id == bindparam("id"), _C.is_active.is_(True)))
+_PROFILE_COLUMNS = (_C.id, _C.username, _C.created_at, _C.email, _C.email_verified)
 _PROFILE = Statement(
-    select(_C.id, _C.username, _C.created_at).where(
-        _C.id == bindparam("id"), _C.is_active.is_(True)
+    select(*_PROFILE_COLUMNS).where(_C.id == bindparam("id"), _C.is_active.is_(True))
+)
+_EMAIL = (
+    _C.id,
+    _C.username,
+    _C.is_active,
+    _C.credential_version,
+    _C.email,
+    _C.email_canonical,
+    _C.email_verified,
+)
+_EMAIL_OF = Statement(select(*_EMAIL).where(_C.id == bindparam("id")))
+_EMAIL_BY_USERNAME = Statement(select(*_EMAIL).where(_C.username_canonical == bindparam("name")))
+_BY_VERIFIED_EMAIL = Statement(
+    select(*_EMAIL).where(_C.email_canonical == bindparam("canonical"), _C.email_verified.is_(True))
+)
+_SET_EMAIL = Statement(
+    update(_USERS)
+    .where(_C.id == bindparam("id"))
+    .values(
+        email=bindparam("email"),
+        email_canonical=bindparam("canonical"),
+        email_verified=False,
+        email_verified_at=None,
+        updated_at=bindparam("now"),
     )
 )
 _USERINFO = Statement(
-    select(_C.id, _C.username, _C.updated_at).where(
+    select(_C.id, _C.username, _C.updated_at, _C.email, _C.email_verified).where(
         _C.id == bindparam("id"), _C.is_active.is_(True)
     )
 )
+_VERIFY_EMAIL = Statement(
+    update(_USERS)
+    .where(
+        _C.id == bindparam("id"),
+        _C.email_canonical == bindparam("canonical"),
+        _C.email_verified.is_(False),
+    )
+    .values(email_verified=True, email_verified_at=bindparam("now"), updated_at=bindparam("now"))
+    .returning(_C.id)
+)
 _ADD = Statement(
-    insert(_USERS).returning(_C.id, _C.username, _C.created_at),
+    insert(_USERS).returning(*_PROFILE_COLUMNS),
     [
         "id",
         "username",
@@ -79,6 +119,9 @@ _ADD = Statement(
         "credential_version",
         "created_at",
         "updated_at",
+        "email",
+        "email_canonical",
+        "email_verified",
     ],
 )
 _REPLACE_HASH = Statement(
@@ -211,8 +254,11 @@ class SqlUsers:
         skeleton: str,
         password_hash: str,
         now: datetime,
+        email: str | None = None,
+        email_canonical: str | None = None,
     ) -> ProfileRow:
-        """Insert a user; the unique indexes decide races between equal or confusable names."""
+        """Insert a user; the unique indexes decide races between equal or confusable names
+        (an unverified address is in no unique index)."""
         values = {
             "id": str(uuid.uuid4()),
             "username": username,
@@ -224,12 +270,48 @@ class SqlUsers:
             "credential_version": 0,
             "created_at": now,
             "updated_at": now,
+            "email": email,
+            "email_canonical": email_canonical,
+            "email_verified": False,
         }
         try:
             rows = await self._db.rows(_ADD, values)
         except IntegrityError as exc:
             raise UsernameTaken from exc
         return ProfileRow(*rows[0])
+
+    async def email_of(self, user_id: str) -> UserEmail | None:
+        """A user's address and state by id."""
+        rows = await self._db.rows(_EMAIL_OF, {"id": user_id})
+        return UserEmail(*rows[0]) if rows else None
+
+    async def email_by_username(self, canonical_name: str) -> UserEmail | None:
+        """A user's address and state by case-folded username."""
+        rows = await self._db.rows(_EMAIL_BY_USERNAME, {"name": canonical_name})
+        return UserEmail(*rows[0]) if rows else None
+
+    async def by_verified_email(self, email_canonical: str) -> UserEmail | None:
+        """The user who verified this canonical address (the partial index makes it one)."""
+        rows = await self._db.rows(_BY_VERIFIED_EMAIL, {"canonical": email_canonical})
+        return UserEmail(*rows[0]) if rows else None
+
+    async def set_email(
+        self, user_id: str, *, email: str, email_canonical: str, now: datetime
+    ) -> None:
+        """Replace the user's address with an unverified one."""
+        params = {"id": user_id, "email": email, "canonical": email_canonical, "now": now}
+        await self._db.rows(_SET_EMAIL, params)
+
+    async def mark_email_verified(
+        self, user_id: str, *, email_canonical: str, now: datetime
+    ) -> bool:
+        """Verify the address if still the user's and unverified; the partial unique index
+        refuses it (EmailTaken) when another account verified it first."""
+        params = {"id": user_id, "canonical": email_canonical, "now": now}
+        try:
+            return bool(await self._db.rows(_VERIFY_EMAIL, params))
+        except IntegrityError as exc:
+            raise EmailTaken from exc
 
     async def replace_password_hash(
         self, user_id: str, *, expected_hash: str, new_hash: str, now: datetime

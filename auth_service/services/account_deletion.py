@@ -38,8 +38,8 @@ async def delete_own_account(
         ended = await end_sessions_in(ctx, tx, user.id, reason="account_deleted")
         await tx.users.erase(user.id, now=now)
     # Again, after the commit: a reseed that read SQL before it cannot lose them.
-    await deny_user_tokens(ctx, user.id, version)
-    await deny_sessions(ctx, ended)
+    await deny_user_tokens(ctx, user.id, version, committed=True)
+    await deny_sessions(ctx, ended, committed=True)
     ctx.profiles.discard(user.id)
     ctx.audit.record("account_delete", user_id=user.id)
 

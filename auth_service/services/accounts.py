@@ -14,7 +14,8 @@ from auth_service.errors import (
     TooManyAttempts,
     WrongCurrentPassword,
 )
-from auth_service.repositories import UserRecord
+from auth_service.repositories import Repositories, UserEmail, UserRecord
+from auth_service.security.emails import parse_email
 from auth_service.security.policy import (
     canonical_username,
     lookup_key,
@@ -23,6 +24,7 @@ from auth_service.security.policy import (
 )
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
+from auth_service.services.outbox import PASSWORD_CHANGED, VERIFY_EMAIL, enqueue
 from auth_service.services.profiles import UserProfile
 from auth_service.services.revocation import deny_sessions, deny_user_tokens
 from auth_service.services.scopes import SUPPORTED_SCOPES
@@ -32,8 +34,11 @@ __all__ = [
     "UserProfile",
     "authenticate",
     "change_password",
+    "check_current_password",
     "disable",
+    "email_claims",
     "get_profile",
+    "notify_password_changed",
     "register",
     "require_active",
     "set_scopes",
@@ -43,27 +48,60 @@ log = logging.getLogger(__name__)
 
 
 async def register(
-    ctx: ServiceContext, *, username: str, password: str, ip: str | None = None
+    ctx: ServiceContext,
+    *,
+    username: str,
+    password: str,
+    ip: str | None = None,
+    email: str | None = None,
 ) -> UserProfile:
     """Create an account after the username and password rules pass; hash off the loop.
 
     `ip` is the requester's address for per-IP throttling (None from the command line).
+    An `email` is stored unverified and a verification mail queued in the same
+    transaction; an address another account verified is accepted all the same (the
+    answer must not tell), and its owner gets a notice instead of a link.
     """
+    address = parse_email(email) if email is not None else None
     display_name = normalize_username(username)
     # zxcvbn is CPU-heavy on long inputs: off the event loop, like the hashing.
     password = await asyncio.to_thread(ctx.policy.accept, password, username=display_name)
     if ip is not None:
         await ctx.throttler.check_registration(ip)
     password_hash = await ctx.hasher.hash(password)
-    user = await ctx.db.users.add(
-        username=display_name,
-        canonical_name=canonical_username(display_name),
-        skeleton=username_skeleton(display_name),
-        password_hash=password_hash,
-        now=ctx.clock(),
-    )
+    canonical_name = canonical_username(display_name)
+    skeleton = username_skeleton(display_name)
+    if address is None:
+        user = await ctx.db.users.add(
+            username=display_name,
+            canonical_name=canonical_name,
+            skeleton=skeleton,
+            password_hash=password_hash,
+            now=ctx.clock(),
+        )
+    else:
+        async with ctx.db.transaction() as tx:
+            user = await tx.users.add(
+                username=display_name,
+                canonical_name=canonical_name,
+                skeleton=skeleton,
+                password_hash=password_hash,
+                now=ctx.clock(),
+                email=address.display,
+                email_canonical=address.canonical,
+            )
+            await enqueue(
+                ctx, tx, VERIFY_EMAIL, user_id=user.id, params={"canonical": address.canonical}
+            )
+        ctx.mail_queued.set()
     ctx.audit.record("register", user_id=user.id)
-    return UserProfile(id=user.id, username=user.username, created_at=user.created_at)
+    return UserProfile(
+        id=user.id,
+        username=user.username,
+        created_at=user.created_at,
+        email=user.email,
+        email_verified=user.email_verified,
+    )
 
 
 async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> UserRecord:
@@ -98,8 +136,13 @@ async def authenticate(ctx: ServiceContext, *, username: str, password: str) -> 
     return user
 
 
-async def _check_current_password(
-    ctx: ServiceContext, user: UserRecord, password: str, ip: str | None
+async def check_current_password(
+    ctx: ServiceContext,
+    user: UserRecord,
+    password: str,
+    ip: str | None,
+    *,
+    event: str = "password_change",
 ) -> None:
     """Verify a token holder's (prepared) current password under the login throttle.
 
@@ -112,12 +155,10 @@ async def _check_current_password(
             if not result.ok:
                 raise WrongCurrentPassword
     except TooManyAttempts:
-        ctx.audit.record("password_change", outcome="failure", user_id=user.id, reason="throttled")
+        ctx.audit.record(event, outcome="failure", user_id=user.id, reason="throttled")
         raise
     except WrongCurrentPassword:
-        ctx.audit.record(
-            "password_change", outcome="failure", user_id=user.id, reason="bad_credentials"
-        )
+        ctx.audit.record(event, outcome="failure", user_id=user.id, reason="bad_credentials")
         raise
 
 
@@ -134,7 +175,13 @@ async def get_profile(ctx: ServiceContext, user_id: str) -> UserProfile | None:
     row = await ctx.db.users.active_profile(user_id)
     if row is None:
         return None
-    profile = UserProfile(id=row.id, username=row.username, created_at=row.created_at)
+    profile = UserProfile(
+        id=row.id,
+        username=row.username,
+        created_at=row.created_at,
+        email=row.email,
+        email_verified=row.email_verified,
+    )
     ctx.profiles.put(profile, now)
     return profile
 
@@ -149,7 +196,8 @@ async def change_password(
 ) -> None:
     """Check the current password, apply the policy to the new one, end every other session.
 
-    The check is throttled and audited like a login from `ip` (see _check_current_password).
+    The check is throttled and audited like a login from `ip` (see check_current_password).
+    The account's verified address is told, by a mail queued in the same transaction.
     """
     user = await ctx.db.users.by_id(claims.subject)
     if user is None or not user.is_active:
@@ -157,7 +205,7 @@ async def change_password(
     current = ctx.policy.prepare(current_password)
     if current is None:
         raise WrongCurrentPassword
-    await _check_current_password(ctx, user, current, ip)
+    await check_current_password(ctx, user, current, ip)
     new_password = await asyncio.to_thread(ctx.policy.accept, new_password, username=user.username)
     new_hash = await ctx.hasher.hash(new_password)
     # One transaction: the new hash, the bumped credential version (logins still in flight
@@ -176,6 +224,8 @@ async def change_password(
         ended = await end_sessions_in(
             ctx, tx, user.id, reason="password_changed", keep=claims.session_id
         )
+        await notify_password_changed(ctx, tx, user.id)
+    ctx.mail_queued.set()
     await deny_sessions(ctx, ended, committed=True)  # again, after the commit
     ctx.audit.record("password_change", user_id=user.id)
 
@@ -200,7 +250,7 @@ async def disable(ctx: ServiceContext, username: str) -> bool:
         await deny_user_tokens(ctx, user.id, version)
         ended = await end_sessions_in(ctx, tx, user.id, reason="user_disabled")
     # Again, after the commit: a reseed that read SQL before it cannot lose them.
-    await deny_sessions(ctx, ended)
+    await deny_sessions(ctx, ended, committed=True)
     await deny_user_tokens(ctx, user.id, version, committed=True)
     ctx.profiles.discard(user.id)
     ctx.audit.record("disable", user_id=user.id)
@@ -238,3 +288,24 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
         await revoke_session_ids(ctx, user.id, wider, reason="scopes_removed")
     ctx.audit.record("scopes_change", user_id=user.id)
     return True
+
+
+async def email_claims(ctx: ServiceContext, user_id: str) -> UserEmail | None:
+    """The user's address and whether it is verified: the OpenID Connect `email` and
+    `email_verified` claims (scope `email`) of /userinfo and ID tokens. None if no user;
+    `email` None if the user has none."""
+    return await ctx.db.users.email_of(user_id)
+
+
+async def notify_password_changed(ctx: ServiceContext, tx: Repositories, user_id: str) -> None:
+    """Queue the "your password was changed" notice to the user's verified address."""
+    user = await tx.users.email_of(user_id)
+    if user is not None and user.email and user.email_verified:
+        await enqueue(
+            ctx,
+            tx,
+            PASSWORD_CHANGED,
+            user_id=user_id,
+            recipient=parse_email(user.email).delivery,
+            params={"username": user.username},
+        )

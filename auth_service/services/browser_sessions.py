@@ -109,6 +109,14 @@ async def sign_in(
     return BrowserLogin(cookie, session)
 
 
+async def end_browser_sessions_of(ctx: ServiceContext, user_id: str) -> None:
+    """End every browser session of a user, so no browser signs in again without the new
+    password (the refresh families behind them are ended by the caller's own revocation)."""
+    ended = await ctx.db.browser_sessions.revoke_all_of(user_id, now=ctx.clock())
+    if ended:
+        ctx.audit.record("browser_logout", user_id=user_id, reason="credentials_reset")
+
+
 async def end_browser_session(ctx: ServiceContext, session_id: str, *, reason: str) -> None:
     """End a browser session and every session opened through it (idempotent)."""
     row = await ctx.db.browser_sessions.get(session_id)
@@ -120,5 +128,5 @@ async def end_browser_session(ctx: ServiceContext, session_id: str, *, reason: s
         # The shared store first, then SQL, then the store again (services/sessions.py).
         await deny_sessions(ctx, linked)
         await ctx.db.sessions.mark_revoked(linked, now=ctx.clock(), reason=reason)
-        await deny_sessions(ctx, linked)
+        await deny_sessions(ctx, linked, committed=True)
     ctx.audit.record("browser_logout", user_id=row.user_id, reason=reason)

@@ -51,7 +51,7 @@ async def _replayed(ctx: ServiceContext, code_hash: str) -> None:
     # The store first (it also covers a session still being opened), then SQL, then again.
     await deny_sessions(ctx, [row.session_id])
     await ctx.db.sessions.mark_revoked([row.session_id], now=ctx.clock(), reason="code_replay")
-    await deny_sessions(ctx, [row.session_id])
+    await deny_sessions(ctx, [row.session_id], committed=True)
     ctx.audit.record(
         "code_replay", outcome="session_revoked", user_id=row.user_id, client_id=row.client_id
     )

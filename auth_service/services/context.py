@@ -17,7 +17,13 @@ from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import Throttler
 from auth_service.stores.revocation import RevocationStore
 
-__all__ = ["AccountPolicy", "GenerationSeen", "ServiceContext", "SessionPolicy"]
+__all__ = [
+    "AccountMailPolicy",
+    "AccountPolicy",
+    "GenerationSeen",
+    "ServiceContext",
+    "SessionPolicy",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,18 @@ class AccountPolicy:
 
 
 @dataclass(frozen=True)
+class AccountMailPolicy:
+    """Where mailed links point, how long they live, and how often resets may be asked."""
+
+    public_url: str  # AUTH_PUBLIC_URL or the issuer, never a request's Host header
+    verification_ttl: timedelta = timedelta(days=1)
+    reset_ttl: timedelta = timedelta(minutes=30)
+    reset_limit_per_address: int = 3
+    reset_limit_per_ip: int = 30
+    reset_window: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
 class ServiceContext:
     """The database, hashing, password policy, tokens, revocation state and the clock."""
 
@@ -69,6 +87,10 @@ class ServiceContext:
     accounts: AccountPolicy
     # How long a browser's single sign-on session lasts after its login.
     browser_session_lifetime: timedelta = timedelta(hours=12)
+    mail: AccountMailPolicy = field(default_factory=lambda: AccountMailPolicy("http://localhost"))
+    # Set after a commit that queued mail: this process's outbox worker sends it at once
+    # (other replicas' workers find it at their next poll).
+    mail_queued: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
     # Session revocations committed to SQL while the store was unreachable: delivered to

@@ -117,7 +117,7 @@ async def confirm_totp(
             ended = await end_sessions_in(
                 ctx, tx, user.id, reason="mfa_enabled", keep=claims.session_id
             )
-    await deny_sessions(ctx, ended)  # again, after the commit (see services/revocation.py)
+    await deny_sessions(ctx, ended, committed=True)  # again, after the commit
     ctx.audit.record("mfa_enrol", user_id=user.id)
     return codes
 

@@ -1,10 +1,11 @@
 """User profiles, and a small in-process cache of them for GET /users/me.
 
-A profile (id, username, created_at) never changes; what can change is whether the account
-may still be served. A disabled user's tokens are refused by the revocation check before
-the route runs: Redis is shared by every process, and the in-process store reseeds when
-another process (the CLI) announces a change. Entries live a short TTL so a row changed
-directly in SQL is not served for long.
+A profile (id, username, created_at) never changes but for the address, whose changes in
+this process discard the entry (another replica's are seen within the TTL); what can
+change is whether the account may still be served. A disabled user's tokens are refused
+by the revocation check before the route runs: Redis is shared by every process, and the
+in-process store reseeds when another process (the CLI) announces a change. Entries live
+a short TTL so a row changed directly in SQL is not served for long.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class UserProfile:
     id: str
     username: str
     created_at: datetime
+    email: str | None = None
+    email_verified: bool = False
 
 
 class ProfileCache:
@@ -56,5 +59,5 @@ class ProfileCache:
             self._entries.popitem(last=False)
 
     def discard(self, user_id: str) -> None:
-        """Forget a user (disabled in this process)."""
+        """Forget a user (disabled, or its address changed, in this process)."""
         self._entries.pop(user_id, None)

@@ -173,3 +173,8 @@ class Throttler:
         )
         if wait:
             raise TooManyAttempts(wait)
+
+    async def take_hit(self, key: str, limit: int, window_seconds: int) -> int:
+        """Count one hit on an opaque key (callers digest what they count): 0 if under
+        `limit` in the window, else the seconds until the window frees one."""
+        return await self._store.take(key, limit, window_seconds)

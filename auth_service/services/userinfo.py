@@ -14,14 +14,11 @@ __all__ = ["email_claims", "userinfo_claims"]
 
 
 def email_claims(user: UserInfoRow) -> dict[str, Any]:
-    """`email` and `email_verified` for the email scope.
-
-    HOOK for the users.email / email_verified columns (the mail helper's): the lead wires
-    them into UserInfoRow and returns {"email": ..., "email_verified": ...} here. Until
-    then a user has no email address, so nothing is released (Core §5.3.2: omit claims
-    without a value).
-    """
-    return {}
+    """`email` and `email_verified` for the email scope; nothing for a user without an
+    address (Core §5.3.2: claims without a value are omitted)."""
+    if user.email is None:
+        return {}
+    return {"email": user.email, "email_verified": user.email_verified}
 
 
 async def userinfo_claims(ctx: ServiceContext, claims: AccessClaims) -> dict[str, Any]:

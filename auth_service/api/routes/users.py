@@ -45,6 +45,16 @@ _PASSWORD: dict[str, Any] = {
 }
 
 
+def _user_body(profile: accounts.UserProfile) -> UserBody:
+    return UserBody(
+        id=profile.id,
+        username=profile.username,
+        created_at=profile.created_at,
+        email=profile.email,
+        email_verified=profile.email_verified,
+    )
+
+
 def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
     """openapi_extra narrowing the JSON body model's properties (merged beside its $ref)."""
     return {
@@ -61,7 +71,10 @@ def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
         400: {"model": ErrorBody, "description": "invalid_request: the body is not UTF-8 JSON"},
         409: {"model": ErrorBody, "description": "username taken"},
         413: {"model": ErrorBody, "description": "body too large"},
-        422: {"model": RejectionBody, "description": "username or password rejected, with reasons"},
+        422: {
+            "model": RejectionBody,
+            "description": "username, password or email rejected, with reasons",
+        },
         429: {"model": ErrorBody, "description": "too many registrations from this address"},
         503: {"model": ErrorBody, "description": "password hashing saturated"},
     },
@@ -70,9 +83,13 @@ def _json_body(properties: dict[str, Any]) -> dict[str, Any]:
 async def register(body: RegisterBody, ctx: ContextDep, request: Request) -> UserBody:
     """Register a username and password; only an argon2id hash is stored."""
     profile = await accounts.register(
-        ctx, username=body.username, password=body.password, ip=client_info(request).ip
+        ctx,
+        username=body.username,
+        password=body.password,
+        ip=client_info(request).ip,
+        email=body.email,
     )
-    return UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
+    return _user_body(profile)
 
 
 @router.get("/users/me", response_model=UserBody, summary="Who am I", responses=BEARER_ERRORS)
@@ -81,7 +98,7 @@ async def me(claims: ProfileClaims, ctx: ContextDep) -> Response:
     profile = await accounts.get_profile(ctx, claims.subject)
     if profile is None:
         raise InvalidToken("the account no longer exists or is disabled")
-    body = UserBody(id=profile.id, username=profile.username, created_at=profile.created_at)
+    body = _user_body(profile)
     # Serialised here: FastAPI would validate the model it was just built from again.
     return Response(body.model_dump_json(), media_type="application/json")
 

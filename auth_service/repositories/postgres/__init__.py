@@ -13,6 +13,7 @@ from auth_service.db.postgres import PgRunner, PgTransaction
 from auth_service.db.runner import Runner, SqlSpan
 from auth_service.db.unavailable import unavailable_on_loss
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.postgres.mail import PgEmailTokens, PgOutbox
 from auth_service.repositories.postgres.mfa import PgMfa
 from auth_service.repositories.postgres.oidc import PgAuthorizations, PgBrowserSessions
 from auth_service.repositories.postgres.sessions import PgSessions
@@ -29,8 +30,12 @@ class PgRepositories:
         "authorizations",
         "browser_sessions",
         "clients",
+        "clients",
+        "email_tokens",
+        "hash_samples",
         "hash_samples",
         "mfa",
+        "outbox",
         "revocations",
         "secrets",
         "sessions",
@@ -47,6 +52,8 @@ class PgRepositories:
         self.hash_samples = PgHashSamples(runner)
         self.browser_sessions = PgBrowserSessions(runner)
         self.authorizations = PgAuthorizations(runner)
+        self.email_tokens = PgEmailTokens(runner)
+        self.outbox = PgOutbox(runner)
 
 
 class PgDatabase(PgRepositories):

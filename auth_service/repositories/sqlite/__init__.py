@@ -20,6 +20,7 @@ from auth_service.db.runner import SqlSpan
 from auth_service.db.sqlite_worker import SQLiteWorker, WorkerSession
 from auth_service.db.statements import Statement
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.sqlite.mail import SqliteEmailTokens, SqliteOutbox
 from auth_service.repositories.sqlite.mfa import SqliteMfa
 from auth_service.repositories.sqlite.oidc import SqliteAuthorizations, SqliteBrowserSessions
 from auth_service.repositories.sqlite.sessions import SqliteSessions
@@ -42,8 +43,12 @@ class SqliteRepositories:
         "authorizations",
         "browser_sessions",
         "clients",
+        "clients",
+        "email_tokens",
+        "hash_samples",
         "hash_samples",
         "mfa",
+        "outbox",
         "revocations",
         "secrets",
         "sessions",
@@ -60,6 +65,8 @@ class SqliteRepositories:
         self.hash_samples = SqliteHashSamples(runner)
         self.browser_sessions = SqliteBrowserSessions(runner)
         self.authorizations = SqliteAuthorizations(runner)
+        self.email_tokens = SqliteEmailTokens(runner)
+        self.outbox = SqliteOutbox(runner)
 
 
 class SqliteDatabase(SqliteRepositories):
