@@ -10,8 +10,10 @@ loopback where a relying party's redirect lands.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -21,13 +23,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
+from redis import asyncio as redis_asyncio
+from redis.exceptions import RedisError
 
-from tests.conftest import IN_CI, PASSWORD
+from tests.conftest import (
+    IN_CI,
+    PASSWORD,
+    POSTGRES_ADMIN_DSN,
+    REDIS_TEST_URL,
+    _postgres_admin,
+    _service_missing,
+    delete_keys,
+)
 from tests.processes import Replica, free_port, run_cli, running_service, service_env
 
 __all__ = [
+    "BACKENDS",
     "PASSWORD",
     "CallbackServer",
     "Provider",
@@ -103,18 +117,60 @@ class Provider:
         return printed
 
 
+BACKENDS = ["sqlite-memory", "postgres-redis"]
+
+
 @contextmanager
-def running_provider(directory: Path, **settings: str) -> Iterator[Provider]:
+def _backend_settings(backend: str) -> Iterator[dict[str, str]]:
+    """AUTH_* settings of one backend pair; PostgreSQL gets a database of its own, dropped
+    afterwards, and Redis (the revocation store then) a key prefix of its own, deleted
+    afterwards."""
+    if backend == "sqlite-memory":
+        yield {}
+        return
+    name = f"auth_rp_{os.getpid()}_{secrets.token_hex(4)}"
+    prefix = f"authtest:rp:{secrets.token_hex(6)}:"
+    try:
+        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(_ping_redis())
+    except (OSError, asyncpg.PostgresError, RedisError, TimeoutError) as exc:
+        _service_missing("PostgreSQL and Redis", exc)
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield {
+            "AUTH_DATABASE_URL": f"{base}/{name}",
+            "AUTH_REDIS_URL": REDIS_TEST_URL,
+            "AUTH_REDIS_KEY_PREFIX": prefix,
+        }
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(delete_keys(REDIS_TEST_URL, prefix))
+
+
+async def _ping_redis() -> None:
+    client = redis_asyncio.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+@contextmanager
+def running_provider(
+    directory: Path, backend: str = "sqlite-memory", **settings: str
+) -> Iterator[Provider]:
     """A migrated provider on a free loopback port, stopped by PID afterwards."""
-    env = service_env(
-        directory,
-        free_port(),
-        AUTH_HASH_POOL_SIZE="2",
-        AUTH_LOG_LEVEL="WARNING",
-        **settings,
-    )
-    with running_service("provider", env, directory) as service:
-        yield Provider(service, env, directory)
+    with _backend_settings(backend) as backend_settings:
+        env = service_env(
+            directory,
+            free_port(),
+            AUTH_HASH_POOL_SIZE="2",
+            AUTH_LOG_LEVEL="WARNING",
+            **backend_settings,
+            **settings,
+        )
+        with running_service("provider", env, directory, start_timeout=60.0) as service:
+            yield Provider(service, env, directory)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from playwright.sync_api import Browser
 
 from tests.rp_support import (
+    BACKENDS,
     CallbackServer,
     Provider,
     browser_context,
@@ -51,9 +52,13 @@ class AuthlibRelyingParty(OAuth2Mixin, OpenIDMixin, BaseApp):  # type: ignore[mi
     client_cls = OAuth2Client
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
-    with running_provider(tmp_path_factory.mktemp("rp-authlib")) as running:
+@pytest.fixture(scope="module", params=BACKENDS)
+def provider(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Provider]:
+    """The provider on each backend pair (PostgreSQL + Redis with two workers)."""
+    directory = tmp_path_factory.mktemp("rp-authlib")
+    with running_provider(directory, backend=request.param) as running:
         yield running
 
 
