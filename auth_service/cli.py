@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from auth_service.security.keyring import KeyDirectory
+    from auth_service.services.clients import Client
     from auth_service.services.context import ServiceContext
 
 _T = TypeVar("_T")
@@ -284,9 +285,45 @@ def _set_scopes(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_jwks(args: argparse.Namespace) -> str | None:
+    """The JWKS JSON a private_key_jwt client registers, read from --jwks-file or
+    --public-key-file (a PEM public key)."""
+    from auth_service.errors import InvalidClientMetadata
+    from auth_service.security.client_keys import ClientKeyError, jwks_from_pem
+
+    try:
+        if args.jwks_file is not None:
+            return str(args.jwks_file.read_text(encoding="utf-8"))
+        if args.public_key_file is not None:
+            return jwks_from_pem(args.public_key_file.read_bytes())
+    except (OSError, UnicodeDecodeError, ClientKeyError) as exc:
+        raise InvalidClientMetadata(f"cannot use the key file: {exc}") from exc
+    return None
+
+
+def _client_json(client: Client) -> dict[str, object]:
+    """What `clients add` and `clients list --json` show of a client (never a secret)."""
+    keys = json.loads(client.jwks)["keys"] if client.jwks else []
+    return {
+        "client_id": client.client_id,
+        "confidential": client.confidential,
+        "token_endpoint_auth_method": client.auth_method,
+        "grant_types": sorted(client.grant_types),
+        "scopes": sorted(client.scopes),
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "first_party": client.first_party,
+        "require_pkce": client.require_pkce,
+        "id_token_signed_response_alg": client.id_token_alg,
+        "introspection": client.introspection,
+        "jwks_kids": [key["kid"] for key in keys],
+    }
+
+
 def _add_client(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.services.clients import register_client
 
+    jwks = _client_jwks(args)
     new = _with_services(
         settings,
         lambda ctx: register_client(
@@ -296,29 +333,55 @@ def _add_client(settings: Settings, args: argparse.Namespace) -> int:
             grant_types=frozenset(args.grants),
             scopes=frozenset(args.scopes),
             introspection=args.introspection,
+            redirect_uris=args.redirect_uris,
+            post_logout_redirect_uris=args.post_logout_redirect_uris,
+            first_party=args.first_party,
+            require_pkce=args.require_pkce,
+            id_token_alg=args.id_token_alg,
+            jwks=jwks,
         ),
     )
-    output = {"client_id": new.client.client_id, "confidential": new.client.confidential}
+    output = _client_json(new.client)
     if new.secret is not None:
         output["client_secret"] = new.secret  # shown once; only its hash is stored
     print(json.dumps(output))
     return 0
 
 
-def _list_clients(settings: Settings, _: argparse.Namespace) -> int:
+def _list_clients(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.services.clients import list_clients
 
     clients = _with_services(settings, lambda ctx: list_clients(ctx, include_default=True))
+    if args.json:
+        print(json.dumps([_client_json(client) for client in clients], indent=2))
+        return 0
     for client in clients:
         kind = "confidential" if client.confidential else "public"
         # What the client may do: its grant types, and introspection if granted.
         grants = ",".join(
             sorted(client.grant_types | ({"introspection"} if client.introspection else set()))
         )
-        line = f"{client.client_id}\t{kind}\t{grants}\t{' '.join(sorted(client.scopes))}"
+        fields = [client.client_id, kind, grants, " ".join(sorted(client.scopes))]
+        fields += [flag for flag, on in _client_flags(client) if on]
+        if client.redirect_uris:
+            fields.append("redirect_uris=" + " ".join(client.redirect_uris))
+        if client.post_logout_redirect_uris:
+            fields.append("post_logout=" + " ".join(client.post_logout_redirect_uris))
         # The default client is not stored; requests naming no client act as it.
-        print(line + "\t(default)" if client.client_id == settings.default_client_id else line)
+        if client.client_id == settings.default_client_id:
+            fields.append("(default)")
+        print("\t".join(fields))
     return 0
+
+
+def _client_flags(client: Client) -> list[tuple[str, bool]]:
+    """The labels `clients list` adds for what differs from a plain client."""
+    return [
+        ("private_key_jwt", client.auth_method == "private_key_jwt"),
+        ("first-party", client.first_party),
+        ("pkce", client.require_pkce),
+        (f"id_token={client.id_token_alg}", client.id_token_alg != "RS256"),  # noqa: S105 - an algorithm
+    ]
 
 
 def _remove_client(settings: Settings, args: argparse.Namespace) -> int:
@@ -433,13 +496,36 @@ def main(argv: list[str] | None = None) -> int:
     add = clients.add_parser("add", help="register a client (prints a secret once)")
     add.add_argument("client_id")
     add.add_argument("--confidential", action="store_true", help="give it a secret")
-    add.add_argument("--grants", nargs="*", default=["password", "refresh_token"])
+    add.add_argument(
+        "--grants",
+        nargs="*",
+        default=["password", "refresh_token"],
+        help="authorization_code client_credentials password refresh_token",
+    )
     add.add_argument("--scopes", nargs="+", default=["profile"])
     add.add_argument(
         "--introspection", action="store_true", help="may call /introspect (needs --confidential)"
     )
+    add.add_argument(
+        "--redirect-uris", nargs="+", default=[], metavar="URI", help="matched exactly"
+    )
+    add.add_argument("--post-logout-redirect-uris", nargs="+", default=[], metavar="URI")
+    add.add_argument("--first-party", action="store_true", help="never asks the user's consent")
+    add.add_argument(
+        "--require-pkce", action="store_true", help="always for public clients; opt-in otherwise"
+    )
+    add.add_argument("--id-token-alg", choices=["RS256", "ES256"], default="RS256")
+    key_files = add.add_mutually_exclusive_group()
+    key_files.add_argument(
+        "--jwks-file", type=Path, help="public keys (JWKS JSON) for private_key_jwt, no secret"
+    )
+    key_files.add_argument(
+        "--public-key-file", type=Path, help="a PEM public key for private_key_jwt, no secret"
+    )
     add.set_defaults(run=_add_client)
-    clients.add_parser("list", help="list registered clients").set_defaults(run=_list_clients)
+    list_command = clients.add_parser("list", help="list registered clients")
+    list_command.add_argument("--json", action="store_true", help="every property, as JSON")
+    list_command.set_defaults(run=_list_clients)
     remove = clients.add_parser("remove", help="delete a client")
     remove.add_argument("client_id")
     remove.set_defaults(run=_remove_client)

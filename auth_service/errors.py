@@ -14,7 +14,9 @@ __all__ = [
     "HashingBusy",
     "InsufficientScope",
     "InvalidClient",
+    "InvalidClientMetadata",
     "InvalidGrant",
+    "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",
@@ -140,6 +142,20 @@ class UserDeletionRefused(AuthServiceError):
 class ClientExists(AuthServiceError):
     code = "client_exists"
     default_description = "a client with that id is already registered"
+
+
+class InvalidRedirectUri(AuthServiceError):
+    """A redirect URI that cannot be registered (RFC 7591 §3.2.2)."""
+
+    code = "invalid_redirect_uri"
+    default_description = "the redirect URI cannot be registered"
+
+
+class InvalidClientMetadata(AuthServiceError):
+    """Client settings that contradict each other or the rules (RFC 7591 §3.2.2)."""
+
+    code = "invalid_client_metadata"
+    default_description = "the client's settings are not acceptable"
 
 
 # --- registration --------------------------------------------------------------------

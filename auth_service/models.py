@@ -132,6 +132,16 @@ class OAuthClient(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # May call /introspect (RFC 7662); only a confidential client can hold it.
     introspection: Mapped[bool] = mapped_column(Boolean)
+    # Space-separated, each registered exactly (URIs hold no spaces, RFC 3986).
+    redirect_uris: Mapped[str] = mapped_column(Text)
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text)
+    # Skips the consent page (and may use the password grant).
+    first_party: Mapped[bool] = mapped_column(Boolean)
+    # An authorization request without a PKCE challenge is refused; always true when public.
+    require_pkce: Mapped[bool] = mapped_column(Boolean)
+    id_token_alg: Mapped[str] = mapped_column(String(8))
+    # The public keys of a private_key_jwt client, a JWKS as JSON; NULL for the others.
+    jwks: Mapped[str | None] = mapped_column(Text)
 
 
 class ServiceSecret(Base):

@@ -96,9 +96,10 @@ def test_clients_add_list_remove_and_user_scopes(
     assert main(["clients", "list"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing == [
-        "public\tpublic\tpassword,refresh_token\tadmin profile\t(default)",
+        "public\tpublic\tpassword,refresh_token\tadmin email openid profile"
+        "\tfirst-party\tpkce\t(default)",
         "backend\tconfidential\tpassword,refresh_token\tprofile",
-        "mobile\tpublic\tpassword\tprofile",
+        "mobile\tpublic\tpassword\tprofile\tpkce",
         "rs\tconfidential\tintrospection\tprofile",
     ]
     assert added["client_secret"] not in "\n".join(listing)
@@ -110,6 +111,99 @@ def test_clients_add_list_remove_and_user_scopes(
     assert "admin profile" in capsys.readouterr().out
     assert main(["users", "set-scopes", "root-user", "superpowers"]) == 1
     assert "unknown scopes: superpowers" in capsys.readouterr().err
+
+
+def test_clients_add_an_openid_relying_party(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    command = ["clients", "add", "grafana", "--confidential", "--grants", "authorization_code"]
+    command += ["refresh_token", "--redirect-uris", "https://grafana.example/login/generic_oauth"]
+    command += ["http://127.0.0.1/cb", "--post-logout-redirect-uris", "https://grafana.example/"]
+    command += ["--scopes", "openid", "profile", "email", "--first-party", "--require-pkce"]
+    assert main([*command, "--id-token-alg", "ES256"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert len(added.pop("client_secret")) >= 43
+    assert added == {
+        "client_id": "grafana",
+        "confidential": True,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scopes": ["email", "openid", "profile"],
+        "redirect_uris": ["https://grafana.example/login/generic_oauth", "http://127.0.0.1/cb"],
+        "post_logout_redirect_uris": ["https://grafana.example/"],
+        "first_party": True,
+        "require_pkce": True,
+        "id_token_signed_response_alg": "ES256",
+        "introspection": False,
+        "jwks_kids": [],
+    }
+    spa = ["clients", "add", "spa", "--grants", "authorization_code", "--scopes", "openid"]
+    assert main([*spa, "--redirect-uris", "https://spa.example/cb"]) == 0
+    public = json.loads(capsys.readouterr().out)
+    assert "client_secret" not in public
+    assert public["require_pkce"] is True  # forced for a public client
+    assert main([*spa[:2], "nocb", *spa[3:]]) == 1
+    assert "redirect URI" in capsys.readouterr().err
+    assert main([*spa[:2], "frag", *spa[3:], "--redirect-uris", "https://x.example/#a"]) == 1
+    assert "fragment" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main([*spa[:2], "bad-alg", *spa[3:], "--id-token-alg", "HS256"])
+    assert refused.value.code == 2
+    assert "invalid choice: 'HS256'" in capsys.readouterr().err
+
+    assert main(["clients", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1:] == [
+        "grafana\tconfidential\tauthorization_code,refresh_token\temail openid profile"
+        "\tfirst-party\tpkce\tid_token=ES256"
+        "\tredirect_uris=https://grafana.example/login/generic_oauth http://127.0.0.1/cb"
+        "\tpost_logout=https://grafana.example/",
+        "spa\tpublic\tauthorization_code\topenid\tpkce\tredirect_uris=https://spa.example/cb",
+    ]
+    assert main(["clients", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["client_id"] for c in listed] == ["public", "grafana", "spa"]
+    assert listed[1] == added
+
+
+def test_clients_add_a_private_key_jwt_client_from_a_pem_or_a_jwks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from joserfc.jwk import ECKey, RSAKey
+
+    monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    ec = ECKey.generate_key("P-256", private=True)
+    pem = tmp_path / "client.pub.pem"
+    pem.write_bytes(ec.as_pem(private=False))
+    base = ["clients", "add", "svc", "--grants", "client_credentials", "--scopes", "profile"]
+    assert main([*base, "--public-key-file", str(pem)]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert "client_secret" not in added
+    assert added["confidential"] is True
+    assert added["token_endpoint_auth_method"] == "private_key_jwt"
+    assert added["jwks_kids"] == [ec.thumbprint()]
+
+    rsa = RSAKey.generate_key(2048, private=True)
+    jwks = tmp_path / "client.jwks.json"
+    jwks.write_text(json.dumps({"keys": [rsa.as_dict(private=False, kid="k1")]}))
+    assert main([*base[:2], "svc2", *base[3:], "--jwks-file", str(jwks)]) == 0
+    assert json.loads(capsys.readouterr().out)["jwks_kids"] == ["k1"]
+
+    private = tmp_path / "client.pem"
+    private.write_bytes(ec.as_pem(private=True))
+    assert main([*base[:2], "svc3", *base[3:], "--public-key-file", str(private)]) == 1
+    assert "private key" in capsys.readouterr().err
+    assert main([*base[:2], "svc4", *base[3:], "--jwks-file", str(tmp_path / "none")]) == 1
+    assert "cannot use the key file" in capsys.readouterr().err
+    assert main(["clients", "list"]) == 0
+    assert "svc\tconfidential\tclient_credentials\tprofile\tprivate_key_jwt" in (
+        capsys.readouterr().out
+    )
 
 
 def test_clients_list_omits_a_switched_off_default_client(

@@ -350,7 +350,7 @@ async def test_metadata_lists_client_authentication_and_endpoints(
         "client_secret_basic",
         "client_secret_post",
     ]
-    assert set(metadata["scopes_supported"]) == {"profile", "admin"}
+    assert set(metadata["scopes_supported"]) == {"profile", "admin", "openid", "email"}
 
 
 @pytest.mark.parametrize("confidential", [True, False])

@@ -99,3 +99,28 @@ def test_clients_registered_before_the_introspection_permission_keep_their_acces
     upgrade_to_head(url)
     rows = asyncio.run(run("SELECT client_id, introspection FROM oauth_clients ORDER BY 1"))
     assert [tuple(row) for row in rows] == [("app", False), ("rs", True)]
+
+
+def test_clients_registered_before_the_oidc_client_model_keep_working(tmp_path: Path) -> None:
+    # Existing clients were registered for the password grant (first-party by nature):
+    # they stay first-party, public ones require PKCE, confidential ones do not.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'clients.db'}"
+    command.upgrade(alembic_config(url), "0007_service_secrets")
+    with sqlite3.connect(tmp_path / "clients.db") as db:
+        db.execute(
+            "INSERT INTO oauth_clients (client_id, secret_hash, confidential, grant_types,"
+            " scopes, created_at, introspection) VALUES"
+            " ('backend', 'h', 1, 'password', 'profile', '2026-01-01', 0),"
+            " ('mobile', NULL, 0, 'password refresh_token', 'profile', '2026-01-01', 0)"
+        )
+    upgrade_to_head(url)
+    with sqlite3.connect(tmp_path / "clients.db") as db:
+        rows = db.execute(
+            "SELECT client_id, redirect_uris, post_logout_redirect_uris, first_party,"
+            " require_pkce, id_token_alg, jwks FROM oauth_clients ORDER BY 1"
+        ).fetchall()
+    assert rows == [
+        ("backend", "", "", 1, 0, "RS256", None),
+        ("mobile", "", "", 1, 1, "RS256", None),
+    ]
+    assert _schema_differences(url) == []

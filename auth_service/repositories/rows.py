@@ -105,6 +105,14 @@ class ClientRow:
     scopes: str
     created_at: datetime
     introspection: bool
+    # Space-separated URIs, each matched exactly (services/redirect_uris.py).
+    redirect_uris: str = ""
+    post_logout_redirect_uris: str = ""
+    first_party: bool = False
+    require_pkce: bool = True
+    id_token_alg: str = "RS256"  # noqa: S105 - an algorithm name, not a secret
+    # A private_key_jwt client's public keys (a JWKS, as JSON); None for the others.
+    jwks: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,26 @@ form, never both.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from auth_service.errors import ClientExists, InvalidClient, InvalidRequest, InvalidScope
+from auth_service.errors import (
+    ClientExists,
+    InvalidClient,
+    InvalidClientMetadata,
+    InvalidRequest,
+    InvalidScope,
+)
 from auth_service.repositories import ClientRow
+from auth_service.security.client_keys import ClientKeyError, jwks_from_json
 from auth_service.security.client_secrets import (
     hash_client_secret,
     new_client_secret,
     verify_client_secret,
 )
 from auth_service.services.context import ServiceContext
+from auth_service.services.redirect_uris import check_redirect_uri
 from auth_service.services.scopes import SUPPORTED_SCOPES
 
 __all__ = [
@@ -30,7 +40,12 @@ __all__ = [
     "remove_client",
 ]
 
-ALL_GRANT_TYPES = frozenset({"password", "refresh_token"})
+ALL_GRANT_TYPES = frozenset(
+    {"authorization_code", "client_credentials", "password", "refresh_token"}
+)
+# What the default public client (Swagger UI, first-party apps naming no client) may do.
+DEFAULT_CLIENT_GRANTS = frozenset({"password", "refresh_token"})
+ID_TOKEN_ALGORITHMS = frozenset({"RS256", "ES256"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,20 @@ class Client:
     scopes: frozenset[str]
     authenticated: bool
     introspection: bool = False
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
+    require_pkce: bool = True
+    id_token_alg: str = "RS256"  # noqa: S105 - an algorithm name, not a secret
+    # A private_key_jwt client's registered public keys (a JWKS, as JSON).
+    jwks: str | None = None
+
+    @property
+    def auth_method(self) -> str:
+        """How it authenticates at the token endpoint (RFC 7591 token_endpoint_auth_method)."""
+        if self.jwks is not None:
+            return "private_key_jwt"
+        return "client_secret_basic" if self.confidential else "none"
 
 
 @dataclass(frozen=True)
@@ -66,9 +95,10 @@ def _default_client(ctx: ServiceContext) -> Client:
     return Client(
         client_id=ctx.default_client_id,
         confidential=False,
-        grant_types=ALL_GRANT_TYPES,
+        grant_types=DEFAULT_CLIENT_GRANTS,
         scopes=frozenset(SUPPORTED_SCOPES),
         authenticated=False,
+        first_party=True,
     )
 
 
@@ -80,6 +110,12 @@ def _view(row: ClientRow, *, authenticated: bool) -> Client:
         scopes=frozenset(row.scopes.split()),
         authenticated=authenticated,
         introspection=row.introspection,
+        redirect_uris=tuple(row.redirect_uris.split()),
+        post_logout_redirect_uris=tuple(row.post_logout_redirect_uris.split()),
+        first_party=row.first_party,
+        require_pkce=row.require_pkce,
+        id_token_alg=row.id_token_alg,
+        jwks=row.jwks,
     )
 
 
@@ -97,6 +133,9 @@ async def authenticate_client(ctx: ServiceContext, credentials: ClientCredential
         if secret:
             verify_client_secret(secret, None)  # same work as a wrong secret
         raise InvalidClient("unknown client or bad client credentials")
+    if row.jwks is not None:
+        # A private_key_jwt client has no secret; it authenticates by signed assertion.
+        raise InvalidClient("this client must authenticate with a signed client assertion")
     if secret is None:
         if row.confidential:
             raise InvalidClient("this client must authenticate with its secret")
@@ -104,6 +143,30 @@ async def authenticate_client(ctx: ServiceContext, credentials: ClientCredential
     if not row.confidential or not verify_client_secret(secret, row.secret_hash):
         raise InvalidClient("unknown client or bad client credentials")
     return _view(row, authenticated=True)
+
+
+def _uris(uris: Iterable[str]) -> str:
+    checked = [check_redirect_uri(uri) for uri in uris]
+    return " ".join(dict.fromkeys(checked))  # registered once each, in the order given
+
+
+def _check_client_id(ctx: ServiceContext, client_id: str) -> None:
+    if client_id == ctx.default_client_id:
+        # Requests naming this id without a secret act as the default public client, so
+        # a stored client of that id would be reachable without its secret.
+        raise ClientExists(
+            f"the id {client_id!r} is reserved for the default public client "
+            "(AUTH_DEFAULT_CLIENT_ID)"
+        )
+    if not client_id or len(client_id) > 128 or not client_id.isprintable():
+        raise InvalidClientMetadata("a client id is 1-128 printable characters")
+    try:
+        uuid.UUID(client_id)
+    except ValueError:
+        return
+    # User ids are UUIDs: a client_credentials token's sub is the client id, which must
+    # never name a user.
+    raise InvalidClientMetadata("a client id must not look like a UUID (user ids are UUIDs)")
 
 
 async def register_client(
@@ -114,30 +177,57 @@ async def register_client(
     grant_types: frozenset[str],
     scopes: frozenset[str],
     introspection: bool = False,
+    redirect_uris: Iterable[str] = (),
+    post_logout_redirect_uris: Iterable[str] = (),
+    first_party: bool = False,
+    require_pkce: bool = False,
+    id_token_alg: str = "RS256",  # noqa: S107 - an algorithm name, not a secret
+    jwks: str | None = None,
 ) -> NewClient:
-    """Store a client; a confidential one gets a generated secret, returned once, and may
-    be allowed to introspect tokens."""
-    if client_id == ctx.default_client_id:
-        # Requests naming this id without a secret act as the default public client, so
-        # a stored client of that id would be reachable without its secret.
-        raise ClientExists(
-            f"the id {client_id!r} is reserved for the default public client "
-            "(AUTH_DEFAULT_CLIENT_ID)"
-        )
+    """Store a client after checking its settings fit together.
+
+    A confidential client gets a generated secret, returned once, unless it registers
+    public keys (`jwks`, private_key_jwt), which make it confidential without a secret.
+    A public client always requires PKCE; authorization_code needs a redirect URI.
+    """
+    _check_client_id(ctx, client_id)
     unknown = scopes - SUPPORTED_SCOPES.keys()
     if unknown:
         raise InvalidScope(f"unknown scopes: {' '.join(sorted(unknown))}")
+    unknown_grants = grant_types - ALL_GRANT_TYPES
+    if unknown_grants:
+        raise InvalidClientMetadata(f"unknown grant types: {' '.join(sorted(unknown_grants))}")
+    if id_token_alg not in ID_TOKEN_ALGORITHMS:
+        raise InvalidClientMetadata("the ID token algorithm must be RS256 or ES256")
+    stored_jwks = None
+    if jwks is not None:
+        try:
+            stored_jwks = jwks_from_json(jwks)
+        except ClientKeyError as exc:
+            raise InvalidClientMetadata(str(exc)) from exc
+        confidential = True
     if introspection and not confidential:
         raise InvalidRequest("only a confidential client may introspect tokens")
-    secret = new_client_secret() if confidential else None
+    if "client_credentials" in grant_types and not confidential:
+        raise InvalidClientMetadata("client_credentials is for confidential clients only")
+    redirects = _uris(redirect_uris)
+    if "authorization_code" in grant_types and not redirects:
+        raise InvalidClientMetadata("authorization_code needs at least one redirect URI")
+    secret = new_client_secret() if confidential and stored_jwks is None else None
     row = ClientRow(
         client_id=client_id,
         secret_hash=hash_client_secret(secret) if secret else None,
         confidential=confidential,
-        grant_types=" ".join(sorted(grant_types & ALL_GRANT_TYPES)),
+        grant_types=" ".join(sorted(grant_types)),
         scopes=" ".join(sorted(scopes)),
         created_at=ctx.clock(),
         introspection=introspection,
+        redirect_uris=redirects,
+        post_logout_redirect_uris=_uris(post_logout_redirect_uris),
+        first_party=first_party,
+        require_pkce=require_pkce or not confidential,  # RFC 9700 §2.1.1: public clients
+        id_token_alg=id_token_alg,
+        jwks=stored_jwks,
     )
     await ctx.db.clients.add(row)
     return NewClient(_view(row, authenticated=False), secret)

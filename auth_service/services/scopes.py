@@ -9,6 +9,9 @@ from auth_service.errors import InvalidScope
 __all__ = [
     "ADMIN_SCOPE",
     "DEFAULT_SCOPES",
+    "EMAIL_SCOPE",
+    "IDENTITY_SCOPES",
+    "OPENID_SCOPE",
     "PROFILE_SCOPE",
     "SUPPORTED_SCOPES",
     "grantable_scopes",
@@ -17,10 +20,17 @@ __all__ = [
 
 PROFILE_SCOPE = "profile"
 ADMIN_SCOPE = "admin"
+OPENID_SCOPE = "openid"
+EMAIL_SCOPE = "email"
 SUPPORTED_SCOPES: dict[str, str] = {
     PROFILE_SCOPE: "Read your own account and sessions",
     ADMIN_SCOPE: "Administer users (only for users granted it)",
+    OPENID_SCOPE: "Sign you in with your account (OpenID Connect)",
+    EMAIL_SCOPE: "Read your email address",
 }
+# Scopes that only say who the user is: any user may release them to a client they sign in
+# to (the consent page asks for third parties); the others need the user's own grant.
+IDENTITY_SCOPES = frozenset({OPENID_SCOPE, EMAIL_SCOPE})
 DEFAULT_SCOPES = frozenset({PROFILE_SCOPE})
 _MAX_SCOPE_TOKENS = 32
 
