@@ -220,14 +220,17 @@ class LoginTrace:
     consent_scopes: str = ""
 
 
-def log_in(page: Page, username: str, password: str = PASSWORD) -> LoginTrace:
-    """On the provider's pages: fill the login form if shown, allow consent if asked.
+def log_in(
+    page: Page, username: str, password: str = PASSWORD, *, decision: str = "allow"
+) -> LoginTrace:
+    """On the provider's pages: fill the login form if shown, answer consent if asked
+    (the button named `decision` with value `decision`).
 
     Stops once the relying party's landing page (#rp-done or #rp-error) is displayed.
     """
     trace = LoginTrace()
     form = page.locator("form:has(input[name=password])")
-    allow = page.locator("button[name=decision][value=allow]")
+    allow = page.locator(f"button[name=decision][value={decision}]")
     for _ in range(4):
         step = form.or_(allow).or_(_landing(page)).first
         step.wait_for()

@@ -166,19 +166,21 @@ def test_code_flow_id_token_userinfo_refresh_and_sso(
     provider: Provider,
     callback: CallbackServer,
     registered: dict[str, str],
-    user_id: str,
     browser: Browser,
 ) -> None:
     client_id = registered["client_id"]
+    username = "authlib-sso-user"  # its own user: its first consent is given here
+    user_id = provider.add_user(username)
     with browser_context(browser) as context:
         page = context.new_page()
         request = _authorize(rp, callback)
         assert {"state", "nonce", "code_verifier"} <= request.keys()
         page.goto(request["url"])
-        trace = log_in(page, USERNAME)
+        trace = log_in(page, username)
         finish_at(page)
         assert trace.login_page
         assert trace.consent_page, "a client without --first-party must ask for consent"
+        assert "profile" in trace.consent_scopes, "the consent page lists the scopes"
         token = _exchange(rp, callback, request, _code_from(callback, request, provider.issuer))
 
         assert token["token_type"].lower() == "bearer"
@@ -198,7 +200,7 @@ def test_code_flow_id_token_userinfo_refresh_and_sso(
 
         info = rp.userinfo(token=token)
         assert info["sub"] == user_id
-        assert info["preferred_username"] == USERNAME
+        assert info["preferred_username"] == username
 
         # Refresh with client_secret_post: a rotated refresh token, and an ID token (if any)
         # with the same iss, sub, aud and auth_time (Core §12.2).
@@ -216,7 +218,7 @@ def test_code_flow_id_token_userinfo_refresh_and_sso(
         # A second authorization in the same browser: SSO, no password, consent remembered.
         second = _authorize(rp, callback)
         page.goto(second["url"])
-        trace = log_in(page, USERNAME)
+        trace = log_in(page, username)
         finish_at(page)
         assert not trace.login_page, "the SSO session should skip the login page"
         assert not trace.consent_page, "the consent given should be remembered"
@@ -288,3 +290,32 @@ def test_authlib_refuses_a_code_with_the_wrong_verifier(
         with pytest.raises(OAuthError) as refused:
             _exchange(rp, callback, wrong, code)
         assert refused.value.error == "invalid_grant"
+
+
+def test_prompt_consent_asks_again_and_deny_is_access_denied(
+    rp: AuthlibRelyingParty,
+    provider: Provider,
+    callback: CallbackServer,
+    user_id: str,
+    browser: Browser,
+) -> None:
+    """prompt=consent always asks (Core §3.1.2.1); deny goes back as access_denied."""
+    with browser_context(browser) as context:
+        page = context.new_page()
+        first = _authorize(rp, callback)
+        page.goto(first["url"])
+        log_in(page, USERNAME)
+        finish_at(page)
+        _code_from(callback, first, provider.issuer)
+
+        asked = _authorize(rp, callback, prompt="consent")
+        page.goto(asked["url"])
+        trace = log_in(page, USERNAME, decision="deny")
+        finish_at(page)
+        assert not trace.login_page
+        assert trace.consent_page, "prompt=consent must show the consent page"
+        arrival = callback.last("/callback")
+        assert arrival.query.get("error") == "access_denied", arrival
+        assert arrival.query.get("state") == asked["state"]
+        assert arrival.query.get("iss") == provider.issuer
+        assert "code" not in arrival.query
