@@ -168,6 +168,15 @@ def test_openid_client_logs_in_across_sites_with_sso_and_logout(
             for claim in ("iss", "sub", "aud", "auth_time"):
                 assert refreshed["claims"][claim] == claims[claim], claim
 
+        # The browser holds the provider's session cookie: HttpOnly, SameSite=Lax, no Secure
+        # on a plain-HTTP issuer (Secure and __Host- come with https).
+        session_cookies = [
+            cookie
+            for cookie in context.cookies(provider.issuer)
+            if cookie.get("httpOnly") and cookie.get("sameSite") == "Lax"
+        ]
+        assert session_cookies, context.cookies(provider.issuer)
+
         # The provider's SSO cookie rides the cross-site top-level navigation (SameSite=Lax):
         # the second login needs neither the password nor consent again.
         page.goto(f"{node_rp.base}/login")
