@@ -11,7 +11,7 @@ import contextlib
 import gc
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +28,8 @@ from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
-from auth_service.api.routes import admin, health, sessions, token, users, wellknown
+from auth_service.api.pages import CsrfGuard, Pages
+from auth_service.api.routes import admin, health, pages, sessions, token, users, wellknown
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db.engine import create_engine, is_sqlite
@@ -45,10 +46,10 @@ from auth_service.security.keys import (
 )
 from auth_service.security.passwords import Argon2Parameters, HashingPool
 from auth_service.security.policy import PasswordPolicy, context_words, load_common_passwords
-from auth_service.security.tokens import TokenService, utc_now
+from auth_service.security.tokens import ID_TOKEN_ALGORITHMS, TokenService, utc_now
 from auth_service.services import hash_population
 from auth_service.services.context import ServiceContext, SessionPolicy
-from auth_service.services.discovery import server_metadata
+from auth_service.services.discovery import openid_configuration, server_metadata
 from auth_service.services.keys import KeyWatcher
 from auth_service.services.profiles import ProfileCache
 from auth_service.services.throttling import ThrottlePolicy, Throttler
@@ -82,6 +83,7 @@ class DiscoveryDocuments:
     jwks_headers: dict[str, str]
     metadata: bytes
     metadata_headers: dict[str, str]
+    openid_configuration: bytes
 
 
 def _key_watcher(settings: Settings, clock: Callable[[], datetime]) -> KeyWatcher | None:
@@ -97,18 +99,33 @@ def _key_watcher(settings: Settings, clock: Callable[[], datetime]) -> KeyWatche
         # A next key signs only after every cached JWKS can have picked it up.
         published_for=timedelta(seconds=settings.jwks_max_age_seconds),
         tokens_live_for=settings.access_token_horizon,
+        also=ID_TOKEN_ALGORITHMS,
     )
 
 
 def _load_keys(settings: Settings, watcher: KeyWatcher | None) -> KeyRing:
     if watcher is not None:
         return watcher.load()
+    algorithm = settings.signing_algorithm
+    others = [other for other in ID_TOKEN_ALGORITHMS if other != algorithm]
+    signers: list[SigningKey] = []
     if settings.signing_key_file is not None:
-        pem = settings.signing_key_file.read_bytes()
-        key = load_signing_key(pem, settings.signing_algorithm)
+        key = load_signing_key(settings.signing_key_file.read_bytes(), algorithm)
+        if settings.id_token_signing_key_file is not None:
+            pem = settings.id_token_signing_key_file.read_bytes()
+            signers = [load_signing_key(pem, others[0])]
+        elif settings.environment != "production":
+            signers = [load_or_create_development_key(settings.data_dir, others[0])]
+        else:
+            log.warning(
+                "no %s key for ID tokens (AUTH_ID_TOKEN_SIGNING_KEY_FILE): they are signed %s only",
+                others[0],
+                algorithm,
+            )
     else:
-        key = load_or_create_development_key(settings.data_dir, settings.signing_algorithm)
-    return KeyRing(active=key, published=(key,))
+        key = load_or_create_development_key(settings.data_dir, algorithm)
+        signers = [load_or_create_development_key(settings.data_dir, a) for a in others]
+    return KeyRing(active=key, published=(key, *signers), signers=tuple(signers))
 
 
 def _redis_client(settings: Settings) -> Redis | None:
@@ -141,14 +158,19 @@ def _throttle_policy(settings: Settings) -> ThrottlePolicy:
     )
 
 
-def _discovery_documents(settings: Settings, keys: Sequence[SigningKey]) -> DiscoveryDocuments:
+def _discovery_documents(settings: Settings, ring: KeyRing) -> DiscoveryDocuments:
     cache = {"Cache-Control": f"public, max-age={settings.jwks_max_age_seconds}"}
+    id_token_algorithms = [a for a in ID_TOKEN_ALGORITHMS if ring.signer(a) is not None]
     metadata = server_metadata(issuer=settings.effective_issuer)
+    configuration = openid_configuration(
+        issuer=settings.effective_issuer, id_token_algorithms=id_token_algorithms
+    )
     return DiscoveryDocuments(
-        jwks=json.dumps(jwks_document(keys)).encode(),
+        jwks=json.dumps(jwks_document(ring.published)).encode(),
         jwks_headers=cache,
         metadata=json.dumps(metadata).encode(),
         metadata_headers=cache,
+        openid_configuration=json.dumps(configuration).encode(),
     )
 
 
@@ -188,8 +210,8 @@ class Runtime:
 
     def use_keys(self, ring: KeyRing, settings: Settings) -> None:
         """Sign with the ring's active key, verify with and publish all of its keys."""
-        self.services.tokens.use_keys(ring.active, ring.published)
-        self.documents = _discovery_documents(settings, ring.published)
+        self.services.tokens.use_keys(ring.active, ring.published, ring.signers)
+        self.documents = _discovery_documents(settings, ring)
 
 
 @asynccontextmanager
@@ -251,6 +273,8 @@ async def open_runtime(
                 ttl_seconds=settings.access_token_ttl_seconds,
                 leeway_seconds=settings.clock_leeway_seconds,
                 clock=clock,
+                id_token_signers=ring.signers,
+                id_token_ttl_seconds=settings.id_token_ttl_seconds,
             ),
             clock=clock,
             default_client_id=settings.default_client_id,
@@ -267,7 +291,7 @@ async def open_runtime(
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
-        documents = _discovery_documents(settings, ring.published)
+        documents = _discovery_documents(settings, ring)
         yield Runtime(services, documents, watcher, runtime_metrics)
     finally:
         if tracing is not None:
@@ -293,6 +317,7 @@ def create_app(
 
     registry = CollectorRegistry()
     tracing = load_tracing(settings, tracer_provider)
+    page_kit = Pages()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -305,6 +330,10 @@ def create_app(
             app.state.services = runtime.services
             app.state.documents = runtime.documents
             app.state.trusted_proxies = tuple(settings.trusted_proxies)
+            app.state.pages = page_kit
+            app.state.csrf = CsrfGuard(
+                issuer=settings.effective_issuer, load_key=runtime.services.db.secrets.ensure
+            )
             await hash_population.try_refresh(runtime.services)
             refreshing = asyncio.create_task(
                 hash_population.keep_hash_population_current(
@@ -357,7 +386,7 @@ def create_app(
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [
         route
-        for module in (users, token, sessions, admin, wellknown, health)
+        for module in (users, token, sessions, admin, wellknown, health, pages)
         for route in module.router.routes
     ]
     app.router.routes[:0] = api_routes

@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     key_poll_interval_seconds: int = Field(default=10, ge=1, le=3600)
     key_rotation_interval_seconds: int | None = Field(default=None, ge=60)
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
+    # OpenID Connect ID tokens: RS256 unless a client asks for ES256, each algorithm with
+    # its own key. With AUTH_SIGNING_KEY_FILE, this PEM holds the key of the algorithm the
+    # access-token key is not (in development it is generated into the data dir).
+    id_token_ttl_seconds: int = Field(default=300, ge=30, le=86_400)
+    id_token_signing_key_file: Path | None = None
+    # The browser's single sign-on session (the login page's cookie).
+    browser_session_lifetime_seconds: int = Field(default=12 * 3600, ge=60, le=90 * 86_400)
     default_client_id: str = Field(default="public", min_length=1, max_length=128)
     # Requests that name no client act as this public client (Swagger UI, simple apps).
     default_client_enabled: bool = True

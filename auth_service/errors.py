@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AuthServiceError",
     "ClientExists",
+    "CsrfRejected",
     "DatabaseUnavailable",
     "HashingBusy",
     "InsufficientScope",
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidUsername",
     "MissingToken",
     "OAuthError",
+    "PageFailure",
     "PasswordRejected",
     "SchemaBehind",
     "ServiceUnavailable",
@@ -31,6 +33,7 @@ __all__ = [
     "TooManyAttempts",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UntrustedAuthorizationRequest",
     "UserDeletionRefused",
     "UserNotFound",
     "UsernameTaken",
@@ -142,6 +145,34 @@ class UserDeletionRefused(AuthServiceError):
 class ClientExists(AuthServiceError):
     code = "client_exists"
     default_description = "a client with that id is already registered"
+
+
+# --- browser pages (answered with an HTML error page, never a redirect) --------------
+
+
+class PageFailure(AuthServiceError):
+    """A failure of a browser-facing page: shown to the person, never sent to a client."""
+
+    title = "Request refused"
+    status = 400
+
+
+class UntrustedAuthorizationRequest(PageFailure):
+    """An authorization request whose client or redirect URI cannot be trusted: redirecting
+    there would make this service an open redirector (RFC 6749 §4.1.2.1)."""
+
+    code = "invalid_request"
+    default_description = "the client or its redirect URI is not registered"
+    title = "Invalid sign-in request"
+
+
+class CsrfRejected(PageFailure):
+    """A form POST without this browser's token for that form (or from another site)."""
+
+    code = "invalid_request"
+    default_description = "the form expired or was not sent from this site; go back and retry"
+    title = "Form expired"
+    status = 403
 
 
 class InvalidRedirectUri(AuthServiceError):

@@ -15,6 +15,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from auth_service.db.base import Base
 
 __all__ = [
+    "AuthorizationCode",
+    "AuthorizationRequest",
+    "BrowserSession",
+    "Consent",
     "OAuthClient",
     "RefreshToken",
     "RevokedAccessToken",
@@ -88,6 +92,12 @@ class Session(Base):
     absolute_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    # Opened by the authorization-code flow: the browser (SSO) session it came from, whose
+    # end ends this session too, and the authentication its ID tokens keep restating.
+    browser_session_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    amr: Mapped[str | None] = mapped_column(String(64))
+    acr: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshToken(Base):
@@ -151,3 +161,77 @@ class ServiceSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
+
+
+class BrowserSession(Base):
+    """A browser's single sign-on session: its cookie is random and stored only as SHA-256;
+    `id` is the `sid` of the ID tokens issued through it."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # When the user last entered credentials in this browser (the ID token's auth_time).
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    amr: Mapped[str] = mapped_column(String(64))  # RFC 8176 values, space-separated
+    acr: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuthorizationRequest(Base):
+    """A validated authorization request waiting for a login or a consent (server side,
+    so no return URL ever travels through the pages)."""
+
+    __tablename__ = "authorization_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    parameters: Mapped[str] = mapped_column(Text)  # JSON of the validated request
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AuthorizationCode(Base):
+    """An authorization code, known only by its SHA-256, spent once by compare-and-set.
+
+    `session_id` is the session its exchange opens, chosen when the code is issued: a
+    replayed code revokes exactly that session (RFC 6749 §4.1.2).
+    """
+
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(1024))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The user's state when the code was issued: the exchange opens its session only
+    # while both are unchanged (a password change, disable or scope removal since stops it).
+    credential_version: Mapped[int] = mapped_column(Integer)
+    user_scopes: Mapped[str] = mapped_column(String(1024))
+    browser_session_id: Mapped[str] = mapped_column(String(32))
+    session_id: Mapped[str] = mapped_column(String(32))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    amr: Mapped[str] = mapped_column(String(64))
+    acr: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Consent(Base):
+    """What a user allowed a third-party client, remembered per (user, client)."""
+
+    __tablename__ = "consents"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    scopes: Mapped[str] = mapped_column(String(1024))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())

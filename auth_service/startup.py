@@ -77,8 +77,12 @@ def check_keys(settings: Settings) -> None:
         keys = KeyDirectory(directory, utc_now)
         try:
             # An empty or missing directory is fine: the first start creates its first key.
-            if keys.records():
-                keys.load()
+            records = keys.records()
+            if records:
+                present = {r.algorithm for r in records}
+                keys.load(
+                    settings.signing_algorithm if settings.signing_algorithm in present else None
+                )
         except KeyConfigurationError as exc:
             raise StartupRefused(f"AUTH_KEYS_DIR: {directory}: {exc}") from None
         except OSError as exc:

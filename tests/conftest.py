@@ -236,7 +236,17 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
 
 
 # What tests create, children first: emptied after each test that shares a session database.
-TEST_TABLES = ("refresh_tokens", "sessions", "revoked_access_tokens", "users", "oauth_clients")
+TEST_TABLES = (
+    "authorization_codes",
+    "authorization_requests",
+    "consents",
+    "refresh_tokens",
+    "sessions",
+    "browser_sessions",
+    "revoked_access_tokens",
+    "users",
+    "oauth_clients",
+)
 
 
 async def empty_tables(connection: AsyncConnection) -> None:

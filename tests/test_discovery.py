@@ -91,22 +91,24 @@ async def fetch_jwks(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 def assert_public_jwks(jwks: dict[str, Any], algorithm: str) -> dict[str, Any]:
-    """The one published key, public members only; returns it."""
+    """One published key per algorithm (access tokens use `algorithm`, ID tokens RS256 or
+    ES256), public members only, each its own kid; returns the key of `algorithm`."""
     assert set(jwks) == {"keys"}
-    assert len(jwks["keys"]) == 1
-    key: dict[str, Any] = jwks["keys"][0]
-    assert not PRIVATE_MEMBERS & set(key), sorted(key)
-    assert set(key) == PUBLIC_MEMBERS[algorithm]
-    assert key["alg"] == algorithm
-    assert key["use"] == "sig"
-    assert key["kid"] == thumbprint(key)
-    return key
+    keys: list[dict[str, Any]] = jwks["keys"]
+    assert sorted(key["alg"] for key in keys) == ["ES256", "RS256"]
+    for key in keys:
+        assert not PRIVATE_MEMBERS & set(key), sorted(key)
+        assert set(key) == PUBLIC_MEMBERS[key["alg"]]
+        assert key["use"] == "sig"
+        assert key["kid"] == thumbprint(key)
+    assert len({key["kid"] for key in keys}) == len(keys)
+    return next(key for key in keys if key["alg"] == algorithm)
 
 
 # --- JWKS ------------------------------------------------------------------------------
 
 
-async def test_jwks_publishes_only_the_public_es256_key(client: httpx.AsyncClient) -> None:
+async def test_jwks_publishes_only_public_keys_one_per_algorithm(client: httpx.AsyncClient) -> None:
     response = await client.get(JWKS_PATH)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"

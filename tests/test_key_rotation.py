@@ -33,8 +33,8 @@ PUBLISHED_FOR = timedelta(seconds=300)
 TOKENS_LIVE_FOR = timedelta(seconds=910)
 
 
-def states(directory: KeyDirectory) -> list[str]:
-    return [record.state for record in directory.records()]
+def states(directory: KeyDirectory, algorithm: str | None = None) -> list[str]:
+    return [r.state for r in directory.records() if algorithm in (None, r.algorithm)]
 
 
 def test_first_key_is_active_then_next(tmp_path: Path, clock: FakeClock) -> None:
@@ -144,20 +144,22 @@ async def test_live_rotation_without_restart(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
         await register(http)
-        (first,) = directory.records()  # created on first start
+        # Created on first start: the access-token key and the ID tokens' RS256 key.
+        (first,) = [r for r in directory.records() if r.algorithm == "ES256"]
+        (id_key,) = [r for r in directory.records() if r.algorithm == "RS256"]
         before = (await password_grant(http)).json()["access_token"]
         assert jwt.get_unverified_header(before)["kid"] == first.kid
 
         upcoming = directory.generate("ES256")
         # Published before it signs: new tokens still come from the first key.
-        await wait_for_jwks(http, {first.kid, upcoming.kid})
+        await wait_for_jwks(http, {first.kid, upcoming.kid, id_key.kid})
         still_old = (await password_grant(http)).json()["access_token"]
         assert jwt.get_unverified_header(still_old)["kid"] == first.kid
 
         clock.advance(settings.jwks_max_age_seconds)
         directory.rotate("ES256", published_for=PUBLISHED_FOR, tokens_live_for=TOKENS_LIVE_FOR)
         following = next(r.kid for r in directory.records() if r.state == "next")
-        await wait_for_jwks(http, {first.kid, upcoming.kid, following})
+        await wait_for_jwks(http, {first.kid, upcoming.kid, following, id_key.kid})
         after = (await password_grant(http)).json()["access_token"]
         assert jwt.get_unverified_header(after)["kid"] == upcoming.kid
 
@@ -165,7 +167,7 @@ async def test_live_rotation_without_restart(
         assert (await http.get("/users/me", headers=bearer)).status_code == 200
 
         directory.retire(kid=first.kid, force=True)
-        await wait_for_jwks(http, {upcoming.kid, following})
+        await wait_for_jwks(http, {upcoming.kid, following, id_key.kid})
         assert (await http.get("/users/me", headers=bearer)).status_code == 401
         new_bearer = {"Authorization": f"Bearer {after}"}
         assert (await http.get("/users/me", headers=new_bearer)).status_code == 200
@@ -184,15 +186,21 @@ async def test_scheduled_rotation(sqlite_url: str, tmp_path: Path, clock: FakeCl
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as http:
-            (first,) = directory.records()
-            await asyncio.sleep(1.5)  # one round: publishes a next key
-            assert states(directory) == ["active", "next"]
-            clock.advance(3600)
-            for _ in range(30):
-                if states(directory)[0] == "retiring":
+            # Each algorithm rotates on its own: ES256 (access tokens), RS256 (ID tokens).
+            (first,) = [r for r in directory.records() if r.algorithm == "ES256"]
+            for _ in range(100):  # one round publishes a next key of each (RSA is slow)
+                if len(directory.records()) == 4:
                     break
                 await asyncio.sleep(0.1)
-            assert states(directory) == ["retiring", "active", "next"]
+            assert states(directory, "ES256") == ["active", "next"]
+            assert states(directory, "RS256") == ["active", "next"]
+            clock.advance(3600)
+            for _ in range(100):
+                if len(states(directory, "RS256")) == 3 and len(states(directory, "ES256")) == 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert states(directory, "ES256") == ["retiring", "active", "next"]
+            assert states(directory, "RS256") == ["retiring", "active", "next"]
             kids = {r.kid for r in directory.records()}
             await wait_for_jwks(http, kids)
     assert first.kid in kids

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +23,7 @@ from auth_service.errors import (
     InvalidUsername,
     MissingToken,
     OAuthError,
+    PageFailure,
     PasswordRejected,
     ServiceUnavailable,
     SessionNotFound,
@@ -166,8 +167,21 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _page_error(request: Request, exc: Exception) -> Response:
+    # Browser pages answer with the HTML error page and never redirect anywhere.
+    assert isinstance(exc, PageFailure)
+    pages = getattr(request.app.state, "pages", None)
+    if pages is None:  # before startup
+        return error_response(exc)
+    response: Response = pages.error(
+        title=exc.title, message=exc.description, code=exc.code, status_code=exc.status
+    )
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping on the app."""
+    app.add_exception_handler(PageFailure, _page_error)
     app.add_exception_handler(AuthServiceError, _domain_error)
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(InterfaceError, _database_error)

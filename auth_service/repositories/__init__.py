@@ -21,21 +21,32 @@ from typing import Protocol
 
 from auth_service.repositories.rows import (
     AdminUserRow,
+    AuthorizationCodeRow,
+    BrowserSessionFound,
+    BrowserSessionRow,
     ClientRow,
+    PendingRequestRow,
     ProfileRow,
     RecentRevocations,
     RefreshFamily,
     RefreshTokenRow,
     SessionRow,
+    UserInfoRow,
     UserRecord,
 )
 
 __all__ = [
     "AdminUserRow",
+    "AuthorizationCodeRow",
+    "AuthorizationRepository",
+    "BrowserSessionFound",
+    "BrowserSessionRepository",
+    "BrowserSessionRow",
     "ClientRepository",
     "ClientRow",
     "Database",
     "HashSampleRepository",
+    "PendingRequestRow",
     "PoolStatus",
     "ProfileRow",
     "RecentRevocations",
@@ -46,6 +57,7 @@ __all__ = [
     "ServiceSecretRepository",
     "SessionRepository",
     "SessionRow",
+    "UserInfoRow",
     "UserRecord",
     "UserRepository",
 ]
@@ -78,6 +90,10 @@ class UserRepository(Protocol):
 
     async def active_profile(self, user_id: str) -> ProfileRow | None:
         """An active user's profile, or None."""
+        ...
+
+    async def userinfo(self, user_id: str) -> UserInfoRow | None:
+        """What /userinfo may release about an active user, or None."""
         ...
 
     async def add(
@@ -136,9 +152,17 @@ class UserRepository(Protocol):
 class SessionRepository(Protocol):
     """Login sessions and their refresh tokens."""
 
-    async def open(self, record: SessionRow, *, token_hash: str, credential_version: int) -> bool:
+    async def open(
+        self,
+        record: SessionRow,
+        *,
+        token_hash: str,
+        credential_version: int,
+        expected_scopes: str | None = None,
+    ) -> bool:
         """Insert a session with its first refresh token, atomically, if the user is still
-        active at `credential_version`; False (nothing written) if not."""
+        active at `credential_version` (and, if given, holds exactly `expected_scopes`);
+        False (nothing written) if not."""
         ...
 
     async def find_family(self, token_hash: str) -> RefreshFamily | None:
@@ -218,6 +242,84 @@ class ClientRepository(Protocol):
         ...
 
 
+class BrowserSessionRepository(Protocol):
+    """Browsers' single sign-on sessions (the login page's cookie, hashed)."""
+
+    async def add(self, row: BrowserSessionRow) -> None:
+        """Insert a new browser session."""
+        ...
+
+    async def find(self, token_hash: str, *, client_id: str) -> BrowserSessionFound | None:
+        """The session of a cookie, its user's state and the user's consent for
+        `client_id`, in one statement (revoked and expired sessions too)."""
+        ...
+
+    async def get(self, session_id: str) -> BrowserSessionRow | None:
+        """A browser session by id (the `sid` of its ID tokens)."""
+        ...
+
+    async def reauthenticate(
+        self,
+        session_id: str,
+        *,
+        user_id: str,
+        token_hash: str,
+        auth_time: datetime,
+        amr: str,
+        acr: str | None,
+        expires_at: datetime,
+    ) -> bool:
+        """A new login by the same user: new cookie hash and auth_time, same id; False if
+        the session is not the user's or not open."""
+        ...
+
+    async def revoke(self, session_id: str, *, now: datetime) -> str | None:
+        """End a browser session; its user's id, or None if it was not open."""
+        ...
+
+    async def linked_sessions(self, session_id: str) -> list[str]:
+        """The unrevoked sessions (refresh families) opened through a browser session."""
+        ...
+
+
+class AuthorizationRepository(Protocol):
+    """Pending authorization requests, authorization codes and remembered consents."""
+
+    async def save_request(self, row: PendingRequestRow) -> None:
+        """Store a pending authorization request."""
+        ...
+
+    async def pending_request(self, request_id: str) -> PendingRequestRow | None:
+        """A pending request by id (expired ones too)."""
+        ...
+
+    async def update_request(self, request_id: str, parameters: str) -> None:
+        """Record a step done (login, consent) on a pending request."""
+        ...
+
+    async def drop_request(self, request_id: str) -> None:
+        """Forget a pending request."""
+        ...
+
+    async def add_code(self, row: AuthorizationCodeRow) -> None:
+        """Store a new authorization code."""
+        ...
+
+    async def consume_code(self, code_hash: str, *, now: datetime) -> AuthorizationCodeRow | None:
+        """Spend an unspent, unexpired code by compare-and-set; None if that failed."""
+        ...
+
+    async def find_code(self, code_hash: str) -> AuthorizationCodeRow | None:
+        """A code by hash, spent or not."""
+        ...
+
+    async def remember_consent(
+        self, *, user_id: str, client_id: str, scopes: str, now: datetime
+    ) -> None:
+        """Store what the user allowed the client."""
+        ...
+
+
 class ServiceSecretRepository(Protocol):
     """Secrets the service makes for itself, shared by every replica."""
 
@@ -249,6 +351,10 @@ class Repositories(Protocol):
     def secrets(self) -> ServiceSecretRepository: ...
     @property
     def hash_samples(self) -> HashSampleRepository: ...
+    @property
+    def browser_sessions(self) -> BrowserSessionRepository: ...
+    @property
+    def authorizations(self) -> AuthorizationRepository: ...
 
 
 class Database(Repositories, Protocol):

@@ -7,12 +7,17 @@ from datetime import datetime
 
 __all__ = [
     "AdminUserRow",
+    "AuthorizationCodeRow",
+    "BrowserSessionFound",
+    "BrowserSessionRow",
     "ClientRow",
+    "PendingRequestRow",
     "ProfileRow",
     "RecentRevocations",
     "RefreshFamily",
     "RefreshTokenRow",
     "SessionRow",
+    "UserInfoRow",
     "UserRecord",
 ]
 
@@ -69,6 +74,11 @@ class SessionRow:
     absolute_expires_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    # Sessions of the authorization-code flow: their browser session and authentication.
+    browser_session_id: str | None = None
+    auth_time: datetime | None = None
+    amr: str | None = None
+    acr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,3 +132,73 @@ class RecentRevocations:
     sessions: list[tuple[str, datetime]]  # (session id, revoked at)
     tokens: list[tuple[str, datetime]]  # (jti, expires at)
     users: list[tuple[str, int, datetime]]  # (user id, credential version, disabled at)
+
+
+@dataclass(frozen=True)
+class BrowserSessionRow:
+    """A browser's SSO session as stored (the cookie itself never is, only its hash)."""
+
+    id: str
+    token_hash: str
+    user_id: str
+    auth_time: datetime
+    amr: str
+    acr: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BrowserSessionFound:
+    """A browser session with its user's state and what the user allowed one client."""
+
+    session: BrowserSessionRow
+    username: str
+    user_active: bool
+    user_scopes: str
+    user_credential_version: int
+    consented_scopes: str | None
+
+
+@dataclass(frozen=True)
+class PendingRequestRow:
+    """An authorization request waiting for the browser's login or consent."""
+
+    id: str
+    client_id: str
+    parameters: str  # JSON
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AuthorizationCodeRow:
+    """An authorization code (by hash) and everything its exchange is bound to."""
+
+    code_hash: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    user_id: str
+    credential_version: int
+    user_scopes: str
+    browser_session_id: str
+    session_id: str
+    auth_time: datetime
+    amr: str
+    acr: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UserInfoRow:
+    """What the UserInfo endpoint may release about an active user."""
+
+    id: str
+    username: str
+    updated_at: datetime

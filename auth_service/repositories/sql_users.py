@@ -17,7 +17,7 @@ from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
 from auth_service.errors import UsernameTaken
 from auth_service.models import User
-from auth_service.repositories.rows import AdminUserRow, ProfileRow, UserRecord
+from auth_service.repositories.rows import AdminUserRow, ProfileRow, UserInfoRow, UserRecord
 
 __all__ = ["SqlHashSamples", "SqlUsers"]
 
@@ -41,6 +41,11 @@ _BY_ID = Statement(select(*_RECORD).where(_C.id == bindparam("id")))
 _IS_ACTIVE = Statement(select(_C.id).where(_C.id == bindparam("id"), _C.is_active.is_(True)))
 _PROFILE = Statement(
     select(_C.id, _C.username, _C.created_at).where(
+        _C.id == bindparam("id"), _C.is_active.is_(True)
+    )
+)
+_USERINFO = Statement(
+    select(_C.id, _C.username, _C.updated_at).where(
         _C.id == bindparam("id"), _C.is_active.is_(True)
     )
 )
@@ -148,6 +153,11 @@ class SqlUsers:
         """An active user's profile, or None."""
         rows = await self._db.rows(_PROFILE, {"id": user_id})
         return ProfileRow(*rows[0]) if rows else None
+
+    async def userinfo(self, user_id: str) -> UserInfoRow | None:
+        """What /userinfo may release about an active user, or None."""
+        rows = await self._db.rows(_USERINFO, {"id": user_id})
+        return UserInfoRow(*rows[0]) if rows else None
 
     async def add(
         self,

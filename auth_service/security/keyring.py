@@ -2,7 +2,8 @@
 
 `keyset.json` lists each key's state; its PEM sits beside it (mode 0600):
 - `next`: published in the JWKS, not signing yet, so verifiers have cached it before use;
-- `active`: the one key that signs (exactly one);
+- `active`: the one key that signs with its algorithm (exactly one per algorithm: access
+  tokens use the configured one, ID tokens RS256 by default or ES256 per client);
 - `retiring`: no longer signs, still published until every token it signed has expired.
 Changes take a file lock and replace `keyset.json` atomically; replicas notice the new
 modification time and reload.
@@ -46,10 +47,19 @@ class KeyRecord:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The key that signs and every key that verifies (and is published)."""
+    """The key that signs access tokens, every key that verifies (and is published), and
+    the active key of each algorithm (ID tokens pick theirs by algorithm)."""
 
     active: SigningKey
     published: tuple[SigningKey, ...]
+    signers: tuple[SigningKey, ...] = ()
+
+    def signer(self, algorithm: str) -> SigningKey | None:
+        """The active key of `algorithm`, if the ring has one."""
+        for key in (self.active, *self.signers):
+            if key.algorithm == algorithm:
+                return key
+        return None
 
 
 class KeyDirectory:
@@ -74,24 +84,40 @@ class KeyDirectory:
         raw = json.loads(self._manifest.read_text(encoding="utf-8"))
         return [KeyRecord(**entry) for entry in raw["keys"]]
 
-    def load(self) -> KeyRing:
-        """Parse every listed key once; the active one signs, all of them verify."""
+    def load(self, algorithm: str | None = None) -> KeyRing:
+        """Parse every listed key once; the active key of `algorithm` signs access tokens
+        (without one named, the only active key), all of them verify."""
         records = self.records()
         keys = {
             r.kid: load_signing_key(self._pem(r.kid).read_bytes(), r.algorithm) for r in records
         }
         active = [r for r in records if r.state == ACTIVE]
-        if len(active) != 1:
+        algorithms = [r.algorithm for r in active]
+        if len(set(algorithms)) != len(algorithms) or not active:
             raise KeyConfigurationError(
-                f"{self._manifest} must list exactly one active key "
+                f"{self._manifest} must list exactly one active key per algorithm "
                 "(run `auth-service keys generate`)"
             )
-        return KeyRing(active=keys[active[0].kid], published=tuple(keys.values()))
+        if algorithm is None:
+            if len(active) != 1:
+                raise KeyConfigurationError(f"{self._manifest} lists several active keys")
+            algorithm = active[0].algorithm
+        main = [r for r in active if r.algorithm == algorithm]
+        if not main:
+            raise KeyConfigurationError(
+                f"{self._manifest} has no active {algorithm} key "
+                f"(run `auth-service keys generate --algorithm {algorithm}`)"
+            )
+        return KeyRing(
+            active=keys[main[0].kid],
+            published=tuple(keys.values()),
+            signers=tuple(keys[r.kid] for r in active if r.algorithm != algorithm),
+        )
 
     def generate(self, algorithm: str) -> KeyRecord:
         """Add a key: active if there is none yet, otherwise published as `next`."""
         with self._locked() as records:
-            has_active = any(r.state == ACTIVE for r in records)
+            has_active = any(r.state == ACTIVE and r.algorithm == algorithm for r in records)
             record = self._new_key(algorithm, state=NEXT if has_active else ACTIVE)
             records.append(record)
         return record
@@ -103,7 +129,7 @@ class KeyDirectory:
         with self._locked() as records:
             if any(r.kid == kid for r in records):
                 raise KeyConfigurationError(f"key {kid} is already in {self.path}")
-            has_active = any(r.state == ACTIVE for r in records)
+            has_active = any(r.state == ACTIVE and r.algorithm == algorithm for r in records)
             state = NEXT if has_active else ACTIVE
             write_private_file(self._pem(kid), pem)
             now = self._clock().isoformat()
@@ -138,7 +164,7 @@ class KeyDirectory:
                 )
             until = (now + tokens_live_for).isoformat()
             for index, record in enumerate(records):
-                if record.state == ACTIVE:
+                if record.state == ACTIVE and record.algorithm == algorithm:
                     records[index] = replace(record, state=RETIRING, publish_until=until)
                 elif record.kid == promoted.kid:
                     records[index] = replace(record, state=ACTIVE, activated_at=now.isoformat())
@@ -162,10 +188,10 @@ class KeyDirectory:
             self._pem(gone).unlink(missing_ok=True)
         return removed
 
-    def active_since(self) -> datetime | None:
-        """When the active key started signing (None for the first key or none)."""
+    def active_since(self, algorithm: str | None = None) -> datetime | None:
+        """When the active key (of `algorithm`) started signing (None if there is none)."""
         for record in self.records():
-            if record.state == ACTIVE:
+            if record.state == ACTIVE and algorithm in (None, record.algorithm):
                 when = record.activated_at or record.created_at
                 return datetime.fromisoformat(when)
         return None

@@ -12,6 +12,7 @@ raised, becomes one `InvalidToken`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
 from collections import OrderedDict
@@ -26,9 +27,20 @@ from jose.exceptions import JOSEError
 from auth_service.errors import InvalidToken
 from auth_service.security.keys import SigningKey
 
-__all__ = ["AccessClaims", "IssuedToken", "TokenService", "new_token_id", "utc_now"]
+__all__ = [
+    "AccessClaims",
+    "IdTokenHint",
+    "IssuedToken",
+    "TokenService",
+    "access_token_hash",
+    "new_token_id",
+    "utc_now",
+]
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# ID tokens say `typ: JWT` (never at+jwt), so no verifier here takes one for an access token.
+ID_TOKEN_TYPE = "JWT"  # noqa: S105 - a JOSE header value, not a secret
+ID_TOKEN_ALGORITHMS = ("RS256", "ES256")
 MAX_TOKEN_LENGTH = 8192
 # The user's credential version (private claim); optional so that tokens minted before it
 # existed stay readable (as version 0).
@@ -93,6 +105,24 @@ class _Verified:
 
 
 @dataclass(frozen=True)
+class IdTokenHint:
+    """What a verified id_token_hint says: whom it was about, for whom, through which
+    browser session, and whether it has expired (a hint may be expired)."""
+
+    subject: str
+    audiences: tuple[str, ...]
+    session_id: str | None
+    expired: bool
+
+
+def access_token_hash(access_token: str) -> str:
+    """OIDC Core §3.1.3.6 `at_hash`: the left half of SHA-256 of the token, base64url (the
+    hash of RS256 and ES256 alike)."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return _b64url_encode(digest[: len(digest) // 2])
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     """A freshly signed access token and its lifetime in whole seconds."""
 
@@ -114,19 +144,38 @@ class TokenService:
         ttl_seconds: int,
         leeway_seconds: int,
         clock: Callable[[], datetime] = utc_now,
+        id_token_signers: Iterable[SigningKey] = (),
+        id_token_ttl_seconds: int = 300,
     ) -> None:
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
-        self.use_keys(signing_key, verification_keys)
+        self.use_keys(signing_key, verification_keys, id_token_signers)
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
+        self._id_ttl = id_token_ttl_seconds
         self._leeway = leeway_seconds
         self._clock = clock
 
-    def use_keys(self, signing_key: SigningKey, verification_keys: Iterable[SigningKey]) -> None:
-        """Switch keys (rotation); each attribute is replaced whole, so readers never mix."""
+    def use_keys(
+        self,
+        signing_key: SigningKey,
+        verification_keys: Iterable[SigningKey],
+        id_token_signers: Iterable[SigningKey] = (),
+    ) -> None:
+        """Switch keys (rotation); each attribute is replaced whole, so readers never mix.
+
+        ID tokens are signed by the active key of their algorithm: the access-token key
+        for its own algorithm, `id_token_signers` for the others."""
         self._keys = {key.kid: key for key in (signing_key, *verification_keys)}
         self._signing_key = signing_key
+        signers = {key.algorithm: key for key in id_token_signers}
+        signers[signing_key.algorithm] = signing_key
+        self._id_signers = {alg: signers[alg] for alg in ID_TOKEN_ALGORITHMS if alg in signers}
+
+    @property
+    def id_token_algorithms(self) -> tuple[str, ...]:
+        """The algorithms ID tokens can be signed with now, RS256 first when available."""
+        return tuple(self._id_signers)
 
     @property
     def issuer(self) -> str:
@@ -191,6 +240,108 @@ class TokenService:
                 expires_at=datetime.fromtimestamp(now + self._ttl, UTC),
                 credential_version=credential_version,
             ),
+        )
+
+    def mint_id_token(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        algorithm: str,
+        auth_time: datetime,
+        session_id: str,
+        amr: Iterable[str],
+        acr: str | None = None,
+        nonce: str | None = None,
+        access_token: str | None = None,
+        extra_claims: Mapping[str, object] | None = None,
+    ) -> str:
+        """Sign an OpenID Connect ID token (Core §2) for `client_id`, `typ: JWT`.
+
+        `iat` is now (never cached); `auth_time` is when the user last authenticated;
+        `sid` names the browser session; `at_hash` binds the access token issued with it.
+        """
+        key = self._id_signers.get(algorithm)
+        if key is None:
+            raise KeyError(f"no active {algorithm} key for ID tokens")
+        now = int(self._clock().timestamp())
+        claims: dict[str, object] = {
+            **(extra_claims or {}),
+            "iss": self._issuer,
+            "sub": subject,
+            "aud": client_id,
+            "exp": now + self._id_ttl,
+            "iat": now,
+            "auth_time": int(auth_time.timestamp()),
+            "sid": session_id,
+            "amr": list(amr),
+        }
+        if acr is not None:
+            claims["acr"] = acr
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if access_token is not None:
+            claims["at_hash"] = access_token_hash(access_token)
+        token = jwt.encode(
+            claims,
+            key.private_key,
+            algorithm=key.algorithm,
+            headers={"kid": key.kid, "typ": ID_TOKEN_TYPE},
+        )
+        return _low_s(token) if key.algorithm == "ES256" else token
+
+    def verify_id_token_hint(self, token: str) -> IdTokenHint:
+        """Check an ID token this service issued (signature, `typ`, `iss`; expiry allowed,
+        as RP-initiated logout and prompt=none accept expired hints); else InvalidToken."""
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidToken("the ID token is not a signed JWT")
+        _require_canonical(token)
+        try:
+            header = jwt.get_unverified_header(token)
+        except (JOSEError, ValueError, TypeError) as exc:
+            raise InvalidToken("the ID token header is malformed") from exc
+        if not isinstance(header, Mapping) or "crit" in header:
+            raise InvalidToken("the ID token header is malformed")
+        if header.get("typ") != ID_TOKEN_TYPE:
+            raise InvalidToken("the token is not an ID token")
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None or header.get("alg") != key.algorithm:
+            raise InvalidToken("the ID token was signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[key.algorithm],
+                issuer=self._issuer,
+                options={
+                    "verify_aud": False,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_at_hash": False,
+                    "require_iss": True,
+                    "require_sub": True,
+                },
+            )
+        except (JOSEError, ValueError, TypeError, KeyError) as exc:
+            raise InvalidToken("the ID token signature or claims are invalid") from exc
+        subject, audience, exp = claims.get("sub"), claims.get("aud"), claims.get("exp")
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience or ())
+        sid = claims.get("sid")
+        if (
+            not isinstance(subject, str)
+            or not audiences
+            or not all(isinstance(a, str) for a in audiences)
+            or type(exp) is not int
+        ):
+            raise InvalidToken("the ID token has malformed claims")
+        now = int(self._clock().timestamp())
+        return IdTokenHint(
+            subject=subject,
+            audiences=audiences,
+            session_id=sid if isinstance(sid, str) else None,
+            expired=exp <= now - self._leeway,
         )
 
     def verify_access_token(self, token: str) -> AccessClaims:

@@ -39,3 +39,19 @@ async def metadata(request: Request) -> Response:
     return Response(
         documents.metadata, media_type="application/json", headers=documents.metadata_headers
     )
+
+
+@router.get(
+    "/.well-known/openid-configuration",
+    summary="OpenID Provider metadata",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def openid_configuration(request: Request) -> Response:
+    """OpenID Connect Discovery 1.0 §3: endpoints, algorithms, claims, prompt values."""
+    documents = request.app.state.documents
+    return Response(
+        documents.openid_configuration,
+        media_type="application/json",
+        headers=documents.metadata_headers,
+    )

@@ -12,6 +12,7 @@ from auth_service.db.migrate import database_revisions, schema_is_behind
 from auth_service.db.postgres import PgRunner, PgTransaction
 from auth_service.db.runner import Runner, SqlSpan
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.postgres.oidc import PgAuthorizations, PgBrowserSessions
 from auth_service.repositories.postgres.sessions import PgSessions
 from auth_service.repositories.postgres.small import PgClients, PgRevocations, PgServiceSecrets
 from auth_service.repositories.postgres.users import PgHashSamples, PgUsers
@@ -22,7 +23,16 @@ __all__ = ["PgDatabase", "PgRepositories"]
 class PgRepositories:
     """The repositories on one runner: autocommitted calls, or one transaction."""
 
-    __slots__ = ("clients", "hash_samples", "revocations", "secrets", "sessions", "users")
+    __slots__ = (
+        "authorizations",
+        "browser_sessions",
+        "clients",
+        "hash_samples",
+        "revocations",
+        "secrets",
+        "sessions",
+        "users",
+    )
 
     def __init__(self, runner: Runner) -> None:
         self.users = PgUsers(runner)
@@ -31,6 +41,8 @@ class PgRepositories:
         self.clients = PgClients(runner)
         self.secrets = PgServiceSecrets(runner)
         self.hash_samples = PgHashSamples(runner)
+        self.browser_sessions = PgBrowserSessions(runner)
+        self.authorizations = PgAuthorizations(runner)
 
 
 class PgDatabase(PgRepositories):

@@ -95,6 +95,10 @@ _OPENED = (
             _U.id == bindparam("user_id"),
             _U.is_active.is_(True),
             _U.credential_version == bindparam("credential_version"),
+            # The code flow opens a session only while the user's scopes are unchanged
+            # since the code was issued (None: no such condition).
+            func.coalesce(bindparam("expected_scopes", type_=_U.scopes.type), _U.scopes)
+            == _U.scopes,
         )
         .with_for_update(read=True),
     )
@@ -189,11 +193,21 @@ class PgSessions:
     def __init__(self, db: Runner) -> None:
         self._db = db
 
-    async def open(self, record: SessionRow, *, token_hash: str, credential_version: int) -> bool:
+    async def open(
+        self,
+        record: SessionRow,
+        *,
+        token_hash: str,
+        credential_version: int,
+        expected_scopes: str | None = None,
+    ) -> bool:
         """Insert the session and its first token if the user is still current (one statement)."""
         params: dict[str, object] = {c.name: getattr(record, c.name) for c in _SESSION_COLUMNS}
         params.update(
-            credential_version=credential_version, token_hash=token_hash, now=record.created_at
+            credential_version=credential_version,
+            token_hash=token_hash,
+            now=record.created_at,
+            expected_scopes=expected_scopes,
         )
         rows = await self._db.rows(_OPEN, params)
         return bool(rows[0][0] == 1)

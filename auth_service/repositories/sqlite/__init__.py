@@ -20,6 +20,7 @@ from auth_service.db.runner import SqlSpan
 from auth_service.db.sqlite_worker import SQLiteWorker, WorkerSession
 from auth_service.db.statements import Statement
 from auth_service.repositories import PoolStatus
+from auth_service.repositories.sqlite.oidc import SqliteAuthorizations, SqliteBrowserSessions
 from auth_service.repositories.sqlite.sessions import SqliteSessions
 from auth_service.repositories.sqlite.small import (
     SqliteClients,
@@ -36,7 +37,16 @@ _PING = Statement(select(1))
 class SqliteRepositories:
     """The repositories on the worker (each call its own job) or on one of its sessions."""
 
-    __slots__ = ("clients", "hash_samples", "revocations", "secrets", "sessions", "users")
+    __slots__ = (
+        "authorizations",
+        "browser_sessions",
+        "clients",
+        "hash_samples",
+        "revocations",
+        "secrets",
+        "sessions",
+        "users",
+    )
 
     def __init__(self, runner: SQLiteWorker | WorkerSession) -> None:
         self.users = SqliteUsers(runner)
@@ -45,6 +55,8 @@ class SqliteRepositories:
         self.clients = SqliteClients(runner)
         self.secrets = SqliteServiceSecrets(runner)
         self.hash_samples = SqliteHashSamples(runner)
+        self.browser_sessions = SqliteBrowserSessions(runner)
+        self.authorizations = SqliteAuthorizations(runner)
 
 
 class SqliteDatabase(SqliteRepositories):

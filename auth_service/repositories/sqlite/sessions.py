@@ -76,6 +76,10 @@ _OPEN_IF_CURRENT = Statement(
             _U.id == bindparam("user_id"),
             _U.is_active.is_(True),
             _U.credential_version == bindparam("credential_version"),
+            # The code flow opens a session only while the user's scopes are unchanged
+            # since the code was issued (None: no such condition).
+            func.coalesce(bindparam("expected_scopes", type_=_U.scopes.type), _U.scopes)
+            == _U.scopes,
         ),
     )
     .returning(_S.id)
@@ -153,10 +157,18 @@ class SqliteSessions:
     def __init__(self, db: SQLiteWorker | WorkerSession) -> None:
         self._db = db
 
-    async def open(self, record: SessionRow, *, token_hash: str, credential_version: int) -> bool:
+    async def open(
+        self,
+        record: SessionRow,
+        *,
+        token_hash: str,
+        credential_version: int,
+        expected_scopes: str | None = None,
+    ) -> bool:
         """Insert the session and its first token if the user is still current (one job)."""
         values: dict[str, object] = {c.name: getattr(record, c.name) for c in _SESSION_COLUMNS}
         values["credential_version"] = credential_version
+        values["expected_scopes"] = expected_scopes
         token = {"token_hash": token_hash, "session_id": record.id, "issued_at": record.created_at}
         open_if_current = _OPEN_IF_CURRENT.compiled(self._db.dialect)
         insert_token = _INSERT_TOKEN.compiled(self._db.dialect)
