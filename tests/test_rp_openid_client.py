@@ -16,8 +16,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -63,16 +65,19 @@ def browser() -> Iterator[Browser]:
 class NodeRelyingParty:
     """The openid-client relying party process on http://localhost:PORT."""
 
-    def __init__(self, provider: Provider, client_id: str, port: int, log: Path) -> None:
-        self.base = f"http://localhost:{port}"
+    def __init__(
+        self, provider: Provider, base: str, client_id: str, log: Path, **env: str
+    ) -> None:
+        self.base = base
         self.client_id = client_id
         self.log = log
         node = shutil.which("node")
         assert node is not None
+        port = str(urlsplit(base).port)
         with log.open("wb") as output:
             self.process = subprocess.Popen(
-                [node, str(RP_SCRIPT), provider.issuer, client_id, self.base, str(port)],
-                env={**os.environ, "RP_NODE_PREFIX": str(NODE_PREFIX)},
+                [node, str(RP_SCRIPT), provider.issuer, client_id, base, port],
+                env={**os.environ, "RP_NODE_PREFIX": str(NODE_PREFIX), **env},
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -98,17 +103,16 @@ class NodeRelyingParty:
             self.process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def node_rp(
-    provider: Provider, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_node_rp(
+    provider: Provider, directory: Path, host: str, *options: str, **env: str
 ) -> Iterator[NodeRelyingParty]:
-    """A public client (PKCE, no secret), third-party, registered with the real CLI."""
+    """Register a client for an openid-client RP on http://HOST:PORT, run it, stop it."""
     needs(shutil.which("node") is not None, "Node.js")
     needs((NODE_PREFIX / "node_modules" / "openid-client").is_dir(), "openid-client (npm)")
-    port = free_port()
-    base = f"http://localhost:{port}"
+    base = f"http://{host}:{free_port()}"
     registered = provider.add_client(
-        "openid-client-rp",
+        f"openid-client-{host.replace('.', '-')}",
         "--grants",
         "authorization_code",
         "refresh_token",
@@ -119,15 +123,26 @@ def node_rp(
         "--scopes",
         "openid",
         "profile",
+        *options,
     )
-    assert "client_secret" not in registered, registered
-    log = tmp_path_factory.mktemp("rp-node-log") / "rp.log"
-    rp = NodeRelyingParty(provider, registered["client_id"], port, log)
+    if "client_secret" in registered:
+        env = {**env, "RP_CLIENT_SECRET": registered["client_secret"]}
+    rp = NodeRelyingParty(provider, base, registered["client_id"], directory / "rp.log", **env)
     try:
         rp.wait_until_ready()
         yield rp
     finally:
         rp.stop()
+
+
+@pytest.fixture(scope="module")
+def node_rp(
+    provider: Provider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeRelyingParty]:
+    """A public client (PKCE, no secret), third-party, its RP on localhost: cross-site."""
+    directory = tmp_path_factory.mktemp("rp-node-public")
+    with running_node_rp(provider, directory, "localhost") as rp:
+        yield rp
 
 
 def _result(text: str) -> dict[str, Any]:
@@ -223,3 +238,36 @@ def test_discovery_document_is_served_to_node(provider: Provider) -> None:
     assert document["issuer"] == provider.issuer
     assert document["authorization_response_iss_parameter_supported"] is True
     assert document["request_uri_parameter_supported"] is False
+
+
+def test_openid_client_confidential_es256_same_site(
+    provider: Provider, user_id: str, browser: Browser, tmp_path: Path
+) -> None:
+    """client_secret_basic, --id-token-alg ES256, --first-party, RP on 127.0.0.1.
+
+    openid-client is told to expect ES256 ID tokens and refuses any other alg.
+    """
+    with (
+        running_node_rp(
+            provider,
+            tmp_path,
+            "127.0.0.1",
+            "--confidential",
+            "--first-party",
+            "--id-token-alg",
+            "ES256",
+            RP_ID_TOKEN_ALG="ES256",
+        ) as rp,
+        browser_context(browser) as context,
+    ):
+        page = context.new_page()
+        page.goto(f"{rp.base}/login")
+        trace = log_in(page, USERNAME)
+        result = _result(finish_at(page))
+        assert trace.login_page
+        assert not trace.consent_page, "a --first-party client skips consent"
+        assert result["id_token_header"]["alg"] == "ES256"
+        assert result["claims"]["sub"] == user_id
+        assert result["claims"]["aud"] in (rp.client_id, [rp.client_id])
+        assert result["userinfo"]["preferred_username"] == USERNAME
+        assert result["refreshed"]["rotated"]

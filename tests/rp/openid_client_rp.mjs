@@ -2,6 +2,8 @@
 //
 // node openid_client_rp.mjs ISSUER CLIENT_ID RP_BASE PORT
 // Env RP_NODE_PREFIX: where scripts/ensure-oidc-rps installed openid-client (.cache/rp-node).
+// Env RP_CLIENT_SECRET (optional): a confidential client, client_secret_basic; else public.
+// Env RP_ID_TOKEN_ALG (optional): the client's id_token_signed_response_alg (default RS256).
 // Listens on loopback PORT (127.0.0.1 and ::1) as RP_BASE (e.g. http://localhost:PORT).
 // Routes:
 //   /login[?prompt=&max_age=]  new RP session (cookie), redirect to the provider with
@@ -23,7 +25,11 @@ const require = createRequire(`${process.env.RP_NODE_PREFIX}/package.json`);
 const client = await import(pathToFileURL(require.resolve("openid-client")).href);
 const { version } = require("openid-client/package.json");
 
-const config = await client.discovery(new URL(issuer), clientId, undefined, client.None(), {
+const secret = process.env.RP_CLIENT_SECRET;
+const metadata = {};
+if (process.env.RP_ID_TOKEN_ALG) metadata.id_token_signed_response_alg = process.env.RP_ID_TOKEN_ALG;
+const authentication = secret ? client.ClientSecretBasic(secret) : client.None();
+const config = await client.discovery(new URL(issuer), clientId, metadata, authentication, {
   execute: [client.allowInsecureRequests], // the provider under test is http on loopback
 });
 const sessions = new Map();
@@ -99,8 +105,10 @@ async function callback(url, request, response) {
     };
   }
   pending.idToken = tokens.id_token;
+  const header = JSON.parse(Buffer.from(tokens.id_token.split(".")[0], "base64url").toString());
   page(response, 200, "rp-done", {
     openid_client: version,
+    id_token_header: header,
     token_type: tokens.token_type,
     scope: tokens.scope,
     claims,
