@@ -28,8 +28,18 @@ from auth_service.api.docs import DocsSameOriginOnly
 from auth_service.api.errors import install_error_handlers
 from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
-from auth_service.api.pages import CsrfGuard, Pages
-from auth_service.api.routes import admin, health, pages, sessions, token, users, wellknown
+from auth_service.api.pages import CsrfGuard, Pages, SessionCookie
+from auth_service.api.routes import (
+    admin,
+    authorize,
+    health,
+    oidc,
+    pages,
+    sessions,
+    token,
+    users,
+    wellknown,
+)
 from auth_service.audit import Audit
 from auth_service.config import Settings
 from auth_service.db.engine import create_engine, is_sqlite
@@ -289,6 +299,7 @@ async def open_runtime(
             throttler=Throttler(throttle_store, _throttle_policy(settings)),
             audit=audit,
             profiles=ProfileCache(max_entries=PROFILE_CACHE_ENTRIES, ttl=PROFILE_CACHE_TTL),
+            browser_session_lifetime=timedelta(seconds=settings.browser_session_lifetime_seconds),
         )
         log.info("issuer %s signs with key %s", settings.effective_issuer, ring.active.kid)
         documents = _discovery_documents(settings, ring)
@@ -333,6 +344,10 @@ def create_app(
             app.state.pages = page_kit
             app.state.csrf = CsrfGuard(
                 issuer=settings.effective_issuer, load_key=runtime.services.db.secrets.ensure
+            )
+            app.state.session_cookie = SessionCookie(
+                issuer=settings.effective_issuer,
+                lifetime=runtime.services.browser_session_lifetime,
             )
             await hash_population.try_refresh(runtime.services)
             refreshing = asyncio.create_task(
@@ -386,7 +401,7 @@ def create_app(
     # through included routers costs FastAPI ~0.1 ms per request and per router.
     api_routes = [
         route
-        for module in (users, token, sessions, admin, wellknown, health, pages)
+        for module in (users, token, sessions, admin, wellknown, health, pages, authorize, oidc)
         for route in module.router.routes
     ]
     app.router.routes[:0] = api_routes

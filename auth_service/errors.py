@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "AuthServiceError",
+    "AuthorizationFailed",
+    "AuthorizationRequestExpired",
     "ClientExists",
     "CsrfRejected",
     "DatabaseUnavailable",
@@ -173,6 +175,25 @@ class CsrfRejected(PageFailure):
     default_description = "the form expired or was not sent from this site; go back and retry"
     title = "Form expired"
     status = 403
+
+
+class AuthorizationRequestExpired(PageFailure):
+    """A pending sign-in (login or consent page) that is unknown or older than its lifetime."""
+
+    code = "invalid_request"
+    default_description = "this sign-in request has expired; go back to the application and retry"
+    title = "Sign-in expired"
+
+
+class AuthorizationFailed(AuthServiceError):
+    """An authorization request refused after its client and redirect URI were verified:
+    the error goes back to the client at `location` (RFC 6749 §4.1.2.1, RFC 9207), with
+    its code (invalid_request, login_required, access_denied, ...)."""
+
+    def __init__(self, code: str, description: str, *, location: str) -> None:
+        self.code = code
+        self.location = location
+        super().__init__(description)
 
 
 class InvalidRedirectUri(AuthServiceError):

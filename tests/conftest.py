@@ -33,6 +33,7 @@ from auth_service.app import create_app
 from auth_service.config import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST, Settings
 from auth_service.db.engine import create_engine
 from auth_service.db.migrate import upgrade_to_head
+from auth_service.security.keys import generate_private_key_pem, write_private_file
 
 TEST_ISSUER = "http://testserver"
 PASSWORD = "correct horse battery staple"
@@ -157,8 +158,26 @@ TEST_ARGON2 = {
 }
 
 
+_ID_TOKEN_KEY: list[bytes] = []
+
+
+def _seed_id_token_key(data_dir: Path) -> None:
+    """Give the data dir the development RS256 ID-token key, generated once per run: a
+    3072-bit RSA key per test would cost every app start a second of CPU."""
+    path = data_dir / "keys" / "signing-rs256.pem"
+    if path.exists():
+        return
+    if not _ID_TOKEN_KEY:
+        _ID_TOKEN_KEY.append(generate_private_key_pem("RS256"))
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(exist_ok=True, mode=0o700)
+    write_private_file(path, _ID_TOKEN_KEY[0])
+
+
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: real argon2 parameters (OWASP's floor), small pool, fixed issuer."""
+    if overrides.get("signing_algorithm", "ES256") == "ES256":
+        _seed_id_token_key(data_dir)
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": database_url,

@@ -15,6 +15,7 @@ from auth_service.db.postgres import PgConnection
 from auth_service.db.sqlite_worker import SQLiteWorker
 from auth_service.db.statements import Statement
 from tests.conftest import password_grant, register
+from tests.oidc_helpers import add_client, authorize, authorize_params, exchange, query
 
 
 class Calls:
@@ -86,4 +87,30 @@ async def test_login_and_refresh_keep_their_statement_counts(
     assert refreshed.status_code == 200, refreshed.text
     # The token's family, then the rotation (claim, successor, session touch) as one.
     assert calls.statements == (["SELECT", "JOB"] if sqlite else ["SELECT", "WITH"])
+    assert calls.transactions == 0
+
+
+async def test_code_flow_steps_cost_at_most_three_statements(
+    app: FastAPI, client: httpx.AsyncClient, calls: Calls, database_url: str
+) -> None:
+    """The browser-less code flow of the bench: authorize with a session cookie, then the
+    token exchange; each step at most three statements, none a reserved transaction."""
+    await register(client)
+    rp = await add_client(app)
+    await authorize(client, rp, authorize_params(rp))  # logs the browser in once
+    sqlite = database_url.startswith("sqlite")
+
+    calls.clear()
+    sso = await client.get("/authorize", params=authorize_params(rp))
+    code = query(sso.headers["location"])["code"]
+    # The client, the browser session with its user and consent (one SELECT), the code.
+    assert calls.statements == ["SELECT", "SELECT", "INSERT"]
+    assert calls.transactions == 0
+
+    calls.clear()
+    token = await exchange(client, rp, code)
+    assert token.status_code == 200, token.text
+    assert "id_token" in token.json()
+    # The client, the code's compare-and-set, the session with its first refresh token.
+    assert calls.statements == ["SELECT", "UPDATE", "JOB" if sqlite else "WITH"]
     assert calls.transactions == 0

@@ -14,6 +14,7 @@ from starlette.routing import Match
 
 from auth_service.db.unavailable import is_connection_loss
 from auth_service.errors import (
+    AuthorizationFailed,
     AuthServiceError,
     DatabaseUnavailable,
     HashingBusy,
@@ -179,8 +180,16 @@ async def _page_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _authorization_error(request: Request, exc: Exception) -> Response:
+    # The client and redirect URI were verified: the error goes back to the client.
+    assert isinstance(exc, AuthorizationFailed)
+    status = 302 if request.method == "GET" else 303
+    return Response(status_code=status, headers={"Location": exc.location, **NO_STORE})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every mapping on the app."""
+    app.add_exception_handler(AuthorizationFailed, _authorization_error)
     app.add_exception_handler(PageFailure, _page_error)
     app.add_exception_handler(AuthServiceError, _domain_error)
     app.add_exception_handler(OperationalError, _database_error)

@@ -14,7 +14,7 @@ from fastapi import Request
 from auth_service.errors import InvalidClient, InvalidRequest
 from auth_service.services.clients import ClientCredentials
 
-__all__ = ["client_credentials", "read_form"]
+__all__ = ["client_credentials", "read_form", "read_parameters"]
 
 _MAX_FIELDS = 16
 _FORM_TYPE = "application/x-www-form-urlencoded"
@@ -44,6 +44,36 @@ async def read_form(request: Request) -> dict[str, str]:
             raise InvalidRequest("parameters must not contain NUL characters")
         params[name] = value
     return {name: value for name, value in params.items() if value}
+
+
+async def read_parameters(request: Request) -> tuple[dict[str, str], frozenset[str]]:
+    """The query (GET) or form (POST) parameters of a browser endpoint, and the names that
+    were repeated; parameters without a value count as omitted (OIDC Core §3.1.2.1)."""
+    if request.method == "GET":
+        pairs = request.query_params.multi_items()
+    else:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() != _FORM_TYPE:
+            raise InvalidRequest(f"the body must be {_FORM_TYPE}")
+        try:
+            pairs = parse_qsl(
+                (await request.body()).decode("ascii"),
+                keep_blank_values=True,
+                encoding="utf-8",
+                errors="strict",
+                max_num_fields=64,
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidRequest("the form body is not valid URL-encoded UTF-8") from exc
+    params: dict[str, str] = {}
+    repeated: set[str] = set()
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise InvalidRequest("parameters must not contain NUL characters")
+        if name in params:
+            repeated.add(name)
+        params[name] = value
+    return {k: v for k, v in params.items() if v}, frozenset(repeated)
 
 
 def _basic_credentials(header: str) -> ClientCredentials | None:

@@ -46,6 +46,9 @@ class TokenBody(BaseModel):
     expires_in: int
     refresh_token: str
     scope: str
+    id_token: str | None = Field(
+        default=None, description="OpenID Connect ID token (authorization_code with openid)"
+    )
 
 
 class PasswordChangeBody(BaseModel):

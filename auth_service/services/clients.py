@@ -35,6 +35,7 @@ __all__ = [
     "ClientCredentials",
     "NewClient",
     "authenticate_client",
+    "find_client",
     "list_clients",
     "register_client",
     "remove_client",
@@ -244,3 +245,12 @@ async def list_clients(ctx: ServiceContext, *, include_default: bool = False) ->
 async def remove_client(ctx: ServiceContext, client_id: str) -> bool:
     """Delete a client; its sessions can no longer be refreshed (client mismatch)."""
     return await ctx.db.clients.remove(client_id)
+
+
+async def find_client(ctx: ServiceContext, client_id: str) -> Client | None:
+    """A registered client by id, unauthenticated (the authorization endpoint only names
+    it); None when there is none. The default public client has no redirect URIs."""
+    if client_id == ctx.default_client_id:
+        return _default_client(ctx) if ctx.default_client_enabled else None
+    row = await ctx.db.clients.get(client_id)
+    return _view(row, authenticated=False) if row is not None else None

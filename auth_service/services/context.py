@@ -47,6 +47,8 @@ class ServiceContext:
     throttler: Throttler
     audit: Audit
     profiles: ProfileCache
+    # How long a browser's single sign-on session lasts after its login.
+    browser_session_lifetime: timedelta = timedelta(hours=12)
     # One reseed of the revocation store at a time per process.
     reseed_lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
     # Session revocations committed to SQL while the store was unreachable: delivered to

@@ -11,13 +11,14 @@ from auth_service.errors import (
 )
 from auth_service.services.accounts import authenticate
 from auth_service.services.clients import ClientCredentials, authenticate_client
+from auth_service.services.code_flow import exchange_code
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import grantable_scopes, parse_requested_scopes
 from auth_service.services.sessions import RequestOrigin, TokenGrant, open_session, refresh
 
 __all__ = ["SUPPORTED_GRANT_TYPES", "issue_tokens"]
 
-SUPPORTED_GRANT_TYPES = ("password", "refresh_token")
+SUPPORTED_GRANT_TYPES = ("authorization_code", "password", "refresh_token")
 
 
 def _required(params: dict[str, str], name: str) -> str:
@@ -40,6 +41,17 @@ async def issue_tokens(
     client = await authenticate_client(ctx, credentials)
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
+    if grant_type == "authorization_code":
+        try:
+            return await exchange_code(ctx, client, params, origin)
+        except InvalidGrant as exc:
+            ctx.audit.record(
+                "code_exchange",
+                outcome="failure",
+                client_id=client.client_id,
+                reason=exc.description,
+            )
+            raise
     requested = parse_requested_scopes(params.get("scope"))
     if grant_type == "refresh_token":
         refresh_token = _required(params, "refresh_token")
@@ -50,6 +62,7 @@ async def issue_tokens(
                 requested_scopes=requested,
                 client_id=client.client_id,
                 origin=origin,
+                id_token_alg=client.id_token_alg,
             )
         except InvalidGrant as exc:
             ctx.audit.record(

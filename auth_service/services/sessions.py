@@ -29,7 +29,9 @@ from auth_service.security.refresh import (
 )
 from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
+from auth_service.services.id_tokens import id_token_for
 from auth_service.services.revocation import deny_sessions, deny_sessions_eventually
+from auth_service.services.scopes import IDENTITY_SCOPES
 
 __all__ = [
     "RequestOrigin",
@@ -37,6 +39,7 @@ __all__ = [
     "TokenGrant",
     "end_sessions_in",
     "list_sessions",
+    "open_code_session",
     "open_session",
     "refresh",
 ]
@@ -67,6 +70,8 @@ class TokenGrant:
     scope: str
     refresh_token: str
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+    # Sessions of the OpenID Connect code flow also get an ID token.
+    id_token: str | None = None
 
     def sealed_for(self, old_refresh_token: str) -> str:
         """This grant, readable only with the refresh token it replaced."""
@@ -76,6 +81,7 @@ class TokenGrant:
                 "expires_in": self.expires_in,
                 "scope": self.scope,
                 "refresh_token": self.refresh_token,
+                "id_token": self.id_token,
             }
         )
         return seal(payload.encode("utf-8"), old_refresh_token)
@@ -107,6 +113,9 @@ def _grant(
     refresh_token: str,
     credential_version: int,
     scopes: frozenset[str] | None = None,
+    *,
+    id_token_alg: str | None = None,
+    nonce: str | None = None,
 ) -> TokenGrant:
     scopes = scopes if scopes is not None else frozenset(record.scope.split())
     issued = ctx.tokens.mint_access_token(
@@ -116,11 +125,20 @@ def _grant(
         client_id=record.client_id,
         credential_version=credential_version,
     )
+    id_token = id_token_for(
+        ctx,
+        record,
+        scopes=scopes,
+        algorithm=id_token_alg,
+        access_token=issued.token,
+        nonce=nonce,
+    )
     return TokenGrant(
         access_token=issued.token,
         expires_in=issued.expires_in,
         scope=" ".join(sorted(scopes)),
         refresh_token=refresh_token,
+        id_token=id_token,
     )
 
 
@@ -175,6 +193,39 @@ async def open_session(
     return _grant(ctx, record, refresh_token, user.credential_version)
 
 
+async def open_code_session(
+    ctx: ServiceContext,
+    record: SessionRow,
+    *,
+    credential_version: int,
+    user_scopes: str,
+    id_token_alg: str,
+    nonce: str | None,
+) -> TokenGrant:
+    """Open the session an authorization code was issued for (its id chosen with the code).
+
+    One statement: it opens only while the user is active at `credential_version` and
+    still holds exactly `user_scopes`, as read when the code was issued (a password
+    change, disable or scope removal since then gets InvalidGrant).
+    """
+    refresh_token = new_refresh_token()
+    opened = await ctx.db.sessions.open(
+        record,
+        token_hash=hash_refresh_token(refresh_token),
+        credential_version=credential_version,
+        expected_scopes=user_scopes,
+    )
+    if not opened:
+        ctx.audit.record(
+            "login", outcome="failure", user_id=record.user_id, reason="credentials_changed"
+        )
+        raise InvalidGrant("the user's account changed since the code was issued")
+    ctx.audit.record("login", user_id=record.user_id, client_id=record.client_id)
+    return _grant(
+        ctx, record, refresh_token, credential_version, id_token_alg=id_token_alg, nonce=nonce
+    )
+
+
 async def _scopes_still_granted(ctx: ServiceContext, user_id: str, scopes: frozenset[str]) -> bool:
     """Read after the session was written: does the user still hold every scope it got?"""
     current = await ctx.db.users.by_id(user_id)
@@ -205,8 +256,10 @@ async def refresh(
     requested_scopes: frozenset[str] | None,
     client_id: str,
     origin: RequestOrigin,
+    id_token_alg: str | None = None,
 ) -> TokenGrant:
-    """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent.
+    """RFC 6749 §6 with rotation: a new access and refresh token, the old one spent; for
+    a code-flow session with `openid` also a new ID token (same auth_time, `id_token_alg`).
 
     Two repository calls, each its own transaction: the read, then the rotation (one
     statement on PostgreSQL, one worker job on SQLite).
@@ -219,14 +272,22 @@ async def refresh(
     if requested_scopes is not None and not requested_scopes <= set(record.scope.split()):
         raise InvalidScope("a refresh cannot widen the scope of the session")
     if token_row.used_at is None:
-        # Scopes taken from the user since the login are not renewed.
-        scopes = (requested_scopes or frozenset(record.scope.split())) & set(
-            family.user_scopes.split()
+        # Scopes taken from the user since the login are not renewed (identity scopes are
+        # not the user's to hold: they only say who the user is).
+        scopes = (requested_scopes or frozenset(record.scope.split())) & (
+            set(family.user_scopes.split()) | IDENTITY_SCOPES
         )
         now = ctx.clock()
         origin = origin.clipped()
         successor_token = new_refresh_token()
-        grant = _grant(ctx, record, successor_token, family.user_credential_version, scopes)
+        grant = _grant(
+            ctx,
+            record,
+            successor_token,
+            family.user_credential_version,
+            scopes,
+            id_token_alg=id_token_alg,
+        )
         won = await ctx.db.sessions.rotate(
             token_hash,
             now=now,

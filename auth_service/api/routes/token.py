@@ -26,6 +26,9 @@ _FORM_SCHEMA: dict[str, Any] = {
         "username": {"type": "string", "description": "password grant"},
         "password": {"type": "string", "format": "password", "description": "password grant"},
         "refresh_token": {"type": "string", "description": "refresh_token grant"},
+        "code": {"type": "string", "description": "authorization_code grant"},
+        "redirect_uri": {"type": "string", "description": "authorization_code grant"},
+        "code_verifier": {"type": "string", "description": "authorization_code grant (PKCE)"},
         "scope": {"type": "string", "description": "space-separated scope names"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
@@ -43,7 +46,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/token",
     response_model=TokenBody,
-    summary="Issue tokens (password and refresh_token grants)",
+    summary="Issue tokens (authorization_code, password and refresh_token grants)",
     responses=_ERRORS,
     openapi_extra={
         "requestBody": {
@@ -73,5 +76,6 @@ async def token(request: Request, ctx: ContextDep) -> JSONResponse:
         expires_in=grant.expires_in,
         refresh_token=grant.refresh_token,
         scope=grant.scope,
+        id_token=grant.id_token,
     )
-    return JSONResponse(body.model_dump(), headers=NO_STORE)
+    return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
