@@ -21,9 +21,10 @@ run: $(STAMP)  ## migrate the database, then serve on AUTH_HOST:AUTH_PORT
 	$(BIN)/auth-service migrate
 	exec $(BIN)/auth-service serve
 
-test: $(STAMP) lint  ## ensure PostgreSQL, Redis and Chromium are there, then the whole suite
+test: $(STAMP) lint  ## ensure PostgreSQL, Redis, Chromium and the OIDC relying parties, then the suite
 	scripts/ensure-services
 	scripts/ensure-browser
+	scripts/ensure-oidc-rps
 	$(PYTEST)
 
 test-fast: $(STAMP) lint  ## the suite without the tests that start real processes (-m 'not slow')
