@@ -11,7 +11,7 @@ domain's DatabaseUnavailable instead of whatever the catch-all would have made a
 
 from __future__ import annotations
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
+import asyncpg  # no stubs or py.typed
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
