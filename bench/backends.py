@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs; we only connect and execute
+import asyncpg  # no stubs; we only connect and execute
 import redis
 
 __all__ = ["BACKENDS", "embedded_backend", "postgres_redis_backend"]

@@ -187,7 +187,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         **TEST_ARGON2,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ ALL_PRODUCTION_PROBLEMS = (
 
 
 def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def refusal(**values: Any) -> str:
@@ -288,15 +288,15 @@ def test_production_refusal_applies_to_environment_variables(
 def test_env_file_is_read_when_given(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("AUTH_PORT=9006\nAUTH_AUDIENCE=orders\nAUTH_UNKNOWN_KNOB=1\n")
-    config = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    config = Settings(_env_file=env_file)
     assert config.port == 9006
     assert config.audience == "orders"
 
 
 def test_key_rotation_faster_than_the_jwks_cache_is_refused() -> None:
     with pytest.raises(ValidationError, match="must exceed AUTH_JWKS_MAX_AGE_SECONDS"):
-        Settings(_env_file=None, key_rotation_interval_seconds=300, jwks_max_age_seconds=300)  # type: ignore[call-arg]
-    ok = Settings(_env_file=None, key_rotation_interval_seconds=3600)  # type: ignore[call-arg]
+        Settings(_env_file=None, key_rotation_interval_seconds=300, jwks_max_age_seconds=300)
+    ok = Settings(_env_file=None, key_rotation_interval_seconds=3600)
     assert ok.key_rotation_interval_seconds == 3600
 
 

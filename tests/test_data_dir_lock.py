@@ -38,7 +38,12 @@ def test_serve_locks_the_data_dir_only_without_redis(
     from auth_service import server
 
     served: list[object] = []
-    monkeypatch.setattr(server, "serve", lambda settings, _: served.append(settings) or 0)
+
+    def serve(settings: object, _: object) -> int:
+        served.append(settings)
+        return 0
+
+    monkeypatch.setattr(server, "serve", serve)
     monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
     if redis_url is not None:
         monkeypatch.setenv("AUTH_REDIS_URL", redis_url)

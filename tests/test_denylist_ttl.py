@@ -25,7 +25,8 @@ async def entry_seconds_left(app: FastAPI, backend: Backend, key: str) -> float:
     store = app.state.services.revocations
     if isinstance(store, MemoryStore):
         # The store has no public TTL; it counts on the app's (injected) clock.
-        return store._entries[key][1] - app.state.services.clock().timestamp()
+        left: float = store._entries[key][1] - app.state.services.clock().timestamp()
+        return left
     assert backend.redis_url is not None
     client = redis_asyncio.Redis.from_url(backend.redis_url)
     try:

@@ -44,7 +44,8 @@ def _one(kind: str) -> dict[str, Any]:
 
 def _container(kind: str) -> dict[str, Any]:
     (container,) = _one(kind)["spec"]["template"]["spec"]["containers"]
-    return container
+    found: dict[str, Any] = container
+    return found
 
 
 @pytest.fixture

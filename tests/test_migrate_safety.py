@@ -45,7 +45,7 @@ def fresh_postgres_databases() -> Iterator[list[str]]:
 
 def _migrate_concurrently(url: str, directory: Path) -> None:
     """Start two `auth-service migrate` processes on `url` together; both must succeed."""
-    env = service_env(directory, 8000, AUTH_DATABASE_URL=url, AUTH_STARTUP_WAIT_SECONDS="10")
+    env = service_env(directory, AUTH_DATABASE_URL=url, AUTH_STARTUP_WAIT_SECONDS="10")
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "auth_service", "migrate"],

@@ -82,7 +82,7 @@ def assert_clean_error(response: httpx.Response, *statuses: int) -> dict[str, An
 async def test_any_bearer_token_is_401_invalid_token(
     client: httpx.AsyncClient, token: bytes
 ) -> None:
-    response = await client.get("/users/me", headers={"Authorization": b"Bearer " + token})
+    response = await client.get("/users/me", headers={b"Authorization": b"Bearer " + token})
     assert response.status_code == 401, response.text
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith('Bearer realm="auth_service"'), challenge
@@ -92,7 +92,7 @@ async def test_any_bearer_token_is_401_invalid_token(
 @HTTP
 @given(header=st.binary(max_size=300))
 async def test_any_authorization_header_is_401(client: httpx.AsyncClient, header: bytes) -> None:
-    response = await client.get("/users/me", headers={"Authorization": header})
+    response = await client.get("/users/me", headers={b"Authorization": header})
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].startswith("Bearer "), response.headers
 
@@ -157,7 +157,7 @@ async def test_any_client_authorization_on_the_token_endpoint_is_a_clean_4xx(
     response = await client.post(
         "/token",
         content=urlencode(pairs).encode(),
-        headers={"Content-Type": FORM, "Authorization": authorization},
+        headers={b"Content-Type": FORM.encode(), b"Authorization": authorization},
     )
     assert_clean_error(response, 400, 401, 429)
 
@@ -171,7 +171,7 @@ async def test_non_ascii_basic_credentials_are_invalid_client(app: FastAPI, path
         response = await client.post(
             path,
             content=b"grant_type=password&username=alice&password=x&token=x",
-            headers={"Content-Type": FORM, "Authorization": b"Basic \xe9"},
+            headers={b"Content-Type": FORM.encode(), b"Authorization": b"Basic \xe9"},
         )
     assert assert_clean_error(response, 401)["error"] == "invalid_client"
 
@@ -275,7 +275,7 @@ valid_claims = st.fixed_dictionaries(
 @st.composite
 def claim_sets(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
     """Claims, and whether they are still the valid ones drawn first."""
-    claims = draw(valid_claims)
+    claims: dict[str, Any] = draw(valid_claims)
     mutated = draw(st.lists(st.sampled_from(REQUIRED_CLAIMS), max_size=3, unique=True))
     for name in mutated:
         if draw(st.booleans()):

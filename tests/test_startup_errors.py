@@ -241,7 +241,7 @@ def test_an_unreadable_key_file_is_named_even_when_tests_run_as_root(
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "read_bytes", denied)
-    settings = Settings(_env_file=None, signing_key_file=key)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, signing_key_file=key)
     with pytest.raises(StartupRefused, match=r"AUTH_SIGNING_KEY_FILE: .* is not readable"):
         check_keys(settings)
 

@@ -41,8 +41,8 @@ def _children(pid: int) -> list[int]:
 
 def test_more_than_one_worker_needs_redis() -> None:
     with pytest.raises(ValueError, match="AUTH_WORKERS above 1 needs AUTH_REDIS_URL"):
-        Settings(_env_file=None, environment="test", workers=2)  # type: ignore[call-arg]
-    assert Settings(_env_file=None, workers=2, redis_url="redis://x").workers == 2  # type: ignore[call-arg]
+        Settings(_env_file=None, environment="test", workers=2)
+    assert Settings(_env_file=None, workers=2, redis_url="redis://x").workers == 2
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
+import asyncpg  # no stubs or py.typed
 from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
+import asyncpg  # no stubs or py.typed
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import TimeoutError as PoolTimeout

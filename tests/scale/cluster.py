@@ -270,7 +270,7 @@ class Cluster:
 
     def _replica_in_sync(self) -> bool:
         with self.redis_client("rd2") as client:
-            return client.info("replication").get("master_link_status") == "up"
+            return bool(client.info("replication").get("master_link_status") == "up")
 
     def redis_primary_host(self) -> str:
         """The host Sentinel (asked on rd3) names as primary now."""

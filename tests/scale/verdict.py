@@ -41,7 +41,7 @@ class Window:
     revocations_lost: bool = False
 
     def holds(self, record: dict[str, Any]) -> bool:
-        return self.start <= record["t1"] and record["t0"] <= self.end + WINDOW_GRACE_SECONDS
+        return bool(self.start <= record["t1"] and record["t0"] <= self.end + WINDOW_GRACE_SECONDS)
 
     def revocation_lost(self, record: dict[str, Any]) -> bool:
         """A revoked token accepted while the fault's own deletion of revocations was not
@@ -116,20 +116,20 @@ def judge(records: list[dict[str, Any]], final: dict[str, Any], windows: list[Wi
             verdict.fail("rotated or revoked refresh token accepted", record)
         if not _failed(record):
             continue
-        inside = [w for w in windows if w.holds(record)]
+        around = [w for w in windows if w.holds(record)]
         # 2. a failure only inside a fault window, only 503 with Retry-After, never in the
         #    rolling restart or the key rotation; in the kill and link-cut windows a closed
         #    connection for a request sent before HAProxy could see the replica gone is
         #    counted (lost_in_flight), not judged: no service can answer it
-        if not inside:
+        if not around:
             verdict.fail("failed request outside every fault window", record)
-        elif any(w.zero_failures for w in inside):
+        elif any(w.zero_failures for w in around):
             verdict.fail(
-                f"failed request during {'/'.join(w.name for w in inside if w.zero_failures)}"
+                f"failed request during {'/'.join(w.name for w in around if w.zero_failures)}"
                 " (zero allowed)",
                 record,
             )
-        elif any(w.lost_in_flight(record) for w in inside):
+        elif any(w.lost_in_flight(record) for w in around):
             continue  # counted as lost_in_flight in the table, not a failed check
         elif not _acceptable_outage(record):
             status = record["status"]
