@@ -73,7 +73,10 @@ class EmailChangeBody(BaseModel):
 class PasswordResetBody(BaseModel):
     """Exactly one of a (verified) email address or a username."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["email"]}, {"required": ["username"]}]},
+    )
 
     email: str | None = Field(default=None, min_length=1, max_length=320)
     username: str | None = Field(default=None, min_length=1, max_length=256)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
 
 from auth_service.api.deps import ContextDep, client_info
 from auth_service.api.errors import NO_STORE
@@ -83,7 +84,17 @@ def _both(model: type[Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/email/verify", summary="The page behind a verification link", response_model=None)
+_LINK_PAGE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the link is invalid, used or expired (an HTML page)"},
+}
+
+
+@router.get(
+    "/email/verify",
+    summary="The page behind a verification link",
+    response_class=HTMLResponse,
+    responses=_LINK_PAGE,
+)
 async def verify_email_page(request: Request, ctx: ContextDep, token: str = "") -> Response:
     """A one-button form; spends nothing (mail scanners prefetch links)."""
     try:
@@ -126,7 +137,7 @@ async def verify_email(request: Request, ctx: ContextDep) -> Response:
     )
 
 
-@router.get("/password-reset", summary="The forgot-password page", response_model=None)
+@router.get("/password-reset", summary="The forgot-password page", response_class=HTMLResponse)
 async def ask_reset_page(request: Request) -> Response:
     """A form asking for the account's address (CSRF-protected)."""
     return await _ask_page(request, sent=False)
@@ -165,7 +176,12 @@ async def ask_reset(request: Request, ctx: ContextDep) -> Response:
     return await _ask_page(request, sent=True)
 
 
-@router.get("/password-reset/confirm", summary="The page behind a reset link", response_model=None)
+@router.get(
+    "/password-reset/confirm",
+    summary="The page behind a reset link",
+    response_class=HTMLResponse,
+    responses=_LINK_PAGE,
+)
 async def reset_page(request: Request, ctx: ContextDep, token: str = "") -> Response:
     """The new-password form; does not spend the token (scanners prefetch links)."""
     try:
