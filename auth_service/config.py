@@ -251,28 +251,37 @@ class Settings(BaseSettings):
     the access-token lifetime, so the row carrying its token cut-off outlives its tokens."""
 
     # --- accounts: email, verification, password reset (docs/accounts.md) -----------
-    # Where the links in mails point (default: the issuer); never the request's Host.
     public_url: str | None = None
-    # smtp://user:pass@host:587?starttls=true (STARTTLS), smtps://user:pass@host:465
-    # (implicit TLS); unset: mails are written to <data dir>/mail (the links logged only
-    # outside production).
+    """Where the links in mails point (default: the issuer); never the request's Host."""
     smtp_url: str | None = None
+    """smtp://user:pass@host:587?starttls=true (STARTTLS) or smtps://user:pass@host:465
+    (implicit TLS); unset: mails are written to <data dir>/mail (links logged only outside
+    production)."""
     mail_from: str = Field(default="auth-service <no-reply@localhost>", min_length=3)
+    """The From header of every mail."""
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
-    # The outbox worker: how often it looks for mail another replica queued, how long a
-    # claimed mail is its own, how often it retries (exponential backoff up to the cap).
+    """How long one SMTP conversation may take before the mail is retried later."""
     mail_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+    """How often the outbox worker looks for mail another replica (or a crash) left queued."""
     mail_lease_seconds: int = Field(default=120, ge=5, le=3600)
+    """How long a claimed mail belongs to the worker that claimed it."""
     mail_max_attempts: int = Field(default=12, ge=1, le=100)
+    """Delivery attempts before a mail is given up (logged)."""
     mail_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """The first retry delay; each next one doubles, up to AUTH_MAIL_RETRY_MAX_SECONDS."""
     mail_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    """The longest delay between two delivery attempts."""
     email_verification_ttl_seconds: int = Field(default=86_400, ge=300, le=30 * 86_400)
+    """How long an email verification link works."""
     password_reset_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
-    # Reset requests per window, per submitted address or username and per client IP;
-    # past them the request still answers 202 but nothing is sent.
+    """How long a password reset link works (OWASP: short)."""
     password_reset_max_per_address: int = Field(default=3, ge=1, le=1000)
+    """Reset requests per window per submitted address or username; past it the request
+    still answers 202 but nothing is sent."""
     password_reset_max_per_ip: int = Field(default=30, ge=1, le=100_000)
+    """Reset requests per window per client IP (past it: 202, nothing sent)."""
     password_reset_window_seconds: int = Field(default=3600, ge=60, le=86_400)
+    """The window of the two reset limits."""
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

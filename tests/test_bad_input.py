@@ -391,7 +391,7 @@ async def test_like_wildcards_do_not_match_other_users(
 
 
 @pytest.mark.parametrize(
-    "path", ["/nope", "/users/me/../../etc/passwd", "/.well-known/openid-configuration"]
+    "path", ["/nope", "/users/me/../../etc/passwd", "/.well-known/openid-configuration/extra"]
 )
 async def test_unknown_route_is_404_json(client: httpx.AsyncClient, path: str) -> None:
     assert_error(await client.get(path), 404, "not_found")

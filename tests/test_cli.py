@@ -352,7 +352,10 @@ async def test_keys_import_moves_a_key_file_into_a_key_directory_keeping_live_to
             bearer = {"Authorization": f"Bearer {token}"}
             assert (await client.get("/users/me", headers=bearer)).status_code == 200
             jwks = (await client.get("/.well-known/jwks.json")).json()
-            assert [key["kid"] for key in jwks["keys"]] == [kid]
+            # The imported key, and the RS256 key the directory generated for ID tokens.
+            published = {key["kid"]: key["alg"] for key in jwks["keys"]}
+            assert published.pop(kid) == "ES256"
+            assert list(published.values()) == ["RS256"]
 
 
 def test_version_has_one_source(capsys: pytest.CaptureFixture[str]) -> None:

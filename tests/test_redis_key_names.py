@@ -75,6 +75,7 @@ async def test_a_reseed_writes_both_names(redis: tuple[redis_asyncio.Redis, str]
     names = {key.removeprefix(prefix) async for key in client.scan_iter(match=f"{prefix}*")}
     assert names == {
         "epoch",
+        "generation",  # the mirror of SQL's revocation generation the seed read
         "revoked-token:t",
         "revoked-session:s",
         "user-not-before:u",

@@ -19,7 +19,7 @@ from auth_service.api.docs import DOCS_CONTENT_SECURITY_POLICY
         ("GET", "/nope", 404),
         ("POST", "/token", 400),
         ("GET", "/users/me", 401),
-        ("DELETE", "/users/me", 405),
+        ("PUT", "/users/me", 405),
     ],
 )
 async def test_every_response_forbids_content_sniffing(

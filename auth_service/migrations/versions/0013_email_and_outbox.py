@@ -23,6 +23,21 @@ def _when(name: str, *, nullable: bool = False) -> sa.Column[object]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
+_USERS_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS revocation_generation_users"
+    " AFTER UPDATE OF tokens_valid_after ON users FOR EACH ROW"
+    " WHEN NEW.tokens_valid_after IS NOT OLD.tokens_valid_after"
+    " BEGIN UPDATE revocation_generation SET value = value + 1 WHERE id = 1; END"
+)
+
+
+def _restore_users_trigger() -> None:
+    """SQLite's batch mode rebuilds `users` (the boolean's CHECK), which drops its
+    triggers: put 0008's revocation-generation trigger back."""
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(_USERS_TRIGGER)
+
+
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("email", sa.String(320), nullable=True))
@@ -31,6 +46,7 @@ def upgrade() -> None:
             sa.Column("email_verified", sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch.add_column(_when("email_verified_at", nullable=True))
+    _restore_users_trigger()
     op.create_index(
         "uq_users_verified_email",
         "users",
@@ -89,11 +105,4 @@ def downgrade() -> None:
         batch.drop_column("email_verified")
         batch.drop_column("email_canonical")
         batch.drop_column("email")
-    if op.get_bind().dialect.name == "sqlite":
-        # SQLite's batch mode rebuilt the table, which drops its triggers: restore 0008's.
-        op.execute(
-            "CREATE TRIGGER revocation_generation_users AFTER UPDATE OF tokens_valid_after"
-            " ON users FOR EACH ROW"
-            " WHEN NEW.tokens_valid_after IS NOT OLD.tokens_valid_after"
-            " BEGIN UPDATE revocation_generation SET value = value + 1 WHERE id = 1; END"
-        )
+    _restore_users_trigger()
