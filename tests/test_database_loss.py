@@ -152,7 +152,9 @@ async def test_cut_connections_under_mixed_load_are_503_never_500(
     unexpected = {key: count for key, count in statuses.items() if key[1] not in EXPECTED}
     assert not unexpected, f"unexpected statuses {unexpected} in {dict(statuses)}"
     assert not without_retry_after, without_retry_after
-    assert sum(count for (_, status), count in statuses.items() if status == 503) > 0
+    # No 503 is required: a connection cut while pooled is replaced at checkout
+    # (test_connections_closed_while_pooled_are_replaced_before_any_request_fails); only
+    # one cut mid-statement costs its request a 503, which the loop above allows.
     # Nothing reached the catch-all, whose re-raise makes uvicorn drop the connection.
     assert not [record for record in caplog.records if record.getMessage() == "unhandled error"]
 

@@ -21,12 +21,13 @@ async def test_mfa_reset_removes_the_factor(
     monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("AUTH_ENVIRONMENT", "test")
     monkeypatch.setenv("AUTH_NEW_USER_PASSWORD", "correct horse battery staple")
+    url = f"sqlite+aiosqlite:///{(tmp_path / 'auth.db').resolve()}"
+    settings = make_settings(url, tmp_path)  # first: it seeds the run's RS256 key
     assert await asyncio.to_thread(main, ["migrate"]) == 0
     assert await asyncio.to_thread(main, ["create-user", "alice"]) == 0
-    url = f"sqlite+aiosqlite:///{(tmp_path / 'auth.db').resolve()}"
     clock = FakeClock()
-    app = create_app(make_settings(url, tmp_path), clock=clock)
-    async with LifespanManager(app):
+    app = create_app(settings, clock=clock)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=TEST_ISSUER) as client:
             tokens = await login(client)
