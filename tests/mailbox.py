@@ -210,9 +210,12 @@ def link_in(message: EmailMessage) -> str:
     """The one link in a message's text."""
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
-    links = _LINK.findall(body.get_content())
+    content = body.get_content()
+    assert isinstance(content, str), content  # a text/plain part's content is its text
+    links = _LINK.findall(content)
     assert len(links) == 1, links
-    return links[0]
+    link: str = links[0]
+    return link
 
 
 # --- an app that mails through the real server --------------------------------------

@@ -132,4 +132,4 @@ def test_the_hold_must_outlast_the_access_tokens(tmp_path: object) -> None:
     from auth_service.config import Settings
 
     with pytest.raises(ValidationError, match="AUTH_DELETED_USERNAME_HOLD_SECONDS"):
-        Settings(_env_file=None, access_token_ttl_seconds=900, deleted_username_hold_seconds=600)  # type: ignore[call-arg]
+        Settings(_env_file=None, access_token_ttl_seconds=900, deleted_username_hold_seconds=600)

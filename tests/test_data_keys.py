@@ -80,6 +80,6 @@ def test_production_requires_the_key_file(tmp_path: Path) -> None:
 
 
 def test_startup_refuses_an_unreadable_key_file(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_encryption_key_file=tmp_path / "missing")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_encryption_key_file=tmp_path / "missing")
     with pytest.raises(StartupRefused, match="AUTH_DATA_ENCRYPTION_KEY_FILE"):
         check_keys(settings)

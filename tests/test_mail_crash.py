@@ -30,7 +30,6 @@ async def test_a_killed_process_loses_no_mail(tmp_path: Path) -> None:
     smtp_port = free_port()
     env = service_env(
         tmp_path,
-        free_port(),
         AUTH_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}",
         AUTH_MAIL_POLL_SECONDS="0.2",
         AUTH_MAIL_RETRY_BASE_SECONDS="0.2",
@@ -38,7 +37,7 @@ async def test_a_killed_process_loses_no_mail(tmp_path: Path) -> None:
     )
     run_cli(env, tmp_path, "migrate")
     database = tmp_path / "auth.db"
-    first = Replica("first", int(env["AUTH_PORT"]), tmp_path / "first.log")
+    first = Replica("first", tmp_path / "first.log")
     first.start(env, cwd=tmp_path)
     try:
         first.wait_until_healthy(time.monotonic() + 90)
@@ -62,7 +61,7 @@ async def test_a_killed_process_loses_no_mail(tmp_path: Path) -> None:
     assert len(outbox(database)) == 1
 
     box = await start_mailbox(port=smtp_port)
-    second = Replica("second", int(env["AUTH_PORT"]), tmp_path / "second.log")
+    second = Replica("second", tmp_path / "second.log")
     try:
         second.start(env, cwd=tmp_path)
         [message] = await box.wait_for(1)

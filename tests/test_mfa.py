@@ -48,6 +48,7 @@ async def test_enrolment_returns_a_working_seed_uri_and_svg_qr_code(
     assert svg.tag == "{http://www.w3.org/2000/svg}svg"
     # The code an app computes from the URI is the one the service accepts.
     app_totp = pyotp.parse_uri(body["otpauth_uri"])
+    assert isinstance(app_totp, pyotp.TOTP)  # parse_uri is typed to return any OTP
     confirmed = await confirm(client, tokens["access_token"], app_totp.at(clock()))
     assert confirmed.status_code == 200, confirmed.text
     codes = confirmed.json()["recovery_codes"]

@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage
 
 from tests.conftest import PASSWORD, _seed_id_token_key
-from tests.processes import free_port, run_cli, running_service, service_env
+from tests.processes import run_cli, running_service, service_env
 from tests.test_swagger_browser import browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.slow
@@ -37,10 +37,8 @@ TIMEOUT_MS = 20_000
 class RelyingParty:
     """/start redirects to the OP with state, nonce and PKCE; /cb records what came back."""
 
-    def __init__(self, host: str, issuer: str) -> None:
-        self.port = free_port()
-        self.base = f"http://{host}:{self.port}"
-        self.issuer = issuer
+    def __init__(self, host: str) -> None:
+        self.issuer = ""  # the OP's URL, known once it listens
         self.callbacks: list[dict[str, str]] = []
         self.pending: dict[str, tuple[str, str]] = {}  # state -> (nonce, verifier)
         rp = self
@@ -87,7 +85,9 @@ class RelyingParty:
                 self.end_headers()
                 self.wfile.write(b"<!doctype html><title>RP</title><p id=done>signed in</p>")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # the kernel picks
+        self.port = self.server.server_address[1]
+        self.base = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -98,40 +98,41 @@ class RelyingParty:
 @pytest.fixture(params=["127.0.0.1", "localhost"], ids=["same-site", "cross-site"])
 def flow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RelyingParty, str]]:
     """A served OP and an RP on the parametrised host; the client's secret."""
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    env = service_env(
-        tmp_path, port, AUTH_ISSUER=issuer, AUTH_HASH_POOL_SIZE="2", AUTH_LOG_LEVEL="WARNING"
-    )
-    rp = RelyingParty(request.param, issuer)
-    _seed_id_token_key(tmp_path)  # no 3072-bit RSA generation at start
-    run_cli(env, tmp_path, "migrate")
-    added = run_cli(
-        env,
-        tmp_path,
-        "clients",
-        "add",
-        "browser-rp",
-        "--confidential",
-        "--first-party",
-        "--grants",
-        "authorization_code",
-        "refresh_token",
-        "--scopes",
-        "openid",
-        "profile",
-        "--redirect-uris",
-        rp.callback,
-    )
-    secret = json.loads(added.splitlines()[-1])["client_secret"]
-    with running_service("oidc-browser", env, tmp_path, start_timeout=90):
-        body = {"username": USERNAME, "password": PASSWORD}
-        assert httpx.post(f"{issuer}/register", json=body).status_code == 201
-        rp.thread.start()
-        try:
-            yield rp, secret
-        finally:
-            rp.server.shutdown()
+    # The issuer is http://127.0.0.1 and the port the kernel picks (known once it listens).
+    env = service_env(tmp_path, AUTH_HASH_POOL_SIZE="2", AUTH_LOG_LEVEL="WARNING")
+    rp = RelyingParty(request.param)
+    try:
+        _seed_id_token_key(tmp_path)  # no 3072-bit RSA generation at start
+        run_cli(env, tmp_path, "migrate")
+        added = run_cli(
+            env,
+            tmp_path,
+            "clients",
+            "add",
+            "browser-rp",
+            "--confidential",
+            "--first-party",
+            "--grants",
+            "authorization_code",
+            "refresh_token",
+            "--scopes",
+            "openid",
+            "profile",
+            "--redirect-uris",
+            rp.callback,
+        )
+        secret = json.loads(added.splitlines()[-1])["client_secret"]
+        with running_service("oidc-browser", env, tmp_path, start_timeout=90) as service:
+            rp.issuer = service.url
+            body = {"username": USERNAME, "password": PASSWORD}
+            assert httpx.post(f"{rp.issuer}/register", json=body).status_code == 201
+            rp.thread.start()
+            try:
+                yield rp, secret
+            finally:
+                rp.server.shutdown()
+    finally:
+        rp.server.server_close()  # its listening socket, bound in RelyingParty()
 
 
 def _exchange(rp: RelyingParty, secret: str, callback: dict[str, str]) -> dict[str, object]:

@@ -196,7 +196,7 @@ async def test_only_the_registered_keys_and_algorithms(
     mac_key = json.dumps(EC_KEY.as_dict(private=False)).encode()  # the public JWK as secret
     forged = _hs256(header, assertion_claims(clock), mac_key)
     assert_invalid_client(await token_with(client, forged))
-    unsigned = pyjwt.encode(assertion_claims(clock), None, algorithm="none")
+    unsigned = pyjwt.encode(assertion_claims(clock), "", algorithm="none")  # "": no key
     assert_invalid_client(await token_with(client, unsigned))
     assert_invalid_client(await token_with(client, "not.a.jwt"))
     assert_invalid_client(await token_with(client, "x" * 9000))
