@@ -1,11 +1,12 @@
 """Harness of the relying-party tests: a real provider process, the real CLI, Chromium.
 
-The provider is `auth-service serve` on a free 127.0.0.1 port (issuer `http://127.0.0.1:PORT`)
-with a migrated temp SQLite file; users and clients are made with the real `auth-service`
-commands. The browser is Debian's Chromium driven by Playwright. Relying parties written by
-others (Authlib, npm's openid-client, Apache mod_auth_openidc) are what the tests exercise;
-this module only starts things, logs in through the provider's real pages, and listens on
-loopback where a relying party's redirect lands.
+The provider is `auth-service serve` on 127.0.0.1 and the port the kernel picks (issuer
+`http://127.0.0.1:PORT`, read back once it listens) with a migrated temp SQLite file; users
+and clients are made with the real `auth-service` commands. The browser is Debian's
+Chromium driven by Playwright. Relying parties written by others (Authlib, npm's
+openid-client, Apache mod_auth_openidc) are what the tests exercise; this module only
+starts things, logs in through the provider's real pages, and listens on loopback where a
+relying party's redirect lands.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -38,7 +41,7 @@ from tests.conftest import (
     _service_missing,
     delete_keys,
 )
-from tests.processes import Replica, free_port, run_cli, running_service, service_env
+from tests.processes import Replica, run_cli, running_service, service_env
 
 __all__ = [
     "BACKENDS",
@@ -120,6 +123,17 @@ class Provider:
 BACKENDS = ["sqlite-memory", "postgres-redis"]
 
 
+_T = TypeVar("_T")
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """asyncio.run on a thread of its own: Playwright's sync API keeps an event loop
+    running on this one while the browser fixture lives, and asyncio.run refuses to start
+    inside a running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @contextmanager
 def _backend_settings(backend: str) -> Iterator[dict[str, str]]:
     """AUTH_* settings of one backend pair; PostgreSQL gets a database of its own, dropped
@@ -131,8 +145,8 @@ def _backend_settings(backend: str) -> Iterator[dict[str, str]]:
     name = f"auth_rp_{os.getpid()}_{secrets.token_hex(4)}"
     prefix = f"authtest:rp:{secrets.token_hex(6)}:"
     try:
-        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-        asyncio.run(_ping_redis())
+        _run_coroutine(_postgres_admin(f'CREATE DATABASE "{name}"'))
+        _run_coroutine(_ping_redis())
     except (OSError, asyncpg.PostgresError, RedisError, TimeoutError) as exc:
         _service_missing("PostgreSQL and Redis", exc)
     base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
@@ -143,8 +157,8 @@ def _backend_settings(backend: str) -> Iterator[dict[str, str]]:
             "AUTH_REDIS_KEY_PREFIX": prefix,
         }
     finally:
-        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        asyncio.run(delete_keys(REDIS_TEST_URL, prefix))
+        _run_coroutine(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_coroutine(delete_keys(REDIS_TEST_URL, prefix))
 
 
 async def _ping_redis() -> None:
@@ -159,11 +173,10 @@ async def _ping_redis() -> None:
 def running_provider(
     directory: Path, backend: str = "sqlite-memory", **settings: str
 ) -> Iterator[Provider]:
-    """A migrated provider on a free loopback port, stopped by PID afterwards."""
+    """A migrated provider on a kernel-picked loopback port, stopped by PID afterwards."""
     with _backend_settings(backend) as backend_settings:
         env = service_env(
             directory,
-            free_port(),
             AUTH_HASH_POOL_SIZE="2",
             AUTH_LOG_LEVEL="WARNING",
             **backend_settings,
