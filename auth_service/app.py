@@ -35,6 +35,7 @@ from auth_service.api.routes import (
     admin,
     authorize,
     health,
+    login_code,
     mfa,
     oidc,
     pages,
@@ -510,6 +511,7 @@ def create_app(
             health,
             pages,
             authorize,
+            login_code,
             oidc,
         )
         for route in module.router.routes
