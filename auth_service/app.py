@@ -30,6 +30,7 @@ from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.pages import CsrfGuard, Pages, SessionCookie
 from auth_service.api.routes import (
+    account,
     account_pages,
     accounts,
     admin,
@@ -504,6 +505,7 @@ def create_app(
             mfa,
             accounts,
             account_pages,
+            account,
             token,
             sessions,
             admin,

@@ -26,6 +26,7 @@ from auth_service.errors import (
 )
 from auth_service.repositories import AuthorizationCodeRow, BrowserSessionFound, PendingRequestRow
 from auth_service.security.tokens import new_token_id
+from auth_service.services.account_client import ACCOUNT_CLIENT_ID, account_client
 from auth_service.services.clients import Client, find_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.redirect_uris import redirect_uri_allowed
@@ -328,6 +329,10 @@ async def decide(
             raise failure(ctx, request, "login_required", "the user must sign in")
         return NeedsLogin(await _park(ctx, request, request_id))
     assert browser is not None
+    if request.client_id == ACCOUNT_CLIENT_ID:
+        if request_id is not None:
+            await ctx.db.authorizations.drop_request(request_id)
+        return RedirectTo(request.redirect_uri)  # the account page: signed in, no code
     if _needs_consent(client, request, browser):
         if "none" in request.prompt:
             raise failure(ctx, request, "consent_required", "the user must allow this client")
@@ -384,6 +389,8 @@ async def load_pending(ctx: ServiceContext, request_id: str | None) -> Pending:
     if row is None or ctx.clock() >= row.expires_at:
         raise AuthorizationRequestExpired
     request = AuthorizationRequest.from_json(row.parameters)
+    if request.client_id == ACCOUNT_CLIENT_ID:
+        return Pending(request_id, request, account_client(ctx))
     client = await find_client(ctx, request.client_id)
     if client is None or not redirect_uri_allowed(client.redirect_uris, request.redirect_uri):
         raise UntrustedAuthorizationRequest("the client or its redirect URI is gone")
