@@ -30,7 +30,8 @@ def _other_session(issuer: str, recovery_code: str) -> str:
         f"{issuer}/token",
         data={"grant_type": "password", "username": USERNAME, "password": PASSWORD},
     )
-    assert first.status_code == 400 and first.json()["error"] == "mfa_required", first.text
+    assert first.status_code == 400, first.text
+    assert first.json()["error"] == "mfa_required"
     second = httpx.post(
         f"{issuer}/token",
         data={
