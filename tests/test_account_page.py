@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -143,3 +144,48 @@ async def test_delete_the_account_from_the_page(app: FastAPI, client: httpx.Asyn
     assert done.status_code == 200
     assert (await password_grant(client)).status_code == 400
     assert (await client.get("/account")).status_code == 303
+
+
+async def _mails(app: FastAPI, count: int) -> list[bytes]:
+    """Wait for the outbox worker to file `count` mails in the data dir (the test default)."""
+    directory = app.state.settings.data_dir / "mail"
+    files: list[bytes] = []
+    for _ in range(200):
+        if directory.exists():
+            files = [p.read_bytes() for p in sorted(directory.glob("*.eml"))]
+        if len(files) >= count:
+            break
+        await asyncio.sleep(0.05)
+    return files
+
+
+async def test_resend_verification_sends_a_new_link(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    body = {"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
+    assert (await client.post("/register", json=body)).status_code == 201
+    page = await _sign_in(client)
+    assert "not verified" in page
+    assert len(await _mails(app, 1)) == 1
+    sent = await client.post(
+        "/account/email/resend", data={"csrf_token": _token(page), "password": PASSWORD}
+    )
+    assert sent.status_code == 200, sent.text
+    assert "Verification mail sent." in sent.text
+    mails = await _mails(app, 2)
+    assert len(mails) == 2
+    assert all(b"/email/verify?token=" in mail for mail in mails)
+
+
+async def test_the_account_pages_client_id_gets_no_code(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "auth-service:account",
+            "redirect_uri": f"{TEST_ISSUER}/account",
+            "scope": "openid",
+        },
+    )
+    assert response.status_code == 400  # an HTML error page: no such client
+    assert "location" not in response.headers

@@ -101,7 +101,11 @@ def flow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Relyi
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = service_env(
-        tmp_path, port, AUTH_ISSUER=issuer, AUTH_HASH_POOL_SIZE="2", AUTH_LOG_LEVEL="WARNING"
+        tmp_path,
+        AUTH_PORT=str(port),
+        AUTH_ISSUER=issuer,
+        AUTH_HASH_POOL_SIZE="2",
+        AUTH_LOG_LEVEL="WARNING",
     )
     rp = RelyingParty(request.param, issuer)
     _seed_id_token_key(tmp_path)  # no 3072-bit RSA generation at start
