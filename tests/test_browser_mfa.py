@@ -85,11 +85,13 @@ async def test_a_wrong_or_reused_code_is_refused_without_a_session(
     secret, _, _ = await enrolled_user(client, clock)
     rp = await add_client(app)
     location, page = await _code_page(client, rp)
-    wrong = await client.post(location, data={"csrf_token": csrf_token(page), "code": "000000"})
-    if code_at(secret, clock()) != "000000":
-        assert wrong.status_code == 401
-        assert "auth_session" not in wrong.headers.get("set-cookie", "")
     code = code_at(secret, clock())
+    # No code of the accepted steps (-1, 0, +1): a wrong one for certain.
+    accepted = {code_at(secret, clock(), steps) for steps in (-1, 0, 1)}
+    bad = next(c for c in (f"{n:06d}" for n in range(4)) if c not in accepted)
+    wrong = await client.post(location, data={"csrf_token": csrf_token(page), "code": bad})
+    assert wrong.status_code == 401
+    assert "auth_session" not in wrong.headers.get("set-cookie", "")
     right = await client.post(location, data={"csrf_token": csrf_token(wrong.text), "code": code})
     assert right.status_code == 303
     assert right.headers["location"].startswith("/authorize/resume")
