@@ -30,11 +30,13 @@ from auth_service.api.management import PortDispatch
 from auth_service.api.middleware import BodySizeLimit, RequestContext
 from auth_service.api.pages import CsrfGuard, Pages, SessionCookie
 from auth_service.api.routes import (
+    account,
     account_pages,
     accounts,
     admin,
     authorize,
     health,
+    login_code,
     mfa,
     oidc,
     pages,
@@ -503,6 +505,7 @@ def create_app(
             mfa,
             accounts,
             account_pages,
+            account,
             token,
             sessions,
             admin,
@@ -510,6 +513,7 @@ def create_app(
             health,
             pages,
             authorize,
+            login_code,
             oidc,
         )
         for route in module.router.routes

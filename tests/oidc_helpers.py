@@ -114,6 +114,7 @@ async def follow(
     username: str = "alice",
     password: str = PASSWORD,
     consent: str = "allow",
+    code: str | None = None,
     pages: list[str] | None = None,
 ) -> str:
     """Act as the browser until the service redirects to the relying party; that URL.
@@ -131,6 +132,13 @@ async def follow(
                 pages.append("login")
             form = {"csrf_token": csrf_token(page.text), "username": username, "password": password}
             response = await http.post(location, data=form)
+        elif path == "/login/code" and code is not None:
+            assert page.status_code == 200, page.text
+            if pages is not None:
+                pages.append("code")
+            response = await http.post(
+                location, data={"csrf_token": csrf_token(page.text), "code": code}
+            )
         elif path == "/consent":
             assert page.status_code == 200, page.text
             if pages is not None:

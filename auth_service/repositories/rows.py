@@ -218,6 +218,8 @@ class BrowserSessionFound:
     user_scopes: str
     user_credential_version: int
     consented_scopes: str | None
+    email: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,9 @@ class AuthorizationCodeRow:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None = None
+    # The user's address at issue, only when the scope has `email` (OIDC Core §5.4).
+    email: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)

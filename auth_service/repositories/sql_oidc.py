@@ -57,7 +57,7 @@ _BROWSER_COLUMNS = _columns(_BROWSER, BrowserSessionRow)
 _ADD_BROWSER = Statement(insert(_BROWSER), [f.name for f in fields(BrowserSessionRow)])
 _FIND_BROWSER = Statement(
     select(*_BROWSER_COLUMNS, _U.username, _U.is_active, _U.scopes, _U.credential_version)
-    .add_columns(_C.scopes)
+    .add_columns(_C.scopes, _U.email, _U.email_verified)
     .join_from(_BROWSER, _USERS, _U.id == _B.user_id)
     .outerjoin(CONSENTS, and_(_C.user_id == _B.user_id, _C.client_id == bindparam("client_id")))
     .where(_B.token_hash == bindparam("hash"))
@@ -144,6 +144,8 @@ class SqlBrowserSessions:
             user_scopes=cast(str, row[width + 2]),
             user_credential_version=cast(int, row[width + 3]),
             consented_scopes=cast(str | None, row[width + 4]),
+            email=cast(str | None, row[width + 5]),
+            email_verified=bool(row[width + 6]),
         )
 
     async def get(self, session_id: str) -> BrowserSessionRow | None:

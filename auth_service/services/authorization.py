@@ -26,10 +26,16 @@ from auth_service.errors import (
 )
 from auth_service.repositories import AuthorizationCodeRow, BrowserSessionFound, PendingRequestRow
 from auth_service.security.tokens import new_token_id
+from auth_service.services.account_client import ACCOUNT_CLIENT_ID, account_client
 from auth_service.services.clients import Client, find_client
 from auth_service.services.context import ServiceContext
 from auth_service.services.redirect_uris import redirect_uri_allowed
-from auth_service.services.scopes import DEFAULT_SCOPES, IDENTITY_SCOPES, SUPPORTED_SCOPES
+from auth_service.services.scopes import (
+    DEFAULT_SCOPES,
+    EMAIL_SCOPE,
+    IDENTITY_SCOPES,
+    SUPPORTED_SCOPES,
+)
 
 __all__ = [
     "CODE_LIFETIME",
@@ -73,6 +79,12 @@ class AuthorizationRequest:
     # The browser session that logged in / consented for this very request.
     login_session: str | None = None
     consent_session: str | None = None
+    # A password checked for a user with a second factor (services/login.py): who, the
+    # credential version read with it, when, and the SHA-256 of the browser's binding.
+    mfa_user: str | None = None
+    mfa_credential_version: int | None = None
+    mfa_since: float | None = None
+    mfa_binding: str | None = None
 
     def to_json(self) -> str:
         """The stored form of a pending request."""
@@ -317,6 +329,10 @@ async def decide(
             raise failure(ctx, request, "login_required", "the user must sign in")
         return NeedsLogin(await _park(ctx, request, request_id))
     assert browser is not None
+    if request.client_id == ACCOUNT_CLIENT_ID:
+        if request_id is not None:
+            await ctx.db.authorizations.drop_request(request_id)
+        return RedirectTo(request.redirect_uri)  # the account page: signed in, no code
     if _needs_consent(client, request, browser):
         if "none" in request.prompt:
             raise failure(ctx, request, "consent_required", "the user must allow this client")
@@ -340,6 +356,7 @@ async def _issue_code(
     held = set(browser.user_scopes.split())
     scopes = [s for s in request.scopes if s in IDENTITY_SCOPES or s in held]
     code = secrets.token_urlsafe(32)
+    email = browser.email if EMAIL_SCOPE in scopes else None
     row = AuthorizationCodeRow(
         code_hash=hash_code(code),
         client_id=request.client_id,
@@ -357,6 +374,8 @@ async def _issue_code(
         acr=session.acr,
         created_at=now,
         expires_at=now + CODE_LIFETIME,
+        email=email,
+        email_verified=email is not None and browser.email_verified,
     )
     await ctx.db.authorizations.add_code(row)
     return code
@@ -370,6 +389,8 @@ async def load_pending(ctx: ServiceContext, request_id: str | None) -> Pending:
     if row is None or ctx.clock() >= row.expires_at:
         raise AuthorizationRequestExpired
     request = AuthorizationRequest.from_json(row.parameters)
+    if request.client_id == ACCOUNT_CLIENT_ID:
+        return Pending(request_id, request, account_client(ctx))
     client = await find_client(ctx, request.client_id)
     if client is None or not redirect_uri_allowed(client.redirect_uris, request.redirect_uri):
         raise UntrustedAuthorizationRequest("the client or its redirect URI is gone")
@@ -378,7 +399,14 @@ async def load_pending(ctx: ServiceContext, request_id: str | None) -> Pending:
 
 async def record_login(ctx: ServiceContext, pending: Pending, browser_session_id: str) -> None:
     """Note that this browser session logged in for the pending request."""
-    done = replace(pending.request, login_session=browser_session_id)
+    done = replace(
+        pending.request,
+        login_session=browser_session_id,
+        mfa_user=None,
+        mfa_credential_version=None,
+        mfa_since=None,
+        mfa_binding=None,
+    )
     await ctx.db.authorizations.update_request(pending.request_id, done.to_json())
 
 

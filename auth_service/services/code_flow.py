@@ -105,4 +105,12 @@ async def exchange_code(
         user_scopes=row.user_scopes,
         id_token_alg=client.id_token_alg,
         nonce=row.nonce,
+        id_claims=_email_claims(row),
     )
+
+
+def _email_claims(row: AuthorizationCodeRow) -> dict[str, object]:
+    """OIDC Core §5.4: scope `email` asks for `email` and `email_verified`."""
+    if row.email is None:
+        return {}
+    return {"email": row.email, "email_verified": row.email_verified}

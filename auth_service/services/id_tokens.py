@@ -8,6 +8,7 @@ The claims restate the authentication of the browser session the session came fr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from auth_service.repositories import SessionRow
 from auth_service.services.context import ServiceContext
@@ -26,6 +27,7 @@ def id_token_for(
     algorithm: str | None,
     access_token: str,
     nonce: str | None = None,
+    claims: Mapping[str, object] | None = None,
 ) -> str | None:
     """The ID token to return with `access_token`, or None when the session is not an
     OpenID Connect one (no browser login behind it, or no `openid` scope)."""
@@ -50,4 +52,5 @@ def id_token_for(
         acr=record.acr,
         nonce=nonce,
         access_token=access_token,
+        extra_claims=claims,
     )

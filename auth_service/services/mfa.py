@@ -67,12 +67,14 @@ def factor_secret(ctx: ServiceContext, factor: TotpFactorRow) -> str:
 
 
 async def start_totp(
-    ctx: ServiceContext, claims: AccessClaims, *, password: str, ip: str | None
+    ctx: ServiceContext, claims: AccessClaims, *, password: str | None, ip: str | None
 ) -> TotpEnrolment:
     """Check the password, store a new pending seed (replacing a pending one), and return
-    it with its otpauth:// URI and QR code; MfaAlreadyEnabled if one is confirmed."""
+    it with its otpauth:// URI and QR code; MfaAlreadyEnabled if one is confirmed.
+    `password` None: the caller saw a login of the last few minutes (the account page)."""
     user = await active_user(ctx, claims.subject)
-    await check_password(ctx, user, password, ip, action="mfa_enrol")
+    if password is not None:
+        await check_password(ctx, user, password, ip, action="mfa_enrol")
     secret = new_totp_secret()
     sealed = ctx.accounts.cipher.seal(secret.encode(), context=_sealing_context(user.id))
     stored = await ctx.db.mfa.put_pending(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,6 +123,7 @@ def _grant(
     *,
     id_token_alg: str | None = None,
     nonce: str | None = None,
+    id_claims: Mapping[str, object] | None = None,
 ) -> TokenGrant:
     scopes = scopes if scopes is not None else frozenset(record.scope.split())
     # Every token of the session says how its login went, refreshed ones too.
@@ -143,6 +145,7 @@ def _grant(
         algorithm=id_token_alg,
         access_token=issued.token,
         nonce=nonce,
+        claims=id_claims,
     )
     return TokenGrant(
         access_token=issued.token,
@@ -218,6 +221,7 @@ async def open_code_session(
     user_scopes: str,
     id_token_alg: str,
     nonce: str | None,
+    id_claims: Mapping[str, object] | None = None,
 ) -> TokenGrant:
     """Open the session an authorization code was issued for (its id chosen with the code).
 
@@ -239,7 +243,13 @@ async def open_code_session(
         raise InvalidGrant("the user's account changed since the code was issued")
     ctx.audit.record("login", user_id=record.user_id, client_id=record.client_id)
     return _grant(
-        ctx, record, refresh_token, credential_version, id_token_alg=id_token_alg, nonce=nonce
+        ctx,
+        record,
+        refresh_token,
+        credential_version,
+        id_token_alg=id_token_alg,
+        nonce=nonce,
+        id_claims=id_claims,
     )
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from auth_service.api.deps import ContextDep, client_ip
 from auth_service.api.forms import read_parameters
 from auth_service.api.pages import CSRF_FIELD, CsrfGuard, Pages, SessionCookie, page_headers
+from auth_service.api.pages.mfa_cookie import CODE_PATH, set_binding
 from auth_service.errors import (
     InvalidGrant,
     InvalidRequest,
@@ -31,7 +32,7 @@ from auth_service.services.authorization import (
 )
 from auth_service.services.browser_sessions import current_session
 from auth_service.services.context import ServiceContext
-from auth_service.services.login import log_in
+from auth_service.services.login import SecondFactorNeeded, log_in
 from auth_service.services.scopes import SUPPORTED_SCOPES
 
 __all__ = ["router"]
@@ -164,11 +165,21 @@ async def login_submit(request: Request, ctx: ContextDep, request_id: RequestId 
         )
         response.headers["Retry-After"] = str(exc.retry_after_seconds)
         return response
+    if isinstance(login, SecondFactorNeeded):
+        return _second_step(request, ctx, pending, login.binding)
     response = _redirect(
         f"/authorize/resume?request={quote(pending.request_id)}",
         targets=(pending.request.redirect_uri,),
     )
     cookie.set(response, login.cookie)
+    return response
+
+
+def _second_step(request: Request, ctx: ServiceContext, pending: Pending, binding: str) -> Response:
+    """On to the code form, the browser holding the binding of its password step."""
+    response = _redirect(f"{CODE_PATH}?request={quote(pending.request_id)}")
+    ttl = int(ctx.accounts.mfa_token_ttl.total_seconds())
+    set_binding(request, response, binding, ttl)
     return response
 
 
