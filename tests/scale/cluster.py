@@ -21,6 +21,8 @@ from pathlib import Path
 
 import redis
 
+from auth_service.security.data_keys import generate_data_key_line
+from auth_service.security.keys import write_private_file
 from tests.scale.netns import Network
 from tests.scale.processes import Proc, Processes
 
@@ -280,6 +282,14 @@ class Cluster:
         return by_address[address[0]]
 
     # --- the service ------------------------------------------------------------------------
+    def _data_key(self) -> Path:
+        """The one key file sealing TOTP secrets, shared by every replica (as a mounted
+        secret would be)."""
+        path = self.directory / "data-encryption.key"
+        if not path.exists():
+            write_private_file(path, generate_data_key_line().encode("ascii"))
+        return path
+
     def service_env(self, host: str) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
         sentinels = ",".join(f"{self.address(h)}:26379" for h in ("rd1", "rd2", "rd3"))
@@ -299,6 +309,7 @@ class Cluster:
             "AUTH_REDIS_SENTINEL_MASTER": MASTER,
             "AUTH_ISSUER": ISSUER,
             "AUTH_KEYS_DIR": str(self.directory / "keys"),
+            "AUTH_DATA_ENCRYPTION_KEY_FILE": str(self._data_key()),
             "AUTH_KEY_POLL_INTERVAL_SECONDS": "1",
             "AUTH_JWKS_MAX_AGE_SECONDS": "1",
             "AUTH_TRUSTED_PROXIES": json.dumps([f"{self.address('lb')}/32"]),
