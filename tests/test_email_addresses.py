@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from auth_service.errors import InvalidEmail
 from auth_service.security.emails import parse_email
-from auth_service.services import accounts
 from tests.conftest import PASSWORD, password_grant
 from tests.mailbox import (
     Mailbox,
@@ -70,7 +69,7 @@ async def test_register_with_an_address_then_verify_it(
     assert verified.status_code == 204
     me = (await mail_client.get("/users/me", headers=headers)).json()
     assert (me["email"], me["email_verified"]) == ("Alice@example.com", True)
-    claims = await accounts.email_claims(mail_app.state.services, body["id"])
+    claims = await mail_app.state.services.db.users.email_of(body["id"])
     assert claims is not None
     assert (claims.email, claims.email_verified) == ("Alice@example.com", True)
 

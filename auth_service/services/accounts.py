@@ -14,7 +14,7 @@ from auth_service.errors import (
     TooManyAttempts,
     WrongCurrentPassword,
 )
-from auth_service.repositories import Repositories, UserEmail, UserRecord
+from auth_service.repositories import Repositories, UserRecord
 from auth_service.security.emails import parse_email
 from auth_service.security.policy import (
     canonical_username,
@@ -36,7 +36,6 @@ __all__ = [
     "change_password",
     "check_current_password",
     "disable",
-    "email_claims",
     "get_profile",
     "notify_password_changed",
     "register",
@@ -288,13 +287,6 @@ async def set_scopes(ctx: ServiceContext, username: str, scopes: frozenset[str])
         await revoke_session_ids(ctx, user.id, wider, reason="scopes_removed")
     ctx.audit.record("scopes_change", user_id=user.id)
     return True
-
-
-async def email_claims(ctx: ServiceContext, user_id: str) -> UserEmail | None:
-    """The user's address and whether it is verified: the OpenID Connect `email` and
-    `email_verified` claims (scope `email`) of /userinfo and ID tokens. None if no user;
-    `email` None if the user has none."""
-    return await ctx.db.users.email_of(user_id)
 
 
 async def notify_password_changed(ctx: ServiceContext, tx: Repositories, user_id: str) -> None:

@@ -18,6 +18,7 @@ from auth_service.services.clients import Client
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_sessions
 from auth_service.services.sessions import RequestOrigin, TokenGrant, open_code_session
+from auth_service.services.userinfo import email_claims
 
 __all__ = ["exchange_code"]
 
@@ -105,12 +106,5 @@ async def exchange_code(
         user_scopes=row.user_scopes,
         id_token_alg=client.id_token_alg,
         nonce=row.nonce,
-        id_claims=_email_claims(row),
+        id_claims=email_claims(row.email, row.email_verified),
     )
-
-
-def _email_claims(row: AuthorizationCodeRow) -> dict[str, object]:
-    """OIDC Core §5.4: scope `email` asks for `email` and `email_verified`."""
-    if row.email is None:
-        return {}
-    return {"email": row.email, "email_verified": row.email_verified}

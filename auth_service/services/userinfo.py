@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from auth_service.errors import InsufficientScope, InvalidToken
-from auth_service.repositories import UserInfoRow
 from auth_service.security.tokens import AccessClaims
 from auth_service.services.context import ServiceContext
 from auth_service.services.scopes import EMAIL_SCOPE, OPENID_SCOPE, PROFILE_SCOPE
@@ -13,12 +12,12 @@ from auth_service.services.scopes import EMAIL_SCOPE, OPENID_SCOPE, PROFILE_SCOP
 __all__ = ["email_claims", "userinfo_claims"]
 
 
-def email_claims(user: UserInfoRow) -> dict[str, Any]:
-    """`email` and `email_verified` for the email scope; nothing for a user without an
-    address (Core §5.3.2: claims without a value are omitted)."""
-    if user.email is None:
+def email_claims(email: str | None, verified: bool) -> dict[str, Any]:
+    """`email` and `email_verified` for the email scope (UserInfo and ID tokens); nothing
+    for a user without an address (Core §5.3.2: claims without a value are omitted)."""
+    if email is None:
         return {}
-    return {"email": user.email, "email_verified": user.email_verified}
+    return {"email": email, "email_verified": verified}
 
 
 async def userinfo_claims(ctx: ServiceContext, claims: AccessClaims) -> dict[str, Any]:
@@ -33,5 +32,5 @@ async def userinfo_claims(ctx: ServiceContext, claims: AccessClaims) -> dict[str
         body["preferred_username"] = user.username
         body["updated_at"] = int(user.updated_at.timestamp())
     if EMAIL_SCOPE in claims.scopes:
-        body.update(email_claims(user))
+        body.update(email_claims(user.email, user.email_verified))
     return body
