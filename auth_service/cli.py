@@ -344,6 +344,14 @@ def _client_json(client: Client) -> dict[str, object]:
     }
 
 
+def _default_grants(args: argparse.Namespace) -> list[str]:
+    """Without --grants: the password grant for a first-party client, the code flow for one
+    with redirect URIs, else none (a resource server that only introspects)."""
+    if args.first_party:
+        return ["password", "refresh_token"]
+    return ["authorization_code", "refresh_token"] if args.redirect_uris else []
+
+
 def _add_client(settings: Settings, args: argparse.Namespace) -> int:
     from auth_service.services.clients import register_client
 
@@ -354,7 +362,7 @@ def _add_client(settings: Settings, args: argparse.Namespace) -> int:
             ctx,
             args.client_id,
             confidential=args.confidential,
-            grant_types=frozenset(args.grants),
+            grant_types=frozenset(_default_grants(args) if args.grants is None else args.grants),
             scopes=frozenset(args.scopes),
             introspection=args.introspection,
             redirect_uris=args.redirect_uris,
@@ -594,8 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument(
         "--grants",
         nargs="*",
-        default=["password", "refresh_token"],
-        help="authorization_code client_credentials password refresh_token",
+        default=None,
+        help="authorization_code client_credentials password refresh_token (default: "
+        "password refresh_token with --first-party, the code flow with --redirect-uris)",
     )
     add.add_argument("--scopes", nargs="+", default=["profile"])
     add.add_argument(
@@ -605,7 +614,11 @@ def main(argv: list[str] | None = None) -> int:
         "--redirect-uris", nargs="+", default=[], metavar="URI", help="matched exactly"
     )
     add.add_argument("--post-logout-redirect-uris", nargs="+", default=[], metavar="URI")
-    add.add_argument("--first-party", action="store_true", help="never asks the user's consent")
+    add.add_argument(
+        "--first-party",
+        action="store_true",
+        help="never asks the user's consent; may use the password grant",
+    )
     add.add_argument(
         "--require-pkce", action="store_true", help="always for public clients; opt-in otherwise"
     )

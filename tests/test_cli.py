@@ -80,17 +80,20 @@ def test_clients_add_list_remove_and_user_scopes(
     monkeypatch.setenv("AUTH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("AUTH_NEW_USER_PASSWORD", PASSWORD)
     assert main(["migrate"]) == 0
-    assert main(["clients", "add", "backend", "--confidential", "--scopes", "profile"]) == 0
+    assert main(["clients", "add", "third", "--confidential", "--grants", "password"]) == 1
+    assert "first-party" in capsys.readouterr().err
+    backend = ["clients", "add", "backend", "--confidential", "--first-party"]
+    assert main([*backend, "--scopes", "profile"]) == 0
     added = json.loads(capsys.readouterr().out)
     assert added["client_id"] == "backend"
     assert len(added["client_secret"]) >= 43
-    assert main(["clients", "add", "mobile", "--grants", "password"]) == 0
+    assert main(["clients", "add", "mobile", "--grants", "password", "--first-party"]) == 0
     assert "client_secret" not in json.loads(capsys.readouterr().out)
     assert main(["clients", "add", "rs", "--confidential", "--grants", "--introspection"]) == 0
     capsys.readouterr()
     assert main(["clients", "add", "app", "--introspection"]) == 1
     assert "confidential" in capsys.readouterr().err
-    assert main(["clients", "add", "backend"]) == 1
+    assert main(["clients", "add", "backend", "--first-party"]) == 1
     assert "already registered" in capsys.readouterr().err
 
     assert main(["clients", "list"]) == 0
@@ -98,8 +101,8 @@ def test_clients_add_list_remove_and_user_scopes(
     assert listing == [
         "public\tpublic\tpassword,refresh_token\tadmin email openid profile"
         "\tfirst-party\tpkce\t(default)",
-        "backend\tconfidential\tpassword,refresh_token\tprofile",
-        "mobile\tpublic\tpassword\tprofile\tpkce",
+        "backend\tconfidential\tpassword,refresh_token\tprofile\tfirst-party",
+        "mobile\tpublic\tpassword\tprofile\tfirst-party\tpkce",
         "rs\tconfidential\tintrospection\tprofile",
     ]
     assert added["client_secret"] not in "\n".join(listing)

@@ -49,6 +49,7 @@ async def add_service(
         grant_types=frozenset(grants),
         scopes=frozenset(scopes),
         introspection=introspection,
+        first_party="password" in grants,
     )
     assert new.secret is not None
     return new.secret
@@ -129,6 +130,7 @@ async def test_only_confidential_clients_granted_it(
         confidential=False,
         grant_types=frozenset({"password"}),
         scopes=frozenset({"profile"}),
+        first_party=True,
     )
     requests: dict[str, dict[str, Any]] = {
         "no client": {"data": GRANT},

@@ -95,7 +95,16 @@ async def test_authorization_code_needs_a_redirect_uri(app: FastAPI) -> None:
     with pytest.raises(InvalidClientMetadata, match="redirect URI"):
         await add(app, redirect_uris=[])
     # Other grants need none.
-    await add(app, "pw", grant_types=frozenset({"password"}), redirect_uris=[])
+    await add(app, "pw", grant_types=frozenset({"password"}), redirect_uris=[], first_party=True)
+
+
+async def test_only_a_first_party_client_may_use_the_password_grant(app: FastAPI) -> None:
+    """RFC 9700 §2.4: a third-party client must never see the user's password."""
+    with pytest.raises(InvalidClientMetadata, match="first-party"):
+        await add(app, "rp-pw", grant_types=frozenset({"password"}), redirect_uris=[])
+    assert [c.client_id for c in await list_clients(services(app))] == []
+    new = await add(app, "own", grant_types=frozenset({"password"}), first_party=True)
+    assert "password" in new.client.grant_types
 
 
 @pytest.mark.parametrize(

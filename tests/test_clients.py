@@ -41,6 +41,7 @@ async def add_client(
         grant_types=frozenset(grants),
         scopes=frozenset(scopes),
         introspection=introspection,
+        first_party="password" in grants,
     )
     return new.secret
 
@@ -124,6 +125,19 @@ async def test_client_limited_to_a_grant_type(app: FastAPI, client: httpx.AsyncC
         headers=basic("backend", secret),
     )
     assert_error(response, 400, "unauthorized_client")
+
+
+async def test_a_third_party_client_stored_with_the_password_grant_may_not_use_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A row registered before the first-party rule still cannot collect a password."""
+    await register(client)
+    secret = await add_client(app, "legacy", grants=("password",))
+    assert secret is not None
+    async with orm_session(app) as db:
+        row = (await db.execute(select(OAuthClient))).scalar_one()
+        row.first_party = False
+    assert_error(await token_request(client, basic("legacy", secret)), 400, "unauthorized_client")
 
 
 async def test_refresh_token_is_bound_to_its_client(

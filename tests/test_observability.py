@@ -71,6 +71,7 @@ async def full_flow(app: FastAPI, client: httpx.AsyncClient) -> dict[str, str]:
             confidential=True,
             grant_types=frozenset({"password"}),
             scopes=frozenset({"profile"}),
+            first_party=True,
         )
     ).secret
     assert secret is not None

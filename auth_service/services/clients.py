@@ -217,7 +217,8 @@ async def register_client(
 
     A confidential client gets a generated secret, returned once, unless it registers
     public keys (`jwks`, private_key_jwt), which make it confidential without a secret.
-    A public client always requires PKCE; authorization_code needs a redirect URI.
+    A public client always requires PKCE; authorization_code needs a redirect URI; only a
+    first-party client may use the password grant.
     """
     _check_client_id(ctx, client_id)
     unknown = scopes - SUPPORTED_SCOPES.keys()
@@ -239,6 +240,9 @@ async def register_client(
         raise InvalidRequest("only a confidential client may introspect tokens")
     if "client_credentials" in grant_types and not confidential:
         raise InvalidClientMetadata("client_credentials is for confidential clients only")
+    if "password" in grant_types and not first_party:
+        # RFC 9700 §2.4: the client sees the password, so only the service's own may ask.
+        raise InvalidClientMetadata("the password grant is for first-party clients only")
     redirects = _uris(redirect_uris)
     if "authorization_code" in grant_types and not redirects:
         raise InvalidClientMetadata("authorization_code needs at least one redirect URI")

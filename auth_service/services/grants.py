@@ -55,7 +55,8 @@ async def issue_tokens(
     # The second-factor grants finish a password login: a client may use them if it may
     # use the password grant.
     needed = "password" if grant_type in MFA_GRANT_TYPES else grant_type
-    if needed not in client.grant_types:
+    if needed not in client.grant_types or (needed == "password" and not client.first_party):
+        # A client registered before this rule existed may still list the password grant.
         raise UnauthorizedClient(f"this client may not use the {grant_type} grant")
     if grant_type == "authorization_code":
         try:
