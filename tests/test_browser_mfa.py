@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from tests.conftest import PASSWORD, FakeClock
+from tests.conftest import PASSWORD, FakeClock, register
 from tests.mfa_helpers import claims_of, code_at, enrolled_user
 from tests.oidc_helpers import (
     RelyingParty,
@@ -52,6 +52,22 @@ async def test_password_then_code_signs_in_and_tokens_say_otp_mfa(
     access = claims_of(body["access_token"])
     assert access["amr"] == ["pwd", "otp", "mfa"]
     assert access["acr"] == "urn:auth-service:acr:mfa"
+
+
+async def test_a_password_only_login_says_pwd_and_the_password_acr(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await register(client, "alice")
+    rp = await add_client(app)
+    pages: list[str] = []
+    callback = await authorize(client, rp, authorize_params(rp), pages=pages)
+    assert pages == ["login"]
+    body = (await exchange(client, rp, callback["code"])).json()
+    claims = await verify_id_token(client, body["id_token"], rp)
+    assert claims["amr"] == ["pwd"]
+    assert claims["acr"] == "urn:auth-service:acr:password"
+    access = claims_of(body["access_token"])
+    assert (access["amr"], access["acr"]) == (["pwd"], "urn:auth-service:acr:password")
 
 
 async def test_a_recovery_code_says_pwd_mfa(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from auth_service.repositories import BrowserSessionFound, BrowserSessionRow, UserRecord
+from auth_service.security.authn import acr_for
 from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_sessions
@@ -65,10 +66,13 @@ async def sign_in(
     amr: Iterable[str] = PASSWORD_AMR,
     acr: str | None = None,
 ) -> BrowserLogin:
-    """Record a login in this browser (the user's credentials were just checked)."""
+    """Record a login in this browser (the user's credentials were just checked); `acr`
+    defaults to the class the `amr` methods reach, as for the password grant."""
     now = ctx.clock()
     cookie = secrets.token_urlsafe(_COOKIE_BYTES)
+    amr = tuple(amr)
     methods = " ".join(amr)
+    acr = acr if acr is not None else acr_for(amr)
     if current is not None and current.session.user_id == user.id:
         renewed = await ctx.db.browser_sessions.reauthenticate(
             current.session.id,
