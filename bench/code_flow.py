@@ -24,10 +24,11 @@ import httpx
 
 from bench.backends import BACKENDS
 from bench.plan import HOST, PASSWORD, USERNAME
+from bench.results import CodeFlowCell
 from bench.server import BenchServer, service_env
 from tests.processes import run_cli
 
-__all__ = ["main"]
+__all__ = ["add_client", "describe", "main", "measure"]
 
 CALLBACK = "http://127.0.0.1:9/cb"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -42,6 +43,11 @@ def _register(server: BenchServer, workdir: Path) -> str:
         {"Content-Type": "application/json"},
     )
     assert status == 201, body
+    return add_client(server, workdir)
+
+
+def add_client(server: BenchServer, workdir: Path) -> str:
+    """The confidential first-party client the flows use; its secret."""
     output = run_cli(
         server.env,
         workdir,
@@ -114,7 +120,7 @@ async def _flows(
     return done
 
 
-async def _measure(port: int, secret: str, seconds: float, concurrency: int) -> str:
+async def _measure(port: int, secret: str, seconds: float, concurrency: int) -> CodeFlowCell:
     base = f"http://{HOST}:{port}"
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
@@ -128,9 +134,19 @@ async def _measure(port: int, secret: str, seconds: float, concurrency: int) -> 
         )
         elapsed = time.perf_counter() - started
     mean = {step: statistics.fmean(values) * 1000 for step, values in steps.items()}
+    return CodeFlowCell(concurrency, sum(counts) / elapsed, mean["authorize"], mean["token"])
+
+
+def measure(server: BenchServer, secret: str, seconds: float, concurrency: int) -> CodeFlowCell:
+    """Log the bench user in once through the pages, then run the flows for `seconds`."""
+    return asyncio.run(_measure(server.port, secret, seconds, concurrency))
+
+
+def describe(cell: CodeFlowCell) -> str:
+    """One line: flows per second and each step's mean latency."""
     return (
-        f"c={concurrency}: {sum(counts) / elapsed:,.0f} code flows/s "
-        f"(authorize mean {mean['authorize']:.2f} ms, token mean {mean['token']:.2f} ms)"
+        f"c={cell.concurrency}: {cell.flows_per_s:,.0f} code flows/s (authorize mean "
+        f"{cell.authorize_mean_ms:.2f} ms, token mean {cell.token_mean_ms:.2f} ms)"
     )
 
 
@@ -149,10 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.start()
                 try:
                     secret = _register(server, workdir)
-                    line = asyncio.run(
-                        _measure(server.port, secret, args.seconds, args.concurrency)
-                    )
-                    print(f"{name} {line}", flush=True)
+                    cell = measure(server, secret, args.seconds, args.concurrency)
+                    print(f"{name} {describe(cell)}", flush=True)
                 finally:
                     server.stop()
         finally:

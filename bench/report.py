@@ -253,6 +253,14 @@ def _backend_section(name: str, backend: BackendResult | Skipped, meta: Meta) ->
         _row("register p50 / p99", backend.register, _lat),
         "",
     ]
+    if backend.code_flow is not None:
+        flows = backend.code_flow
+        lines += [
+            f"Code flow (authorize with the SSO cookie -> code -> token, `bench/code_flow.py`), "
+            f"c={flows.concurrency}: **{flows.flows_per_s:,.0f} flows/s**; authorize mean "
+            f"{flows.authorize_mean_ms:.2f} ms, token exchange mean {flows.token_mean_ms:.2f} ms.",
+            "",
+        ]
     lines += _cpu_table(backend)
     lines += _two_workers(backend.two_workers)
     lines += _noise(backend)

@@ -163,6 +163,17 @@ class BackendResult:
     memory_by_phase_kib: dict[str, dict[str, int]]
     seconds: float = 0.0
     two_workers: dict[str, WorkersCells] | None = None  # PostgreSQL + Redis, 1 worker runs
+    code_flow: CodeFlowCell | None = None
+
+
+@dataclass(frozen=True)
+class CodeFlowCell:
+    """The browser-less code flow (authorize with the SSO cookie -> code -> token)."""
+
+    concurrency: int
+    flows_per_s: float
+    authorize_mean_ms: float
+    token_mean_ms: float
 
 
 @dataclass(frozen=True)

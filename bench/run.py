@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from bench import code_flow
 from bench.backends import BACKENDS
 from bench.cells import Bench
 from bench.plan import CONCURRENCY, HOST, HashParams, Plan
@@ -40,9 +41,12 @@ __all__ = ["main", "run_backend"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+CODE_FLOW_CONCURRENCY = 8  # relying parties sharing one browser session
 
 
-def bench_backend(server: BenchServer, plan: Plan, params: HashParams) -> BackendResult:
+def bench_backend(
+    server: BenchServer, plan: Plan, params: HashParams, workdir: Path
+) -> BackendResult:
     """Every cell on one running server, in an order that keeps ceilings close to logins."""
     bench = Bench(server, plan, params)
     try:
@@ -63,6 +67,9 @@ def bench_backend(server: BenchServer, plan: Plan, params: HashParams) -> Backen
         timing = bench.enumeration_timing()
         peak_rss = bench.peak_rss()
         memory["after_peak_rss"] = server.memory_kib()
+        flows = code_flow.measure(
+            server, code_flow.add_client(server, workdir), plan.cell_s, CODE_FLOW_CONCURRENCY
+        )
         return BackendResult(
             server_pid=server.pid,
             memory_at_start=memory["after_setup"],
@@ -75,6 +82,7 @@ def bench_backend(server: BenchServer, plan: Plan, params: HashParams) -> Backen
             enumeration_timing=timing,
             peak_rss=peak_rss,
             memory_by_phase_kib=memory,
+            code_flow=flows,
         )
     finally:
         bench.close()
@@ -118,7 +126,7 @@ def run_backend(name: str, plan: Plan, params: HashParams) -> BackendResult:
             try:
                 server.start()
                 print(f"bench: {name}: serving on {HOST}:{server.port} (pid {server.pid})")
-                result = bench_backend(server, plan, params)
+                result = bench_backend(server, plan, params, workdir)
                 if name == "postgres_redis" and params.workers == 1:
                     two = compare_two_workers(server, plan, params, workdir)
                     result = replace(result, two_workers=two)
