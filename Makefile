@@ -21,10 +21,11 @@ run: $(STAMP)  ## migrate the database, then serve on AUTH_HOST:AUTH_PORT
 	$(BIN)/auth-service migrate
 	exec $(BIN)/auth-service serve
 
-test: $(STAMP) lint  ## ensure PostgreSQL, Redis, Chromium and the OIDC relying parties, then the suite
+test: $(STAMP) lint  ## ensure PostgreSQL, Redis, Chromium, the OIDC relying parties, HAProxy and redis-sentinel, then the suite
 	scripts/ensure-services
 	scripts/ensure-browser
 	scripts/ensure-oidc-rps
+	scripts/ensure-scale-tools
 	$(PYTEST)
 
 test-fast: $(STAMP) lint  ## the suite without the tests that start real processes (-m 'not slow')

@@ -248,7 +248,9 @@ async def orm_session(app: FastAPI) -> AsyncIterator[AsyncSession]:
 async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     """A started app; its tables are emptied afterwards so the next test starts clean."""
     application = create_app(settings, clock=clock)
-    async with LifespanManager(application):
+    # asgi-lifespan's 5 s default is too short for a PostgreSQL start-up or shutdown on a
+    # loaded 2-core machine (a timeout, not a failure of the code under test).
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=60):
         yield application
         async with direct_sql(application) as connection:
             await empty_tables(connection)

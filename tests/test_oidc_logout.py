@@ -118,7 +118,7 @@ async def test_introspection_and_the_verifier_refuse_an_id_token(
         app.state.services,
         "resource",
         confidential=True,
-        grant_types=frozenset({"password"}),
+        grant_types=frozenset(),
         scopes=frozenset({"profile"}),
         introspection=True,
     )
