@@ -16,7 +16,6 @@ from dataclasses import replace
 
 from auth_service.errors import InvalidGrant
 from auth_service.repositories import UserRecord
-from auth_service.security.authn import acr_for
 from auth_service.security.otp import DIGITS, MAX_CODE_LENGTH
 from auth_service.services.authorization import Pending, record_login
 from auth_service.services.browser_sessions import BrowserLogin, current_session, sign_in
@@ -101,7 +100,6 @@ async def finish_login(
         current=current,
         lifetime=ctx.browser_session_lifetime,
         amr=amr,
-        acr=acr_for(amr),
     )
     await record_login(ctx, pending, login.session.id)
     return login

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from auth_service.repositories import BrowserSessionFound, BrowserSessionRow, UserRecord
-from auth_service.security.authn import acr_for
+from auth_service.security.authn import AMR_PASSWORD, acr_for
 from auth_service.security.tokens import new_token_id
 from auth_service.services.context import ServiceContext
 from auth_service.services.revocation import deny_sessions
@@ -25,7 +25,6 @@ __all__ = ["BrowserLogin", "current_session", "end_browser_session", "hash_cooki
 
 _COOKIE_BYTES = 32
 _MAX_COOKIE_LENGTH = 128
-PASSWORD_AMR = ("pwd",)  # RFC 8176
 
 
 def hash_cookie(value: str) -> str:
@@ -63,16 +62,15 @@ async def sign_in(
     *,
     current: BrowserSessionFound | None,
     lifetime: timedelta,
-    amr: Iterable[str] = PASSWORD_AMR,
-    acr: str | None = None,
+    amr: Iterable[str] = AMR_PASSWORD,
 ) -> BrowserLogin:
-    """Record a login in this browser (the user's credentials were just checked); `acr`
-    defaults to the class the `amr` methods reach, as for the password grant."""
+    """Record a login in this browser (the user's credentials were just checked); its
+    `acr` is the class the `amr` methods reach, as for the password grant."""
     now = ctx.clock()
     cookie = secrets.token_urlsafe(_COOKIE_BYTES)
     amr = tuple(amr)
     methods = " ".join(amr)
-    acr = acr if acr is not None else acr_for(amr)
+    acr = acr_for(amr)
     if current is not None and current.session.user_id == user.id:
         renewed = await ctx.db.browser_sessions.reauthenticate(
             current.session.id,
