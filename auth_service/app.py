@@ -78,6 +78,7 @@ from auth_service.services.context import (
     SessionPolicy,
 )
 from auth_service.services.discovery import openid_configuration, server_metadata
+from auth_service.services.housekeeping import Housekeeper
 from auth_service.services.keys import KeyWatcher
 from auth_service.services.outbox import OutboxWorker, RetryPolicy
 from auth_service.services.profiles import ProfileCache
@@ -453,6 +454,11 @@ def create_app(
             )
             # Mail queued by any replica (or before a crash) goes out from here.
             sending = asyncio.create_task(runtime.outbox.run())
+            sweeping = asyncio.create_task(
+                Housekeeper(
+                    runtime.services, timedelta(seconds=settings.housekeeping_interval_seconds)
+                ).run()
+            )
             watching = None
             if runtime.key_watcher is not None:
 
@@ -470,7 +476,7 @@ def create_app(
             finally:
                 gc.unfreeze()
                 runtime.outbox.stop()
-                for task in (refreshing, checking, watching, sending):
+                for task in (refreshing, checking, watching, sending, sweeping):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):

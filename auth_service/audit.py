@@ -57,6 +57,12 @@ class Audit:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.purged_rows = Counter(
+            "auth_purged_rows_total",
+            "Expired rows deleted by housekeeping, by kind",
+            ["kind"],
+            registry=registry,
+        )
         self.dependency_errors = Counter(
             "auth_dependency_errors_total",
             "Requests failed because a dependency was unreachable",

@@ -125,7 +125,7 @@ class Session(Base):
     last_ip: Mapped[str | None] = mapped_column(String(64))
     last_user_agent: Mapped[str | None] = mapped_column(String(256))
     idle_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    absolute_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    absolute_expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
     # Opened by the authorization-code flow: the browser (SSO) session it came from, whose
@@ -240,7 +240,7 @@ class BrowserSession(Base):
     amr: Mapped[str] = mapped_column(String(64))  # RFC 8176 values, space-separated
     acr: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
@@ -347,7 +347,7 @@ class MfaToken(Base):
     client_id: Mapped[str] = mapped_column(String(128))
     scope: Mapped[str | None] = mapped_column(String(1024))
     credential_version: Mapped[int] = mapped_column(Integer)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

@@ -266,6 +266,11 @@ class SessionRepository(Protocol):
         """(id, scope) of the user's sessions not revoked, expired ones too."""
         ...
 
+    async def purge_ended(self, *, before: datetime) -> int:
+        """Delete sessions, with their refresh tokens, revoked or past their absolute
+        expiry before `before`; how many."""
+        ...
+
 
 class EmailTokenRepository(Protocol):
     """Link tokens (verification, password reset), stored only as their hash."""
@@ -334,6 +339,10 @@ class RevocationRepository(Protocol):
 
     async def recent(self, *, since: datetime) -> RecentRevocations:
         """Sessions revoked and users disabled since `since`, and unexpired revoked tokens."""
+        ...
+
+    async def purge_expired(self, *, before: datetime) -> int:
+        """Forget revoked access tokens that expired before `before`; how many."""
         ...
 
 
@@ -409,6 +418,11 @@ class BrowserSessionRepository(Protocol):
         """The unrevoked sessions (refresh families) opened through a browser session."""
         ...
 
+    async def purge_expired(self, *, before: datetime, now: datetime) -> int:
+        """Delete sessions expired before `before`, unless a session opened through one
+        is still open at `now`; how many."""
+        ...
+
 
 class AuthorizationRepository(Protocol):
     """Pending authorization requests, authorization codes and remembered consents."""
@@ -445,6 +459,10 @@ class AuthorizationRepository(Protocol):
         self, *, user_id: str, client_id: str, scopes: str, now: datetime
     ) -> None:
         """Store what the user allowed the client."""
+        ...
+
+    async def purge_expired(self, *, before: datetime) -> int:
+        """Delete pending requests and codes (spent or not) expired before `before`."""
         ...
 
 
@@ -519,6 +537,10 @@ class MfaRepository(Protocol):
 
     async def claim_token(self, token_hash: str, *, now: datetime) -> MfaTokenRow | None:
         """Spend an unexpired MFA token; None if it is not live."""
+        ...
+
+    async def purge_tokens(self, *, before: datetime) -> int:
+        """Delete MFA tokens (spent or not) expired before `before`; how many."""
         ...
 
 

@@ -18,6 +18,7 @@ from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
 from auth_service.models import MfaToken, RecoveryCode, TotpFactor
 from auth_service.repositories.rows import MfaTokenRow, TotpFactorRow
+from auth_service.repositories.sql_expiry import purge_all, purge_statement
 
 __all__ = ["FACTORS", "SqlMfa", "pending_upsert"]
 
@@ -68,6 +69,7 @@ _DROP_STALE_TOKENS = Statement(
         or_(_T.expires_at <= bindparam("now"), _T.used_at.is_not(None)),
     )
 )
+_PURGE_TOKENS = purge_statement(_TOKENS, _T.token_hash, _T.expires_at < bindparam("before"))
 _ADD_TOKEN = Statement(
     insert(_TOKENS),
     ["token_hash", "user_id", "client_id", "scope", "credential_version", "expires_at"],
@@ -188,3 +190,7 @@ class SqlMfa:
         """Spend an unexpired MFA token (compare-and-set); None if it is not live."""
         rows = await self._db.rows(_CLAIM_TOKEN, {"hash": token_hash, "now": now})
         return MfaTokenRow(*rows[0]) if rows else None
+
+    async def purge_tokens(self, *, before: datetime) -> int:
+        """Delete MFA tokens (spent or not) expired before `before`."""
+        return await purge_all(self._db, _PURGE_TOKENS, {"before": before})

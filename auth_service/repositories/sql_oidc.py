@@ -12,7 +12,7 @@ from dataclasses import astuple, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Column, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Column, Table, and_, bindparam, delete, exists, insert, select, update
 
 from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
@@ -30,6 +30,7 @@ from auth_service.repositories.rows import (
     BrowserSessionRow,
     PendingRequestRow,
 )
+from auth_service.repositories.sql_expiry import purge_all, purge_statement
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -88,6 +89,19 @@ _REVOKE_USERS_BROWSERS = Statement(
     .values(revoked_at=bindparam("now"))
     .returning(_B.id)
 )
+# Kept while a session opened through it is open: a logout naming it (an ID token's `sid`)
+# must still end those sessions.
+_PURGE_BROWSER = purge_statement(
+    _BROWSER,
+    _B.id,
+    _B.expires_at < bindparam("before"),
+    ~exists().where(
+        _S.browser_session_id == _B.id,
+        _S.revoked_at.is_(None),
+        _S.idle_expires_at > bindparam("now"),
+        _S.absolute_expires_at > bindparam("now"),
+    ),
+)
 _BROWSER_BY_ID = Statement(select(*_BROWSER_COLUMNS).where(_B.id == bindparam("id")))
 _LINKED = Statement(
     select(_S.id).where(_S.browser_session_id == bindparam("id"), _S.revoked_at.is_(None))
@@ -116,6 +130,8 @@ _CONSUME_CODE = Statement(
     .returning(*_CODE_COLUMNS)
 )
 _FIND_CODE = Statement(select(*_CODE_COLUMNS).where(_K.code_hash == bindparam("hash")))
+_PURGE_REQUESTS = purge_statement(_REQUESTS, _R.id, _R.expires_at < bindparam("before"))
+_PURGE_CODES = purge_statement(_CODES, _K.code_hash, _K.expires_at < bindparam("before"))
 
 
 class SqlBrowserSessions:
@@ -190,6 +206,10 @@ class SqlBrowserSessions:
         """The unrevoked sessions (refresh families) opened through a browser session."""
         return [row[0] for row in await self._db.rows(_LINKED, {"id": session_id})]
 
+    async def purge_expired(self, *, before: datetime, now: datetime) -> int:
+        """Delete sessions expired before `before` with no open session opened through them."""
+        return await purge_all(self._db, _PURGE_BROWSER, {"before": before, "now": now})
+
 
 class SqlAuthorizations:
     """AuthorizationRepository in SQL; `upsert_consent` is the backend's INSERT ... ON
@@ -238,3 +258,8 @@ class SqlAuthorizations:
         """Store what the user allowed the client (replacing what was remembered)."""
         params = {"user_id": user_id, "client_id": client_id, "scopes": scopes, "now": now}
         await self._db.rows(self._upsert_consent, params)
+
+    async def purge_expired(self, *, before: datetime) -> int:
+        """Delete pending requests and codes (spent or not) expired before `before`."""
+        requests = await purge_all(self._db, _PURGE_REQUESTS, {"before": before})
+        return requests + await purge_all(self._db, _PURGE_CODES, {"before": before})

@@ -23,6 +23,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -31,6 +32,7 @@ from auth_service.db.runner import Runner
 from auth_service.db.statements import Statement
 from auth_service.models import RefreshToken, Session, User
 from auth_service.repositories.rows import RefreshFamily, RefreshTokenRow, SessionRow
+from auth_service.repositories.sql_expiry import purge_all, purge_statement
 
 __all__ = [
     "SESSIONS",
@@ -132,6 +134,12 @@ _LIST_OPEN = Statement(
     select(*SESSION_COLUMNS).where(*_open_at("now")).order_by(_S.created_at.desc(), _S.id)
 )
 _COUNT_OPEN = Statement(select(func.count()).select_from(SESSIONS).where(*_open_at("now")))
+# Through the two indexed columns: an idle-expired session goes at its absolute expiry.
+_PURGE_ENDED = purge_statement(
+    SESSIONS,
+    _S.id,
+    or_(_S.absolute_expires_at < bindparam("before"), _S.revoked_at < bindparam("before")),
+)
 _UNREVOKED_SCOPES = Statement(
     select(_S.id, _S.scope).where(_S.user_id == bindparam("user_id"), _S.revoked_at.is_(None))
 )
@@ -231,3 +239,8 @@ class SqlSessions(Generic[R]):
         """(id, scope) of the user's sessions not revoked, expired ones too."""
         rows = await self._db.rows(_UNREVOKED_SCOPES, {"user_id": user_id})
         return [(row[0], row[1]) for row in rows]
+
+    async def purge_ended(self, *, before: datetime) -> int:
+        """Delete sessions (their refresh tokens cascade) revoked or past their absolute
+        expiry before `before`."""
+        return await purge_all(self._db, _PURGE_ENDED, {"before": before})

@@ -29,6 +29,7 @@ from auth_service.models import (
     User,
 )
 from auth_service.repositories.rows import ClientRow, RecentRevocations
+from auth_service.repositories.sql_expiry import purge_all, purge_statement
 
 __all__ = [
     "FirstWriterWins",
@@ -84,6 +85,9 @@ _RECENT_SESSIONS = Statement(
 )
 _RECENT_TOKENS = Statement(
     select(_REVOKED.c.jti, _REVOKED.c.expires_at).where(_REVOKED.c.expires_at > bindparam("t"))
+)
+_PURGE_REVOKED_TOKENS = purge_statement(
+    _REVOKED, _REVOKED.c.jti, _REVOKED.c.expires_at < bindparam("before")
 )
 _RECENT_USERS = Statement(
     select(_USERS.c.id, _USERS.c.credential_version, _USERS.c.tokens_valid_after).where(
@@ -217,3 +221,7 @@ class SqlRevocations:
             tokens=[(row[0], row[1]) for row in tokens],
             users=[(row[0], row[1], row[2]) for row in users if row[2] is not None],
         )
+
+    async def purge_expired(self, *, before: datetime) -> int:
+        """Forget revoked access tokens that expired before `before`."""
+        return await purge_all(self._db, _PURGE_REVOKED_TOKENS, {"before": before})

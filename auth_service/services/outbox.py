@@ -23,7 +23,7 @@ import logging
 import random
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from auth_service.errors import MailDeferred, MailRejected
@@ -58,7 +58,6 @@ VERIFY = "verify"
 RESET = "reset"
 
 _BATCH = 10
-_PURGE_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,6 @@ class OutboxWorker:
         self._ctx = ctx
         self._mailer = mailer
         self._policy = policy
-        self._next_purge: datetime | None = None
         self._stopping = False
 
     def stop(self) -> None:
@@ -215,7 +213,6 @@ class OutboxWorker:
             try:
                 while await self.drain_once():
                     pass
-                await self._purge_tokens()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -277,10 +274,3 @@ class OutboxWorker:
             "mail %s (%s) deferred (attempt %d): %s", row.id, row.kind, row.attempts, reason
         )
         await self._ctx.db.outbox.defer(row.id, claim=claim, until=until, error=reason)
-
-    async def _purge_tokens(self) -> None:
-        now = self._ctx.clock()
-        if self._next_purge is not None and now < self._next_purge:
-            return
-        self._next_purge = now + _PURGE_EVERY
-        await self._ctx.db.email_tokens.purge(before=now - timedelta(days=1))
