@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"{name} {args.endpoint} c={args.concurrency} run {run + 1}: "
                             f"{cell.load.ok_per_s:,.0f} req/s, mean {lat.mean_ms:.2f}, "
                             f"p50 {lat.p50_ms:.2f}, p99 {lat.p99_ms:.2f}, max {lat.max_ms:.1f} ms; "
-                            f"statuses {cell.load.statuses}; "
+                            f"statuses {cell.load.statuses}; server loop "
+                            f"{cell.server_cpu.loop_cores:.2f} cores, "
+                            f"{cell.server_cpu.loop_ms_per_response:.3f} ms CPU/response; "
                             f"other processes {cell.other_processes_cores:.2f} cores",
                             flush=True,
                         )
