@@ -120,33 +120,46 @@ async def _flows(
     return done
 
 
-async def _measure(port: int, secret: str, seconds: float, concurrency: int) -> CodeFlowCell:
-    base = f"http://{HOST}:{port}"
+async def _measure(
+    server: BenchServer, secret: str, seconds: float, concurrency: int
+) -> CodeFlowCell:
+    base = f"http://{HOST}:{server.port}"
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
         await _log_in(http)
         steps: dict[str, list[float]] = {"authorize": [], "token": []}
         await _flows(http, secret, time.perf_counter() + 0.5, {"authorize": [], "token": []})
+        cpu_before = sum(server.cpu_seconds())
         started = time.perf_counter()
         until = started + seconds
         counts = await asyncio.gather(
             *(_flows(http, secret, until, steps) for _ in range(concurrency))
         )
         elapsed = time.perf_counter() - started
+        cpu = sum(server.cpu_seconds()) - cpu_before
     mean = {step: statistics.fmean(values) * 1000 for step, values in steps.items()}
-    return CodeFlowCell(concurrency, sum(counts) / elapsed, mean["authorize"], mean["token"])
+    flows = sum(counts)
+    return CodeFlowCell(
+        concurrency,
+        flows / elapsed,
+        mean["authorize"],
+        mean["token"],
+        server_cpu_ms_per_flow=cpu * 1000 / flows if flows else 0.0,
+    )
 
 
 def measure(server: BenchServer, secret: str, seconds: float, concurrency: int) -> CodeFlowCell:
     """Log the bench user in once through the pages, then run the flows for `seconds`."""
-    return asyncio.run(_measure(server.port, secret, seconds, concurrency))
+    return asyncio.run(_measure(server, secret, seconds, concurrency))
 
 
 def describe(cell: CodeFlowCell) -> str:
     """One line: flows per second and each step's mean latency."""
     return (
         f"c={cell.concurrency}: {cell.flows_per_s:,.0f} code flows/s (authorize mean "
-        f"{cell.authorize_mean_ms:.2f} ms, token mean {cell.token_mean_ms:.2f} ms)"
+        f"{cell.authorize_mean_ms:.2f} ms, token mean {cell.token_mean_ms:.2f} ms); server "
+        f"{cell.server_cpu_ms_per_flow:.2f} ms CPU per flow = "
+        f"{cell.flows_per_server_core:,.0f} flows/s per core"
     )
 
 

@@ -258,7 +258,10 @@ def _backend_section(name: str, backend: BackendResult | Skipped, meta: Meta) ->
         lines += [
             f"Code flow (authorize with the SSO cookie -> code -> token, `bench/code_flow.py`), "
             f"c={flows.concurrency}: **{flows.flows_per_s:,.0f} flows/s**; authorize mean "
-            f"{flows.authorize_mean_ms:.2f} ms, token exchange mean {flows.token_mean_ms:.2f} ms.",
+            f"{flows.authorize_mean_ms:.2f} ms, token exchange mean {flows.token_mean_ms:.2f} ms; "
+            f"the server spent {flows.server_cpu_ms_per_flow:.2f} ms of CPU per flow "
+            f"({flows.flows_per_server_core:,.0f} flows/s per fully busy worker; the Python "
+            "load client shares the cores).",
             "",
         ]
     lines += _cpu_table(backend)

@@ -174,6 +174,14 @@ class CodeFlowCell:
     flows_per_s: float
     authorize_mean_ms: float
     token_mean_ms: float
+    # The server's CPU (every thread) per flow: its capacity per core, whatever the
+    # Python load client (httpx, in this process) could drive on the shared cores.
+    server_cpu_ms_per_flow: float
+
+    @property
+    def flows_per_server_core(self) -> float:
+        """Flows per second one fully busy worker would complete."""
+        return 1000.0 / self.server_cpu_ms_per_flow if self.server_cpu_ms_per_flow else 0.0
 
 
 @dataclass(frozen=True)

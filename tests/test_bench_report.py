@@ -92,7 +92,7 @@ def _backend() -> BackendResult:
         peak_rss=PeakRss(200, 1, 1, 1, True, 2, 2, 1, 1 << 20, 1 << 18, 0.0, _cell(5.0)),
         memory_by_phase_kib={},
         seconds=12.0,
-        code_flow=CodeFlowCell(8, 412.0, 9.5, 10.25),
+        code_flow=CodeFlowCell(8, 412.0, 9.5, 10.25, server_cpu_ms_per_flow=2.5),
     )
 
 
@@ -120,6 +120,7 @@ def test_the_report_renders_every_table_from_typed_results() -> None:
     assert "| GET /users/me idle req/s | 3,000 | 3,000 | 3,000 | 3,000 |" in report
     assert "Skipped: no PG" in report
     assert "c=8: **412 flows/s**; authorize mean 9.50 ms, token exchange mean 10.25 ms" in report
+    assert "2.50 ms of CPU per flow (400 flows/s per fully busy worker" in report
     assert "| idle /users/me ≥ 3,000 req/s per worker (1 worker(s), best c) | 3,000 req/s ✅ |" in (
         report
     )
