@@ -1,4 +1,4 @@
-"""Issue 7's performance targets, checked against one backend's results."""
+"""The issues' performance targets (7, 13, 15), checked against one backend's results."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def check_targets(backend: BackendResult, hashing: HashParams) -> list[tuple[str
             "/users/me ≥ 1,000 req/s while logins saturate the CPU (best c)",
             f"{best_loaded:,.0f} req/s",
             best_loaded >= 1000,
+        )
+    )
+    idle = backend.idle["users_me"][LOADED_CHECK_CONCURRENCY]
+    idle_p99 = idle.latency.p99_ms if idle.latency.count else float("inf")
+    checks.append(
+        (
+            f"idle /users/me p99 ≤ 10 ms (c={LOADED_CHECK_CONCURRENCY}; issue 13)",
+            f"{idle_p99:.1f} ms",
+            idle_p99 <= 10,
         )
     )
     best_idle = max(cell.load.ok_per_s for cell in backend.idle["users_me"].values()) / workers
