@@ -124,4 +124,4 @@ def test_the_report_renders_every_table_from_typed_results() -> None:
     assert "| idle /users/me ≥ 3,000 req/s per worker (1 worker(s), best c) | 3,000 req/s ✅ |" in (
         report
     )
-    assert "| idle /users/me p99 ≤ 10 ms (c=16; issue 13) | 4.0 ms ✅ |" in report
+    assert "| idle /users/me p99 ≤ 10 ms (issue 13) (c=16) | 4.0 ms ✅ |" in report
