@@ -10,6 +10,7 @@ from sqlalchemy import text
 from auth_service.errors import InvalidToken, UserDeletionRefused
 from auth_service.services import user_admin
 from auth_service.services.account_deletion import purge_deleted_accounts
+from auth_service.services.housekeeping import sweep_expired
 from auth_service.services.revocation import ensure_not_revoked
 from tests.conftest import (
     PASSWORD,
@@ -133,3 +134,19 @@ def test_the_hold_must_outlast_the_access_tokens(tmp_path: object) -> None:
 
     with pytest.raises(ValidationError, match="AUTH_DELETED_USERNAME_HOLD_SECONDS"):
         Settings(_env_file=None, access_token_ttl_seconds=900, deleted_username_hold_seconds=600)
+
+
+@pytest.mark.settings(deleted_username_hold_seconds=HOLD)
+async def test_the_hourly_housekeeping_frees_the_name_after_the_hold(
+    client: httpx.AsyncClient, app: FastAPI, clock: FakeClock
+) -> None:
+    await register(client, "alice")
+    tokens = await login(client)
+    assert (await delete_me(client, tokens["access_token"])).status_code == 204
+    ctx = app.state.services
+    clock.advance(HOLD - 60)
+    assert (await sweep_expired(ctx)).deleted_accounts == 0
+    clock.advance(120)
+    assert (await sweep_expired(ctx)).deleted_accounts == 1
+    again = await client.post("/register", json={"username": "alice", "password": PASSWORD})
+    assert again.status_code == 201

@@ -184,7 +184,7 @@ async def test_a_sweep_deletes_more_rows_than_one_batch(app: FastAPI, clock: Fak
             [{"jti": f"jti-{n}", "expires": expired} for n in range(many)],
         )
     swept = await sweep_expired(ctx)
-    assert swept == Swept(0, 0, 0, 0, 0, many)
+    assert swept == Swept(0, 0, 0, 0, 0, many, 0)
     assert (await _counts(app))["revoked_access_tokens"] == 0
 
 

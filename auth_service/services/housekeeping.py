@@ -1,5 +1,5 @@
 """Deleting what has expired: codes, pending requests, browser and login sessions, MFA and
-link tokens, revoked access tokens past their lifetime.
+link tokens, revoked access tokens past their lifetime, deleted accounts past their hold.
 
 Every row is kept for a retention period past the moment it stopped mattering, a day plus
 the longest an access token lives, so nothing a check still reads is gone: a replayed code
@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from auth_service.services.account_deletion import purge_deleted_accounts
 from auth_service.services.context import ServiceContext
 
 __all__ = ["RETENTION_BEYOND_TOKENS", "Housekeeper", "Swept", "sweep_expired"]
@@ -36,6 +37,7 @@ class Swept:
     mfa_tokens: int
     email_tokens: int
     revoked_access_tokens: int
+    deleted_accounts: int  # names freed once AUTH_DELETED_USERNAME_HOLD_SECONDS passed
 
     @property
     def total(self) -> int:
@@ -47,6 +49,7 @@ class Swept:
             + self.mfa_tokens
             + self.email_tokens
             + self.revoked_access_tokens
+            + self.deleted_accounts
         )
 
 
@@ -62,6 +65,7 @@ async def sweep_expired(ctx: ServiceContext) -> Swept:
         mfa_tokens=await db.mfa.purge_tokens(before=before),
         email_tokens=await db.email_tokens.purge(before=before),
         revoked_access_tokens=await db.revocations.purge_expired(before=before),
+        deleted_accounts=await purge_deleted_accounts(ctx),
     )
     for kind, count in vars(swept).items():
         if count:
