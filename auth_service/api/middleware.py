@@ -42,10 +42,20 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        has_body = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await _reject(send, 413, "the request body is too large")
-                return
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await _reject(send, 413, "the request body is too large")
+                    return
+                has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body:
+            # Neither length nor chunked: HTTP/1.1 has no body (RFC 9112 §6.3), nothing to
+            # bound; most requests (every GET) skip the timer and the replay.
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         try:
