@@ -6,6 +6,8 @@ Every test runs on SQLite + memory and on PostgreSQL + Redis (conftest's `backen
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +29,8 @@ from tests.oidc_helpers import (
     query,
     verify_id_token,
 )
+
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
 async def _signed_in_code(
@@ -465,3 +469,26 @@ async def test_an_id_token_is_not_accepted_as_an_access_token(
     assert (await client.get("/users/me", headers=bearer)).status_code == 401
     assert (await client.get("/userinfo", headers=bearer)).status_code == 401
     assert (await client.get("/sessions", headers=bearer)).status_code == 401
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_userinfo_without_a_token_answers_what_openapi_documents(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    """RFC 6750 §3.1: no credentials, no error code; the documented 401 must allow that
+    (the fuzz test once caught openapi.json demanding `error` there)."""
+    response = await client.request(method, "/userinfo")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "error=" not in response.headers["www-authenticate"]
+    assert "error" not in response.json()
+    documented = json.loads(OPENAPI.read_text())["paths"]["/userinfo"][method.lower()]
+    schema = documented["responses"]["401"].get("content", {}).get("application/json", {})
+    assert "error" not in _required(schema.get("schema", {}), json.loads(OPENAPI.read_text()))
+
+
+def _required(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
+    """The required properties of a schema, following one $ref into the components."""
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return list(schema.get("required", []))

@@ -7,9 +7,9 @@ The token response and the session list are the services' own frozen dataclasses
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = [
     "BEARER_ERRORS",
@@ -78,12 +78,19 @@ class PasswordResetBody(BaseModel):
         json_schema_extra={"oneOf": [{"required": ["email"]}, {"required": ["username"]}]},
     )
 
-    email: str | None = Field(default=None, min_length=1, max_length=320)
-    username: str | None = Field(default=None, min_length=1, max_length=256)
+    # Strings only in the schema: a null is refused like an absent-but-named key would be.
+    email: Annotated[
+        str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 320})
+    ] = Field(default=None, min_length=1, max_length=320)
+    username: Annotated[
+        str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 256})
+    ] = Field(default=None, min_length=1, max_length=256)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PasswordResetBody:
-        if (self.email is None) == (self.username is None):
+        # By key, as the schema's oneOf: {"email": ..., "username": null} names both.
+        named = self.model_fields_set
+        if len(named) != 1 or getattr(self, next(iter(named))) is None:
             raise ValueError("give exactly one of email or username")
         return self
 

@@ -12,7 +12,7 @@ from auth_service.api.deps import ContextDep
 from auth_service.api.errors import NO_STORE
 from auth_service.api.forms import read_form, read_parameters
 from auth_service.api.pages import CSRF_FIELD, CsrfGuard, Pages, SessionCookie, page_headers
-from auth_service.api.schemas import ErrorBody
+from auth_service.api.schemas import BEARER_ERRORS, ErrorBody
 from auth_service.errors import InvalidRequest, MissingToken, UntrustedAuthorizationRequest
 from auth_service.services.end_session import check_logout, log_out
 from auth_service.services.revocation import ensure_not_revoked
@@ -32,7 +32,8 @@ def _bearer(request: Request) -> str | None:
 
 _USERINFO_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {"schema": {"type": "object"}}}},
-    401: {"model": ErrorBody, "description": "RFC 6750 invalid_token"},
+    # No model: without credentials RFC 6750 §3.1 gives no error code, only the challenge.
+    401: BEARER_ERRORS[401],
     403: {"model": ErrorBody, "description": "RFC 6750 insufficient_scope (openid)"},
 }
 
