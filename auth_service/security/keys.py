@@ -8,6 +8,7 @@ PEM string on every sign, which costs milliseconds.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -106,6 +107,10 @@ def jwk_thumbprint(public_jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+# By content: loading a 3072-bit RSA key checks its primes (~50 ms of CPU), and the same
+# key is loaded again by every app started in one process (each test, a key reload). A
+# changed file is new content; a refused key raises and is not remembered.
+@functools.lru_cache(maxsize=32)
 def load_signing_key(pem: bytes, algorithm: str) -> SigningKey:
     """Parse a PEM private key once and derive everything signing and JWKS need."""
     try:

@@ -12,6 +12,7 @@ login and unique on their confusable skeleton.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import unicodedata
@@ -111,6 +112,7 @@ def _words(text: str) -> list[str]:
     return [text, *parts]
 
 
+@functools.lru_cache(maxsize=1)  # ~10 ms to unpack; immutable, so one per process
 def load_common_passwords() -> frozenset[str]:
     """The shipped blocklist (19,640 lower-cased entries, see data/LICENSE-common-passwords)."""
     data = resources.files("auth_service").joinpath("data", "common-passwords.txt.gz").read_bytes()
