@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -10,6 +12,7 @@ from sqlalchemy import text
 from auth_service.errors import InvalidToken, UserDeletionRefused
 from auth_service.services import user_admin
 from auth_service.services.account_deletion import purge_deleted_accounts
+from auth_service.services.context import ServiceContext
 from auth_service.services.housekeeping import sweep_expired
 from auth_service.services.revocation import ensure_not_revoked
 from tests.conftest import (
@@ -104,10 +107,19 @@ async def test_personal_data_is_erased_and_the_second_factor_removed(
     assert (factors, codes) == (0, 0)
 
 
+async def _swept_accounts(ctx: ServiceContext) -> int:
+    return (await sweep_expired(ctx)).deleted_accounts
+
+
 @pytest.mark.settings(deleted_username_hold_seconds=HOLD)
+@pytest.mark.parametrize("purge", [purge_deleted_accounts, _swept_accounts], ids=["cli", "sweep"])
 async def test_the_username_is_held_then_freed(
-    client: httpx.AsyncClient, app: FastAPI, clock: FakeClock
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    clock: FakeClock,
+    purge: Callable[[ServiceContext], Awaitable[int]],
 ) -> None:
+    """`users purge-deleted` and the hourly housekeeping free the name after the hold."""
     await register(client, "alice")
     tokens = await login(client)
     assert (await delete_me(client, tokens["access_token"])).status_code == 204
@@ -119,9 +131,9 @@ async def test_the_username_is_held_then_freed(
     with pytest.raises(UserDeletionRefused):
         await user_admin.delete(ctx, "alice")
     clock.advance(HOLD - 60)
-    assert await purge_deleted_accounts(ctx) == 0
+    assert await purge(ctx) == 0
     clock.advance(120)
-    assert await purge_deleted_accounts(ctx) == 1
+    assert await purge(ctx) == 1
     assert (
         await client.post("/register", json={"username": "alice", "password": PASSWORD})
     ).status_code == 201
@@ -134,19 +146,3 @@ def test_the_hold_must_outlast_the_access_tokens(tmp_path: object) -> None:
 
     with pytest.raises(ValidationError, match="AUTH_DELETED_USERNAME_HOLD_SECONDS"):
         Settings(_env_file=None, access_token_ttl_seconds=900, deleted_username_hold_seconds=600)
-
-
-@pytest.mark.settings(deleted_username_hold_seconds=HOLD)
-async def test_the_hourly_housekeeping_frees_the_name_after_the_hold(
-    client: httpx.AsyncClient, app: FastAPI, clock: FakeClock
-) -> None:
-    await register(client, "alice")
-    tokens = await login(client)
-    assert (await delete_me(client, tokens["access_token"])).status_code == 204
-    ctx = app.state.services
-    clock.advance(HOLD - 60)
-    assert (await sweep_expired(ctx)).deleted_accounts == 0
-    clock.advance(120)
-    assert (await sweep_expired(ctx)).deleted_accounts == 1
-    again = await client.post("/register", json={"username": "alice", "password": PASSWORD})
-    assert again.status_code == 201
