@@ -10,7 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from starlette.types import Message, Receive, Scope, Send
 
+from auth_service.api.middleware import BodySizeLimit
 from auth_service.config import Settings
 from tests.conftest import PASSWORD, access_token, direct_sql, password_grant, register
 
@@ -447,3 +449,36 @@ async def test_nul_in_a_session_id_is_not_found(client: httpx.AsyncClient) -> No
         assert_error(
             await client.delete(f"/sessions/{session_id}", headers=headers), 404, "not_found"
         )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"transfer-encoding", b"chunked")],
+        [(b"transfer-encoding", b"chunked"), (b"content-length", b"0")],
+        [(b"content-length", b"0"), (b"transfer-encoding", b"chunked")],
+    ],
+)
+async def test_a_chunked_body_is_bounded_whatever_else_the_headers_say(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Only a request with neither a length nor chunking skips the body limit."""
+    reached: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(True)
+
+    chunks = [b"x" * 800, b"x" * 800]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    limit = BodySizeLimit(app, max_bytes=1024)
+    await limit({"type": "http", "headers": headers}, receive, send)
+    assert not reached
+    assert sent[0]["status"] == 413

@@ -42,16 +42,16 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        has_body = False
+        declared = chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_bytes:
                     await _reject(send, 413, "the request body is too large")
                     return
-                has_body = value != b"0"
+                declared = declared or int(value) > 0
             elif name == b"transfer-encoding":
-                has_body = True
-        if not has_body:
+                chunked = True
+        if not (declared or chunked):
             # Neither length nor chunked: HTTP/1.1 has no body (RFC 9112 §6.3), nothing to
             # bound; most requests (every GET) skip the timer and the replay.
             await self.app(scope, receive, send)

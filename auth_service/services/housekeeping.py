@@ -42,19 +42,12 @@ class Swept:
     @property
     def total(self) -> int:
         """Every row deleted."""
-        return (
-            self.authorizations
-            + self.browser_sessions
-            + self.sessions
-            + self.mfa_tokens
-            + self.email_tokens
-            + self.revoked_access_tokens
-            + self.deleted_accounts
-        )
+        return sum(vars(self).values())
 
 
 async def sweep_expired(ctx: ServiceContext) -> Swept:
-    """Delete every row past its expiry by more than the retention period."""
+    """Delete every row past its expiry by more than the retention period, and the
+    deleted accounts whose name hold ended."""
     now = ctx.clock()
     before = now - ctx.session_policy.access_token_horizon - RETENTION_BEYOND_TOKENS
     db = ctx.db
