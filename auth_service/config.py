@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     load balancer sees the replica down first (more than its checks' fall x interval)."""
     housekeeping_interval_seconds: int = Field(default=3600, ge=60, le=86_400)
     """How often each process deletes what expired more than a day (plus the access-token
-    lifetime) ago: codes, pending logins, browser and login sessions, link and MFA tokens."""
+    lifetime) ago (codes, pending logins, browser and login sessions, link and MFA tokens,
+    revoked access tokens) and deleted accounts whose name hold ended."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     """Largest request body accepted; larger ones get 413."""
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)

@@ -283,7 +283,7 @@ def _targets_table(results: BenchResults) -> list[str]:
     if not measured:
         return []
     lines = [
-        "## Issue 7 targets",
+        "## Targets (issues 7, 13, 15)",
         "",
         "| target | " + " | ".join(TITLES.get(n, n) for n in measured) + " |",
         "|---|" + "---|" * len(measured),

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from auth_service.repositories import MfaTokenRow
+from auth_service.repositories import EmailTokenRow, MfaTokenRow
 from auth_service.repositories.sql_expiry import PURGE_BATCH
 from auth_service.services.context import ServiceContext
 from auth_service.services.housekeeping import (
@@ -27,6 +27,7 @@ from tests.conftest import FakeClock, direct_sql, password_grant, register
 from tests.oidc_helpers import RelyingParty, add_client, authorize, authorize_params, exchange
 
 _TABLES = (
+    "email_tokens",
     "authorization_requests",
     "authorization_codes",
     "browser_sessions",
@@ -126,6 +127,9 @@ async def test_a_sweep_after_the_retention_deletes_every_expired_row(
         expires_at=clock() + timedelta(minutes=5),
         now=clock(),
     )
+    await ctx.db.email_tokens.issue(
+        EmailTokenRow("e" * 64, "verify", user["id"], None, 0, clock(), clock() + timedelta(days=1))
+    )
     assert code_tokens["refresh_token"]
     # Past the code-flow session's absolute lifetime (so the browser session has no open
     # session left), plus the retention.
@@ -135,6 +139,7 @@ async def test_a_sweep_after_the_retention_deletes_every_expired_row(
     assert swept.browser_sessions == 1
     assert swept.sessions == 2
     assert swept.mfa_tokens == 1
+    assert swept.email_tokens == 1
     assert swept.revoked_access_tokens == 1
     assert await _counts(app) == dict.fromkeys(_TABLES, 0)  # refresh tokens went with sessions
     purged = ctx.audit.registry.get_sample_value("auth_purged_rows_total", {"kind": "sessions"})
