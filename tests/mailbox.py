@@ -42,6 +42,7 @@ from tests.conftest import (
     FakeClock,
     empty_database,
     make_settings,
+    settings_overrides,
 )
 
 __all__ = [
@@ -257,8 +258,7 @@ async def mail_app(
     backend: Backend, tmp_path: Path, clock: FakeClock, mailbox: Mailbox, request: Any
 ) -> AsyncIterator[FastAPI]:
     """A started app mailing to `mailbox`; `@pytest.mark.settings(...)` overrides apply."""
-    marker = request.node.get_closest_marker("settings")
-    settings = mail_settings(backend, tmp_path, mailbox.url(), **(marker.kwargs if marker else {}))
+    settings = mail_settings(backend, tmp_path, mailbox.url(), **settings_overrides(request))
     async with running(settings, clock) as application:
         yield application
     await empty_database(settings.effective_database_url)

@@ -26,6 +26,7 @@ import pytest
 
 __all__ = [
     "Replica",
+    "argon2_env",
     "closed_port",
     "free_port",
     "read_ports_file",
@@ -176,11 +177,16 @@ def service_env(directory: Path, **settings: str) -> dict[str, str]:
         "AUTH_MANAGEMENT_PORT": "0",
         "AUTH_DATA_DIR": str(directory),
         "AUTH_DRAIN_SECONDS": "0",  # stop at once on SIGTERM (tests/test_drain.py drains)
-        # argon2id at OWASP's floor, as in-process tests use
-        **{f"AUTH_{name.upper()}": str(value) for name, value in TEST_ARGON2.items()},
+        # argon2id as cheap as in-process tests use (FLOOR_ARGON2_ENV: OWASP's floor)
+        **argon2_env(TEST_ARGON2),
         **settings,
     }
     return env
+
+
+def argon2_env(parameters: dict[str, int]) -> dict[str, str]:
+    """Settings such as tests.conftest.FLOOR_ARGON2 as a service's AUTH_* variables."""
+    return {f"AUTH_{name.upper()}": str(value) for name, value in parameters.items()}
 
 
 def run_cli(env: dict[str, str], cwd: Path, *args: str) -> str:

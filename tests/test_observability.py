@@ -31,8 +31,16 @@ from auth_service.logs import JsonFormatter, choose_formatter
 from auth_service.services.accounts import disable
 from auth_service.services.clients import register_client
 from auth_service.tracing import load_tracing
-from tests.conftest import PASSWORD, TEST_ISSUER, Backend, make_settings, register
-from tests.processes import running_service, service_env
+from tests.conftest import (
+    FLOOR_ARGON2,
+    PASSWORD,
+    TEST_ISSUER,
+    Backend,
+    at_the_argon2_floor,
+    make_settings,
+    register,
+)
+from tests.processes import argon2_env, running_service, service_env
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -222,7 +230,9 @@ async def test_database_outage_is_503_and_counted(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
-    with running_service("graceful", service_env(tmp_path), tmp_path) as server:
+    # At OWASP's floor, so that the logins are still hashing when the signal comes.
+    env = service_env(tmp_path, **argon2_env(FLOOR_ARGON2))
+    with running_service("graceful", env, tmp_path) as server:
 
         async def burst() -> list[int]:
             async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
@@ -313,6 +323,7 @@ async def test_metrics_cover_process_pools_and_grant_types(
 
 
 @pytest.mark.settings(hash_pool_size=1, hash_max_waiting=0)
+@at_the_argon2_floor
 async def test_hash_pool_rejections_are_counted(
     client: httpx.AsyncClient, management: httpx.AsyncClient
 ) -> None:

@@ -30,7 +30,7 @@ from auth_service.security.passwords import (
     cost_class,
 )
 from auth_service.services.hash_population import refresh_hash_population
-from tests.conftest import TEST_ISSUER, direct_sql, password_grant, register
+from tests.conftest import TEST_ISSUER, at_the_argon2_floor, direct_sql, password_grant, register
 
 OWASP = Argon2Parameters(19456, 2, 1)
 PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
@@ -470,6 +470,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
             yield application, http
 
 
+@at_the_argon2_floor
 async def test_after_a_cost_increase_unknown_users_cost_the_stored_parameters(
     settings: Settings,
 ) -> None:

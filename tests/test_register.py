@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from auth_service.models import User
 from auth_service.security.policy import PasswordPolicy
-from tests.conftest import PASSWORD, orm_session, password_grant, register
+from tests.conftest import PASSWORD, at_the_argon2_floor, orm_session, password_grant, register
 
 
+@at_the_argon2_floor
 async def test_register_returns_the_user_without_any_hash(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
@@ -47,6 +48,7 @@ async def test_taken_username_is_409_whatever_the_case(
     assert response.json()["error"] == "username_taken"
 
 
+@at_the_argon2_floor
 async def test_concurrent_registrations_of_one_name_create_one_user(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:

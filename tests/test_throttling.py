@@ -19,7 +19,7 @@ from auth_service.stores.throttle import (
     RedisThrottleStore,
     ThrottleStore,
 )
-from tests.conftest import PASSWORD, Backend, FakeClock, access_token, register
+from tests.conftest import PASSWORD, Backend, FakeClock, access_token, at_the_argon2_floor, register
 from tests.test_token_endpoint import CountingHasher, FullHasher
 
 WRONG = "not the right password at all"
@@ -194,6 +194,7 @@ def password_change_failures(app: FastAPI) -> float:
     return value or 0.0
 
 
+@at_the_argon2_floor
 async def test_concurrent_guesses_reach_argon2_only_up_to_the_pair_limit(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
@@ -207,6 +208,7 @@ async def test_concurrent_guesses_reach_argon2_only_up_to_the_pair_limit(
             assert_throttled(response)
 
 
+@at_the_argon2_floor
 async def test_concurrent_right_logins_beyond_the_pair_limit_wait_instead_of_failing(
     client: httpx.AsyncClient,
 ) -> None:
@@ -217,6 +219,7 @@ async def test_concurrent_right_logins_beyond_the_pair_limit_wait_instead_of_fai
 
 
 @pytest.mark.settings(trusted_proxies=["127.0.0.1/32"], login_max_failures_per_account=15)
+@at_the_argon2_floor
 async def test_one_address_hammering_does_not_lock_the_owner_out_elsewhere(
     client: httpx.AsyncClient,
 ) -> None:
@@ -241,6 +244,7 @@ async def test_a_login_refused_before_argon2_is_not_counted(
 
 
 @pytest.mark.settings(register_max_per_ip=3)
+@at_the_argon2_floor
 async def test_concurrent_registrations_stop_at_the_limit(client: httpx.AsyncClient) -> None:
     responses = await asyncio.gather(
         *(
@@ -257,6 +261,7 @@ async def change_password(client: httpx.AsyncClient, token: str, current: str) -
     return await client.post("/users/me/password", json=body, headers=headers)
 
 
+@at_the_argon2_floor
 async def test_password_change_is_not_a_password_oracle(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:

@@ -16,7 +16,14 @@ from sqlalchemy import select, update
 
 from auth_service.models import User
 from auth_service.security.passwords import VerifyResult
-from tests.conftest import PASSWORD, TEST_ISSUER, orm_session, password_grant, register
+from tests.conftest import (
+    PASSWORD,
+    TEST_ISSUER,
+    at_the_argon2_floor,
+    orm_session,
+    password_grant,
+    register,
+)
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
@@ -279,6 +286,7 @@ async def test_disabled_user_gets_the_same_invalid_grant(
     assert disabled.json() == unknown.json()
 
 
+@at_the_argon2_floor
 async def test_legacy_bcrypt_hash_is_upgraded_to_argon2id_on_login(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
