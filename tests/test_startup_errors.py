@@ -23,6 +23,8 @@ from auth_service.startup import StartupRefused, check_keys
 from tests.conftest import REDIS_TEST_URL
 from tests.processes import CLI_TIMEOUT_SECONDS, Replica, closed_port, run_cli, service_env
 
+pytestmark = pytest.mark.slow  # every test runs `auth-service` processes
+
 
 def run(directory: Path, command: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """`auth-service COMMAND` with a test environment plus `settings`, to completion."""
