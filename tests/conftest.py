@@ -55,17 +55,6 @@ def _isolated_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that start the most real processes run first: `make test` hands whole
-    modules to its workers in this order (--dist loadscope), and a long module picked up
-    last keeps one worker busy after the others are done."""
-    slow: dict[str, int] = {}
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            slow[item.nodeid.split("::")[0]] = slow.get(item.nodeid.split("::")[0], 0) + 1
-    items.sort(key=lambda item: -slow.get(item.nodeid.split("::")[0], 0))
-
-
 def _service_missing(what: str, exc: BaseException) -> None:
     message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
     if IN_CI:
