@@ -28,19 +28,23 @@ run: $(STAMP)  ## migrate the database, then serve on AUTH_HOST:AUTH_PORT
 	$(BIN)/auth-service migrate
 	exec $(BIN)/auth-service serve
 
-# The linters (~20 s, one core) run beside the ensure scripts and the suite; their output
-# follows the suite's, and either failing fails the target.
-test: $(STAMP)  ## lint, and ensure PostgreSQL, Redis, Chromium, the OIDC relying parties, HAProxy and redis-sentinel, then the suite
-	$(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & linting=$$!; \
-	scripts/ensure-services && scripts/ensure-browser && scripts/ensure-oidc-rps \
-	  && scripts/ensure-scale-tools && $(PYTEST); suite=$$?; \
+# Runs $(1) with the linters beside it (~20 s of one core): their output follows, and
+# either failing fails the target.
+define beside_the_linters
+	@echo "make: linting beside the suite (output in $(VENV)/lint.log, shown at the end)"
+	@$(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & linting=$$!; \
+	$(1); suite=$$?; \
 	wait $$linting; linted=$$?; cat $(VENV)/lint.log; \
-	if [ $$linted -ne 0 ]; then echo "make test: lint failed"; fi; \
+	if [ $$linted -ne 0 ]; then echo "make: lint failed"; fi; \
 	[ $$suite -eq 0 ] && [ $$linted -eq 0 ]
+endef
 
-test-fast: $(STAMP) lint  ## the suite without the tests that start real processes (-m 'not slow')
-	scripts/ensure-services
-	$(PYTEST) -m 'not slow'
+test: $(STAMP)  ## lint, and ensure PostgreSQL, Redis, Chromium, the OIDC relying parties, HAProxy and redis-sentinel, then the suite
+	$(call beside_the_linters,scripts/ensure-services && scripts/ensure-browser \
+	  && scripts/ensure-oidc-rps && scripts/ensure-scale-tools && $(PYTEST))
+
+test-fast: $(STAMP)  ## lint, and the suite without the tests that start real processes (-m 'not slow')
+	$(call beside_the_linters,scripts/ensure-services && $(PYTEST) -m 'not slow')
 
 lint: $(STAMP)
 	$(BIN)/ruff check auth_service tests examples bench
