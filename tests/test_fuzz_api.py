@@ -39,7 +39,7 @@ from auth_service.security.policy import (
     normalize_password,
     normalize_username,
 )
-from tests.processes import Replica, run_cli, service_env
+from tests.processes import Replica, migrate_schema, run_cli, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +139,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     reader = f"fuzz-reader-{secrets.token_hex(8)}"
     writer, writer_password = f"fuzz-writer-{secrets.token_hex(8)}", secrets.token_urlsafe(24)
     reader_password = secrets.token_urlsafe(24)
-    run_cli(env, directory, "migrate")
+    migrate_schema(env)
     run_cli({**env, "AUTH_NEW_USER_PASSWORD": reader_password}, directory, "create-user", reader)
     run_cli(env, directory, "users", "set-scopes", reader, "profile", "admin")
     run_cli({**env, "AUTH_NEW_USER_PASSWORD": writer_password}, directory, "create-user", writer)

@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage
 
 from tests.conftest import PASSWORD, _seed_id_token_key
-from tests.processes import run_cli, running_service, service_env
+from tests.processes import migrate_schema, run_cli, running_service, service_env
 from tests.test_swagger_browser import browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def flow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Relyi
     rp = RelyingParty(request.param)
     try:
         _seed_id_token_key(tmp_path)  # no 3072-bit RSA generation at start
-        run_cli(env, tmp_path, "migrate")
+        migrate_schema(env)
         added = run_cli(
             env,
             tmp_path,

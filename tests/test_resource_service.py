@@ -24,7 +24,7 @@ from auth_service.security.keys import generate_private_key_pem, load_signing_ke
 from auth_service.verify import Introspector, TokenVerifier
 from examples.resource_service.app import create_app
 from tests.conftest import PASSWORD
-from tests.processes import Replica, service_env
+from tests.processes import Replica, migrate_schema, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
         AUTH_HASH_POOL_SIZE="1",
     )
     setup = Issuer("", env, "resource-server", "")  # its URL once it listens
-    setup.cli("migrate")
+    migrate_schema(env)
     add = ("clients", "add", "resource-server", "--confidential", "--grants", "--introspection")
     added = json.loads(setup.cli(*add))
     setup.client_secret = added["client_secret"]

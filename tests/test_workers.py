@@ -22,7 +22,7 @@ import pytest
 
 from auth_service.config import Settings
 from tests.conftest import PASSWORD, delete_keys
-from tests.processes import read_ports_file, run_cli, service_env
+from tests.processes import migrate_schema, read_ports_file, service_env
 
 
 def _children(pid: int) -> list[int]:
@@ -59,7 +59,7 @@ def two_workers(tmp_path: Path, redis_server_url: str) -> Iterator[tuple[str, in
         AUTH_HASH_POOL_SIZE="1",
         AUTH_LOG_LEVEL="WARNING",
     )
-    run_cli(env, tmp_path, "migrate")
+    migrate_schema(env)
     command = [sys.executable, "-m", "auth_service"]
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
