@@ -179,7 +179,7 @@ def service_env(directory: Path, **settings: str) -> dict[str, str]:
         "AUTH_MANAGEMENT_PORT": "0",
         "AUTH_DATA_DIR": str(directory),
         "AUTH_DRAIN_SECONDS": "0",  # stop at once on SIGTERM (tests/test_drain.py drains)
-        # argon2id as cheap as in-process tests use (FLOOR_ARGON2_ENV: OWASP's floor)
+        # argon2id as cheap as in-process tests use (argon2_env(FLOOR_ARGON2): the floor)
         **argon2_env(TEST_ARGON2),
         **settings,
     }
