@@ -16,8 +16,6 @@ from auth_service.cli import main
 from auth_service.security.keys import generate_private_key_pem, load_signing_key
 from tests.conftest import PASSWORD, TEST_ISSUER, make_settings, password_grant, register
 
-pytestmark = pytest.mark.slow  # every test runs `auth-service` processes
-
 
 async def test_migrate_then_create_user_then_login(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
